@@ -1,0 +1,190 @@
+/* epoll_echo.h — the stable C ABI of libepoll_echo.so, a Linux TCP echo engine.
+ * Pure C99; compiles as C and as C++. Load the plugin with dlopen() and look the
+ * functions up with dlsym(); nothing else in the library is exported. */
+#ifndef EPOLL_ECHO_H
+#define EPOLL_ECHO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * Versioning
+ *
+ * The major number changes when an existing function, struct field or error code changes meaning;
+ * a host must refuse a plugin whose major differs from the one it was compiled against. The minor
+ * number grows when functions or trailing struct fields are added; an older host keeps working.
+ * ---------------------------------------------------------------------------------------------- */
+#define EPOLL_ECHO_ABI_MAJOR 1
+#define EPOLL_ECHO_ABI_MINOR 0
+
+/* Packs a major/minor pair the way epoll_echo_abi_version() returns it. */
+#define EPOLL_ECHO_ABI_PACK(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor)&0xffffu))
+#define EPOLL_ECHO_ABI_MAJOR_OF(version) ((uint32_t)(version) >> 16)
+#define EPOLL_ECHO_ABI_MINOR_OF(version) ((uint32_t)(version)&0xffffu)
+
+/* ------------------------------------------------------------------------------------------------
+ * Error codes
+ *
+ * Every function that can fail returns 0 on success or one of these negative codes. The table is
+ * an X-macro so that bindings can generate their own lists: X(NAME, value, description).
+ * ---------------------------------------------------------------------------------------------- */
+#define EPOLL_ECHO_ERROR_TABLE(X)                                                                   \
+    X(OK, 0, "success")                                                                            \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(ESIZE, -2, "struct size field too small, too large, or unknown trailing fields not zero")   \
+    X(ESTATE, -3, "operation not allowed in the engine's current state")                           \
+    X(ENOMEM, -4, "out of memory")                                                                 \
+    X(EADDRESS, -5, "bind address is not a numeric IPv4 or IPv6 address")                          \
+    X(EBIND, -6, "cannot create, bind or listen on a listening socket")                            \
+    X(ESYSTEM, -7, "a system call or thread creation failed")                                      \
+    X(ERANGE, -8, "index out of range")                                                            \
+    X(EINTERNAL, -9, "unexpected internal failure")
+
+#define EPOLL_ECHO_ERROR_ENUM_ENTRY(name, value, text) EPOLL_ECHO_##name = (value),
+typedef enum epoll_echo_error { EPOLL_ECHO_ERROR_TABLE(EPOLL_ECHO_ERROR_ENUM_ENTRY) } epoll_echo_error_t;
+#undef EPOLL_ECHO_ERROR_ENUM_ENTRY
+
+/* ------------------------------------------------------------------------------------------------
+ * Structs that cross the boundary
+ *
+ * Each starts with `size`, which the caller sets to sizeof(the struct as it knows it). The plugin
+ * reads min(size, its own size) bytes and treats fields it was not given as zero; a struct larger
+ * than the plugin's is accepted only when the unknown tail is all zero (the Linux
+ * copy_struct_from_user rule), otherwise EPOLL_ECHO_ESIZE. Output structs are filled up to the
+ * caller's size, and `size` is set to the number of bytes written. Sizes below 8 or above 4096 are
+ * EPOLL_ECHO_ESIZE. Fields are fixed-width integers with explicit padding: the layout is the same
+ * for every compiler and language.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Engine configuration. A zero field means "the default" named on it. */
+typedef struct epoll_echo_config {
+    uint32_t size;             /* sizeof(epoll_echo_config_t) as the caller knows it */
+    uint32_t port;             /* TCP port, 0..65535; 0 = the kernel picks one free port for all
+                                * listeners (read it back from epoll_echo_stats_t.port) */
+    uint32_t listeners;        /* worker threads, each with its own SO_REUSEPORT listening socket;
+                                * 0 = number of CPUs this process may run on; at most 1024 */
+    uint32_t backlog;          /* listen() backlog per listener; 0 = SOMAXCONN */
+    uint32_t high_water_bytes; /* per-connection unsent bytes above which the connection is no
+                                * longer read until it drains; 0 = 1 MiB; at least 4096 */
+    uint32_t read_budget_bytes; /* bytes read from one connection per wake-up before its neighbours
+                                 * get a turn; 0 = 256 KiB; at least 4096 */
+    uint32_t accept_budget;     /* connections accepted per listener per wake-up; 0 = 64 */
+    uint32_t reserved0;         /* must be zero */
+    char bind_address[64];      /* NUL-terminated numeric IPv4 or IPv6 address ("127.0.0.1",
+                                 * "::1", "[::1]"); empty = all interfaces (IPv6 dual-stack "::",
+                                 * or "0.0.0.0" where IPv6 is unavailable) */
+} epoll_echo_config_t;
+
+/* Engine lifecycle states, as reported in epoll_echo_stats_t.state. */
+#define EPOLL_ECHO_STATE_CREATED 1u /* created, not yet started */
+#define EPOLL_ECHO_STATE_RUNNING 2u /* workers are serving */
+#define EPOLL_ECHO_STATE_STOPPED 3u /* stopped: every thread joined, every socket closed */
+
+/* Counters of one worker, or of the whole engine when summed. Counters only grow. */
+typedef struct epoll_echo_counters {
+    uint64_t accepted;            /* connections accepted */
+    uint64_t active;              /* connections open now */
+    uint64_t closed;              /* connections closed */
+    uint64_t bytes_in;            /* bytes read from clients */
+    uint64_t bytes_out;           /* bytes written back to clients */
+    uint64_t backpressure_pauses; /* times a connection stopped being read above its high water */
+    uint64_t accept_errors;       /* failed accept() calls, EMFILE/ENFILE included */
+    uint64_t accept_pauses;       /* times accepting was paused because no fd was available */
+    uint64_t syscalls;            /* system calls made by the worker threads, epoll_wait included */
+    uint64_t wakeups;             /* epoll_wait calls that returned events */
+} epoll_echo_counters_t;
+
+/* Engine statistics: a consistent-enough snapshot (each counter is read atomically, the set is
+ * not read at one instant). */
+typedef struct epoll_echo_stats {
+    uint32_t size;     /* sizeof(epoll_echo_stats_t) as the caller knows it */
+    uint32_t state;    /* EPOLL_ECHO_STATE_* */
+    uint32_t port;     /* the bound TCP port (the kernel's choice when configured as 0); 0 before start */
+    uint32_t listeners; /* worker threads configured */
+    epoll_echo_counters_t total; /* summed over every worker */
+} epoll_echo_stats_t;
+
+/* Statistics of one worker. */
+typedef struct epoll_echo_worker_stats {
+    uint32_t size;  /* sizeof(epoll_echo_worker_stats_t) as the caller knows it */
+    uint32_t index; /* the worker's index, 0..listeners-1 */
+    epoll_echo_counters_t counters;
+} epoll_echo_worker_stats_t;
+
+/* An engine. Opaque; owned by the caller between epoll_echo_create() and epoll_echo_destroy(). */
+typedef struct epoll_echo_engine epoll_echo_engine_t;
+
+/* ------------------------------------------------------------------------------------------------
+ * Functions
+ *
+ * Thread rules: [any-thread] functions may be called from any thread at any time, concurrently.
+ * [control] functions take an engine and may be called from any thread, but the plugin serialises
+ * them per engine: a second control call waits for the first. Engines are independent of each
+ * other; several may run in one process. No function throws, aborts, exits, or touches signal
+ * dispositions; the plugin never calls back into the host.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Returns EPOLL_ECHO_ABI_PACK(major, minor) of the loaded plugin. [any-thread] */
+uint32_t epoll_echo_abi_version(void);
+
+/* Returns the plugin's version ("1.0.0") and its build id (the hex GNU build-id of the loaded
+ * file, or "unknown"): static strings, valid until the plugin is unloaded. [any-thread] */
+const char* epoll_echo_version(void);
+const char* epoll_echo_build_id(void);
+
+/* Returns a static description of an error code ("unknown error" for codes not in the table),
+ * valid until the plugin is unloaded. Never NULL. [any-thread] */
+const char* epoll_echo_strerror(int code);
+
+/* Returns the code's symbolic name ("EPOLL_ECHO_EBIND"), or "EPOLL_ECHO_UNKNOWN". [any-thread] */
+const char* epoll_echo_error_name(int code);
+
+/* Validates `config` and creates a stopped engine; nothing is bound and no thread starts yet.
+ * On success stores the engine in *engine_out and returns 0. On failure returns a code, leaves
+ * *engine_out NULL and, when `detail` is not NULL, writes a NUL-terminated explanation of at most
+ * detail_size bytes ("listeners 5000 is above the maximum 1024"). The config is copied: the
+ * caller's struct may be freed after the call. [any-thread] */
+int epoll_echo_create(const epoll_echo_config_t* config, epoll_echo_engine_t** engine_out, char* detail,
+                      size_t detail_size);
+
+/* Binds every listener, then starts one worker thread per listener. Returns 0 when all are
+ * serving. On failure (EBIND: port in use, permission, address not on this host; ESYSTEM;
+ * ENOMEM) nothing is left running or open, the engine stays CREATED and
+ * epoll_echo_last_error() explains ("bind 127.0.0.1:8080: Address already in use"). Only a
+ * CREATED engine can be started (ESTATE otherwise): an engine runs once. Worker threads block
+ * no signals of their own: they inherit the calling thread's signal mask. [control] */
+int epoll_echo_start(epoll_echo_engine_t* engine);
+
+/* Wakes every worker, joins every thread the engine started and closes every socket; after it
+ * returns, no plugin code runs for this engine. Idempotent: stopping a CREATED or STOPPED engine
+ * returns 0 and moves it to STOPPED. [control] */
+int epoll_echo_stop(epoll_echo_engine_t* engine);
+
+/* Stops the engine if it runs, then frees it. NULL is ignored. The engine must not be used after,
+ * and no other call on it may be in progress. [control] */
+void epoll_echo_destroy(epoll_echo_engine_t* engine);
+
+/* Fills *stats (up to stats->size bytes, which the caller sets) with the engine's counters summed
+ * over its workers. Counters survive stop. Returns 0, EINVAL for NULL, ESIZE for a bad size.
+ * [any-thread] between create and destroy. */
+int epoll_echo_stats(const epoll_echo_engine_t* engine, epoll_echo_stats_t* stats);
+
+/* Fills *stats for worker `index` (0..listeners-1), or returns ERANGE. [any-thread] */
+int epoll_echo_worker_stats(const epoll_echo_engine_t* engine, uint32_t index,
+                            epoll_echo_worker_stats_t* stats);
+
+/* Copies the engine's most recent error detail (empty when there was none) into buffer as a
+ * NUL-terminated string truncated to buffer_size bytes; returns the full length of the message
+ * (like snprintf), or EINVAL. The copy is taken under a lock: it cannot race a control call.
+ * [any-thread] */
+int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_t buffer_size);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* EPOLL_ECHO_H */
