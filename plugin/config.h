@@ -1,0 +1,34 @@
+// EngineConfig: the validated, defaulted C++ form of epoll_echo_config_t.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "epoll_echo.h"
+
+namespace epoll_echo {
+
+inline constexpr uint32_t kMaxListeners = 1024;
+inline constexpr uint32_t kDefaultHighWaterBytes = 1u << 20;
+inline constexpr uint32_t kDefaultReadBudgetBytes = 256u << 10;
+// Accepting is cheap next to serving; 64 per wake lets a connect storm through quickly without
+// letting it hold the worker away from established connections for long.
+inline constexpr uint32_t kDefaultAcceptBudget = 64;
+// Smaller limits would turn every message into several system calls.
+inline constexpr uint32_t kMinBufferLimit = 4096;
+
+struct EngineConfig {
+    uint16_t port = 0;
+    uint32_t listeners = 1;
+    int backlog = 0;
+    uint32_t highWaterBytes = kDefaultHighWaterBytes;
+    uint32_t readBudgetBytes = kDefaultReadBudgetBytes;
+    uint32_t acceptBudget = kDefaultAcceptBudget;
+    std::string bindAddress;  // empty = all interfaces
+};
+
+// Validates a caller's config (already size-checked and copied) and applies defaults.
+// Throws EngineError(EINVAL / EADDRESS) naming the offending field.
+EngineConfig makeEngineConfig(const epoll_echo_config_t& raw);
+
+}  // namespace epoll_echo

@@ -1,0 +1,84 @@
+// Worker: one thread, one SO_REUSEPORT listening socket, one epoll instance, one eventfd to wake
+// it, and the connections it accepted. Echoes everything it reads back to the same connection.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "config.h"
+#include "connection.h"
+#include "counters.h"
+#include "unique_fd.h"
+
+namespace epoll_echo {
+
+// Created, started, stopped, joined and destroyed by its Engine on a control thread; everything
+// between start() and join() runs on the worker's own thread, except requestStop() and
+// counters(), which any thread may call.
+class Worker {
+public:
+    // Takes ownership of a bound, listening, non-blocking socket. Throws EngineError.
+    Worker(uint32_t index, const EngineConfig& config, UniqueFd listener);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // Starts the thread. Throws std::system_error when it cannot be created.
+    void start();
+    // Asks the thread to leave its loop; returns at once. Safe from any thread, any number of times.
+    void requestStop() noexcept;
+    // Waits for the thread to leave its loop (after requestStop()).
+    void join() noexcept;
+    // After join(): closes every connection and the listening socket.
+    void closeAll() noexcept;
+
+    const WorkerCounters& counters() const noexcept { return counters_; }
+
+private:
+    using Clock = std::chrono::steady_clock;
+
+    void run() noexcept;
+    void dispatch(const epoll_event& event);
+    int waitTimeoutMs() const;
+    void runDeferredWork();
+
+    void onAccept();
+    bool acceptOne();
+    void pauseAccepting();
+    void addConnection(UniqueFd socket);
+
+    void onReadable(Connection& connection);
+    void onWritable(Connection& connection);
+    bool echo(Connection& connection, const char* bytes, size_t count);
+    bool flushPending(Connection& connection);
+    void queueForResume(Connection& connection);
+    void closeConnection(Connection& connection);
+
+    const uint32_t index_;
+    const EngineConfig config_;
+    UniqueFd listener_;
+    UniqueFd epoll_;
+    UniqueFd wakeup_;
+    std::thread thread_;
+    bool stopping_ = false;  // worker thread only; set when the eventfd fires
+
+    std::vector<std::unique_ptr<Connection>> connections_;
+    std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch
+    std::vector<Connection*> resumeList_;  // connections with unread data left by their budget
+    std::vector<Connection*> resuming_;    // the resume list being worked through
+    std::unique_ptr<char[]> readBuffer_;   // one per worker: idle connections own no buffer
+
+    bool acceptPending_ = false;  // the accept budget ran out with connections still queued
+    bool acceptPaused_ = false;   // no fd available: accepting waits until acceptResumeAt_
+    Clock::time_point acceptResumeAt_{};
+    std::chrono::milliseconds acceptBackoff_{0};
+
+    WorkerCounters counters_;
+};
+
+}  // namespace epoll_echo
