@@ -19,7 +19,7 @@ extern "C" {
  * number grows when functions or trailing struct fields are added; an older host keeps working.
  * ---------------------------------------------------------------------------------------------- */
 #define EPOLL_ECHO_ABI_MAJOR 1
-#define EPOLL_ECHO_ABI_MINOR 0
+#define EPOLL_ECHO_ABI_MINOR 1
 
 /* Packs a major/minor pair the way epoll_echo_abi_version() returns it. */
 #define EPOLL_ECHO_ABI_PACK(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor)&0xffffu))
@@ -83,11 +83,12 @@ typedef struct epoll_echo_config {
 #define EPOLL_ECHO_STATE_CREATED 1u /* created, not yet started */
 #define EPOLL_ECHO_STATE_RUNNING 2u /* workers are serving */
 #define EPOLL_ECHO_STATE_STOPPED 3u /* stopped: every thread joined, every socket closed */
+#define EPOLL_ECHO_STATE_PAUSED 4u  /* [1.1] threads joined, sockets kept open for a hand-over */
 
 /* Counters of one worker, or of the whole engine when summed. Counters only grow. */
 typedef struct epoll_echo_counters {
     uint64_t accepted;            /* connections accepted */
-    uint64_t active;              /* connections open now */
+    uint64_t active;              /* connections open now: accepted + adopted - closed - handed_over */
     uint64_t closed;              /* connections closed */
     uint64_t bytes_in;            /* bytes read from clients */
     uint64_t bytes_out;           /* bytes written back to clients */
@@ -96,6 +97,9 @@ typedef struct epoll_echo_counters {
     uint64_t accept_pauses;       /* times accepting was paused because no fd was available */
     uint64_t syscalls;            /* system calls made by the worker threads, epoll_wait included */
     uint64_t wakeups;             /* epoll_wait calls that returned events */
+    /* ABI 1.1 */
+    uint64_t adopted;     /* connections taken over from a previous engine (hot-swap) */
+    uint64_t handed_over; /* connections given to a next engine; not counted as closed */
 } epoll_echo_counters_t;
 
 /* Engine statistics: a consistent-enough snapshot (each counter is read atomically, the set is
@@ -160,8 +164,8 @@ int epoll_echo_create(const epoll_echo_config_t* config, epoll_echo_engine_t** e
 int epoll_echo_start(epoll_echo_engine_t* engine);
 
 /* Wakes every worker, joins every thread the engine started and closes every socket; after it
- * returns, no plugin code runs for this engine. Idempotent: stopping a CREATED or STOPPED engine
- * returns 0 and moves it to STOPPED. [control] */
+ * returns, no plugin code runs for this engine. Idempotent: stopping a CREATED, PAUSED or STOPPED
+ * engine returns 0 and moves it to STOPPED. [control] */
 int epoll_echo_stop(epoll_echo_engine_t* engine);
 
 /* Stops the engine if it runs, then frees it. NULL is ignored. The engine must not be used after,
@@ -182,6 +186,83 @@ int epoll_echo_worker_stats(const epoll_echo_engine_t* engine, uint32_t index,
  * (like snprintf), or EINVAL. The copy is taken under a lock: it cannot race a control call.
  * [any-thread] */
 int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_t buffer_size);
+
+/* ------------------------------------------------------------------------------------------------
+ * Hot-swap hand-over [ABI 1.1]
+ *
+ * Moves a running engine's listening sockets and live connections, with the bytes it has read
+ * but not yet echoed, to a new engine, possibly of another build of the plugin, in one process:
+ *
+ *   old: epoll_echo_pause()                      workers joined, every socket kept open
+ *   for each listener i:   epoll_echo_export_listener(old, i)   -> fd (still owned by old)
+ *                          epoll_echo_import_listener(new, fd)  new keeps its own dup
+ *   for each connection i: epoll_echo_export_connection(old, i) -> fd, flags, pending bytes
+ *                          epoll_echo_import_connection(new, ...)
+ *   new: epoll_echo_start()                      serves the adopted sockets; binds nothing
+ *   old: epoll_echo_handover_complete(); epoll_echo_destroy()   closes only old's copies
+ *
+ * On any failure before the new engine starts: destroy the new engine (it closes its dups) and
+ * epoll_echo_resume(old); nothing was lost, since a socket stays open while any copy of it is.
+ * Listening sockets are never closed and reopened: closing a SO_REUSEPORT listener resets the
+ * connections waiting in its accept queue. Clients see a pause, never a reset.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* A connection exported for a hand-over. */
+#define EPOLL_ECHO_CONNECTION_PEER_CLOSED 1u /* the client's FIN was read: echo pending, then close */
+
+typedef struct epoll_echo_connection_state {
+    uint32_t size;          /* sizeof(epoll_echo_connection_state_t) as the caller knows it */
+    int32_t fd;             /* borrowed: still owned by the exporting engine */
+    uint32_t worker;        /* index of the worker that served it */
+    uint32_t flags;         /* EPOLL_ECHO_CONNECTION_* */
+    uint64_t pending_bytes; /* bytes read from the client and not yet echoed to it */
+} epoll_echo_connection_state_t;
+
+/* Stops and joins the workers of a RUNNING engine but keeps every socket and every pending byte;
+ * the engine becomes PAUSED. While paused, new connections wait in the kernel's accept queues
+ * and client bytes in the socket buffers. ESTATE unless RUNNING. [control] */
+int epoll_echo_pause(epoll_echo_engine_t* engine);
+
+/* Restarts the workers of a PAUSED engine on the sockets it kept: the rollback of a failed
+ * hand-over. ESTATE unless PAUSED; ESYSTEM if a thread cannot start (the engine then stays
+ * PAUSED and may be resumed again or stopped). [control] */
+int epoll_echo_resume(epoll_echo_engine_t* engine);
+
+/* Number of listening sockets and of live connections of a PAUSED engine (ESTATE otherwise).
+ * [control] */
+int epoll_echo_handover_counts(const epoll_echo_engine_t* engine, uint32_t* listeners, uint32_t* connections);
+
+/* Stores in *fd the listening socket `index` of a PAUSED engine. The descriptor stays owned by the
+ * engine: it is closed by epoll_echo_stop()/destroy(); the importer duplicates it. ERANGE, ESTATE.
+ * [control] */
+int epoll_echo_export_listener(const epoll_echo_engine_t* engine, uint32_t index, int32_t* fd);
+
+/* Fills *state (caller sets state->size) for connection `index` of a PAUSED engine. When
+ * `pending` is not NULL, also copies the connection's pending bytes into it; if pending_capacity
+ * is smaller than state->pending_bytes nothing is copied and EINVAL is returned, with *state
+ * filled so the caller can retry with a larger buffer. With `pending` NULL only *state is
+ * filled. The engine keeps owning the descriptor. ERANGE, ESTATE, ESIZE. [control] */
+int epoll_echo_export_connection(const epoll_echo_engine_t* engine, uint32_t index,
+                                 epoll_echo_connection_state_t* state, void* pending, size_t pending_capacity);
+
+/* Ends a successful hand-over: the PAUSED engine closes its copies of every descriptor (the
+ * sockets live on in the engine that imported them), counts its connections as handed_over, not
+ * closed, and becomes STOPPED. ESTATE unless PAUSED. [control] */
+int epoll_echo_handover_complete(epoll_echo_engine_t* engine);
+
+/* Gives a CREATED engine a listening socket to serve instead of binding its own: the engine
+ * duplicates `fd` (close-on-exec) and the caller keeps ownership of `fd`. An engine with imported
+ * listeners runs one worker per imported listener and ignores config.port and bind_address.
+ * EINVAL when fd is not a listening TCP socket, ESTATE unless CREATED. [control] */
+int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
+
+/* Gives a CREATED engine a live connection with the bytes still to be echoed to it (copied;
+ * `pending` may be NULL when state->pending_bytes is 0). The engine duplicates state->fd; the
+ * caller keeps ownership of its descriptor. The connection goes to worker
+ * state->worker modulo the worker count. EINVAL for a descriptor that is not a connected TCP
+ * socket, ESTATE unless CREATED, ENOMEM. [control] */
+int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_connection_state_t* state,
+                                 const void* pending);
 
 #ifdef __cplusplus
 } /* extern "C" */

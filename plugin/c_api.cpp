@@ -177,4 +177,58 @@ EPOLL_ECHO_EXPORT int epoll_echo_last_error(const epoll_echo_engine_t* engine, c
     }
 }
 
+EPOLL_ECHO_EXPORT int epoll_echo_pause(epoll_echo_engine_t* engine) {
+    return runControl(engine, [](Engine& e) { e.pause(); });
+}
+
+EPOLL_ECHO_EXPORT int epoll_echo_resume(epoll_echo_engine_t* engine) {
+    return runControl(engine, [](Engine& e) { e.resume(); });
+}
+
+EPOLL_ECHO_EXPORT int epoll_echo_handover_counts(const epoll_echo_engine_t* engine, uint32_t* listeners,
+                                                 uint32_t* connections) {
+    if (listeners == nullptr || connections == nullptr) return EPOLL_ECHO_EINVAL;
+    return runControl(const_cast<epoll_echo_engine_t*>(engine),
+                      [&](Engine& e) { e.handoverCounts(*listeners, *connections); });
+}
+
+EPOLL_ECHO_EXPORT int epoll_echo_export_listener(const epoll_echo_engine_t* engine, uint32_t index, int32_t* fd) {
+    if (fd == nullptr) return EPOLL_ECHO_EINVAL;
+    return runControl(const_cast<epoll_echo_engine_t*>(engine), [&](Engine& e) { *fd = e.exportListener(index); });
+}
+
+EPOLL_ECHO_EXPORT int epoll_echo_export_connection(const epoll_echo_engine_t* engine, uint32_t index,
+                                                   epoll_echo_connection_state_t* state, void* pending,
+                                                   size_t pending_capacity) {
+    if (state == nullptr) return EPOLL_ECHO_EINVAL;
+    uint32_t size = 0;
+    std::memcpy(&size, state, sizeof size);
+    if (!epoll_echo::structSizeValid(size)) return EPOLL_ECHO_ESIZE;
+    bool copied = true;
+    epoll_echo_connection_state_t value{};
+    const int code = runControl(const_cast<epoll_echo_engine_t*>(engine), [&](Engine& e) {
+        copied = e.exportConnection(index, value, pending, pending_capacity);
+    });
+    if (code != EPOLL_ECHO_OK) return code;
+    epoll_echo::copyStructOut(value, state);
+    return copied ? EPOLL_ECHO_OK : EPOLL_ECHO_EINVAL;
+}
+
+EPOLL_ECHO_EXPORT int epoll_echo_handover_complete(epoll_echo_engine_t* engine) {
+    return runControl(engine, [](Engine& e) { e.completeHandover(); });
+}
+
+EPOLL_ECHO_EXPORT int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd) {
+    return runControl(engine, [&](Engine& e) { e.importListener(fd); });
+}
+
+EPOLL_ECHO_EXPORT int epoll_echo_import_connection(epoll_echo_engine_t* engine,
+                                                   const epoll_echo_connection_state_t* state, const void* pending) {
+    if (state == nullptr) return EPOLL_ECHO_EINVAL;
+    epoll_echo_connection_state_t value;
+    const int sized = epoll_echo::copyStructIn(state, value);
+    if (sized != EPOLL_ECHO_OK) return sized;
+    return runControl(engine, [&](Engine& e) { e.importConnection(value, pending); });
+}
+
 }  // extern "C"

@@ -21,6 +21,7 @@ struct Connection {
     bool readPaused = false;   // backpressure: not read until `pending` drains
     bool queued = false;       // on the worker's resume list
     bool closed = false;       // closed in this batch; events still in the batch are stale
+    bool shared = false;       // adopted: another engine may still hold a copy of the descriptor
 };
 
 }  // namespace epoll_echo

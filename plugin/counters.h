@@ -30,13 +30,17 @@ struct alignas(64) WorkerCounters {
     SingleWriterCounter acceptPauses;
     SingleWriterCounter syscalls;
     SingleWriterCounter wakeups;
+    SingleWriterCounter adopted;
+    SingleWriterCounter handedOver;
 
     void addTo(epoll_echo_counters_t& sum) const noexcept {
-        const uint64_t gone = closed.get();
-        const uint64_t opened = accepted.get();
-        sum.accepted += opened;
-        sum.closed += gone;
-        // Relaxed loads of two counters may see a close without its accept: clamp at zero.
+        const uint64_t gone = closed.get() + handedOver.get();
+        const uint64_t opened = accepted.get() + adopted.get();
+        sum.accepted += accepted.get();
+        sum.closed += closed.get();
+        sum.adopted += adopted.get();
+        sum.handed_over += handedOver.get();
+        // Relaxed loads of several counters may see a close without its accept: clamp at zero.
         sum.active += opened > gone ? opened - gone : 0;
         sum.bytes_in += bytesIn.get();
         sum.bytes_out += bytesOut.get();

@@ -1,44 +1,81 @@
-// Engine: binds every listener before any thread starts, so a failure leaves nothing behind.
+// Engine lifecycle: binds every listener before any thread starts, so a failed start leaves
+// nothing behind; stop and pause join every worker thread.
 #include "engine.h"
 
 #include <system_error>
 
 #include "engine_error.h"
 #include "listener.h"
+#include "socket_address.h"
 
 namespace epoll_echo {
 namespace {
 
-void stopAndJoin(std::vector<std::unique_ptr<Worker>>& workers) noexcept {
+const char* stateName(uint32_t state) {
+    switch (state) {
+        case EPOLL_ECHO_STATE_CREATED: return "created";
+        case EPOLL_ECHO_STATE_RUNNING: return "running";
+        case EPOLL_ECHO_STATE_STOPPED: return "stopped";
+        case EPOLL_ECHO_STATE_PAUSED: return "paused";
+        default: return "unknown";
+    }
+}
+
+void joinAll(std::vector<std::unique_ptr<Worker>>& workers) noexcept {
     for (auto& worker : workers) worker->requestStop();
     for (auto& worker : workers) worker->join();
-    for (auto& worker : workers) worker->closeAll();
 }
 
 }  // namespace
 
-void Engine::start() {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    {
-        std::lock_guard<std::mutex> lock(stateMutex_);
-        if (state_ != EPOLL_ECHO_STATE_CREATED) {
-            throw EngineError(EPOLL_ECHO_ESTATE, "start: the engine has already been started; an engine runs once");
-        }
-    }
-    ListenerSet listeners = openListeners(config_);
-    std::vector<std::unique_ptr<Worker>> workers;
-    workers.reserve(listeners.sockets.size());
-    for (uint32_t i = 0; i < listeners.sockets.size(); ++i) {
-        workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners.sockets[i])));
-    }
+void Engine::requireState(uint32_t expected, const char* operation) const {
+    std::lock_guard<std::mutex> lock(stateMutex_);
+    if (state_ == expected) return;
+    throw EngineError(EPOLL_ECHO_ESTATE, std::string(operation) + ": the engine is " + stateName(state_) +
+                                             ", not " + stateName(expected));
+}
+
+void Engine::setState(uint32_t state) {
+    std::lock_guard<std::mutex> lock(stateMutex_);
+    state_ = state;
+}
+
+void Engine::startAll(std::vector<std::unique_ptr<Worker>>& workers) {
     for (size_t i = 0; i < workers.size(); ++i) {
         try {
             workers[i]->start();
         } catch (const std::system_error& error) {
-            stopAndJoin(workers);
+            joinAll(workers);
             throw EngineError(EPOLL_ECHO_ESYSTEM, "cannot start worker thread " + std::to_string(i) + ": " + error.what());
         }
     }
+}
+
+std::vector<std::unique_ptr<Worker>> Engine::createWorkers(std::vector<UniqueFd> listeners) {
+    std::vector<std::unique_ptr<Worker>> workers;
+    workers.reserve(listeners.size());
+    for (uint32_t i = 0; i < listeners.size(); ++i) {
+        workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners[i])));
+    }
+    return workers;
+}
+
+void Engine::start() {
+    std::lock_guard<std::mutex> control(controlMutex_);
+    requireState(EPOLL_ECHO_STATE_CREATED, "start");
+    ListenerSet listeners;
+    if (importedListeners_.empty()) {
+        listeners = openListeners(config_);
+    } else {
+        auto local = SocketAddress::localOf(importedListeners_.front().get());
+        listeners.port = local ? local->port() : 0;
+        listeners.sockets = std::move(importedListeners_);  // moved back below if start fails
+    }
+    // On failure the workers close their copies of any imported socket; the exporting engine
+    // still holds its own, so nothing reaches the clients.
+    std::vector<std::unique_ptr<Worker>> workers = createWorkers(std::move(listeners.sockets));
+    adoptImportedConnections(workers);
+    startAll(workers);
     std::lock_guard<std::mutex> lock(stateMutex_);
     workers_ = std::move(workers);
     port_ = listeners.port;
@@ -48,17 +85,33 @@ void Engine::start() {
 void Engine::stop() noexcept {
     std::lock_guard<std::mutex> control(controlMutex_);
     // workers_ only changes under controlMutex_, which we hold: reading it unlocked here is safe,
-    // and stats() readers keep seeing the (joined) workers and their counters.
-    stopAndJoin(workers_);
-    std::lock_guard<std::mutex> lock(stateMutex_);
-    state_ = EPOLL_ECHO_STATE_STOPPED;
+    // and stats() readers keep seeing the joined workers and their counters.
+    joinAll(workers_);
+    for (auto& worker : workers_) worker->closeAll();
+    importedListeners_.clear();
+    importedConnections_.clear();
+    setState(EPOLL_ECHO_STATE_STOPPED);
+}
+
+void Engine::pause() {
+    std::lock_guard<std::mutex> control(controlMutex_);
+    requireState(EPOLL_ECHO_STATE_RUNNING, "pause");
+    joinAll(workers_);
+    setState(EPOLL_ECHO_STATE_PAUSED);
+}
+
+void Engine::resume() {
+    std::lock_guard<std::mutex> control(controlMutex_);
+    requireState(EPOLL_ECHO_STATE_PAUSED, "resume");
+    startAll(workers_);
+    setState(EPOLL_ECHO_STATE_RUNNING);
 }
 
 epoll_echo_stats_t Engine::stats() const {
     epoll_echo_stats_t stats{};
     stats.size = sizeof stats;
-    stats.listeners = config_.listeners;
     std::lock_guard<std::mutex> lock(stateMutex_);
+    stats.listeners = workers_.empty() ? config_.listeners : static_cast<uint32_t>(workers_.size());
     stats.state = state_;
     stats.port = port_;
     for (const auto& worker : workers_) worker->counters().addTo(stats.total);
@@ -68,7 +121,8 @@ epoll_echo_stats_t Engine::stats() const {
 bool Engine::workerCounters(uint32_t index, epoll_echo_counters_t& out) const {
     out = {};
     std::lock_guard<std::mutex> lock(stateMutex_);
-    if (index >= config_.listeners) return false;
+    const size_t count = workers_.empty() ? config_.listeners : workers_.size();
+    if (index >= count) return false;
     // Before start a worker exists only in the configuration: its counters are all zero.
     if (index < workers_.size()) workers_[index]->counters().addTo(out);
     return true;

@@ -62,7 +62,13 @@ Worker::~Worker() {
     join();
 }
 
-void Worker::start() { thread_ = std::thread([this] { run(); }); }
+void Worker::start() {
+    // After a pause the eventfd still holds the stop request that ended the previous run.
+    uint64_t stale = 0;
+    [[maybe_unused]] ssize_t ignored = ::read(wakeup_.get(), &stale, sizeof stale);
+    stopping_ = false;
+    thread_ = std::thread([this] { run(); });
+}
 
 void Worker::requestStop() noexcept {
     if (!wakeup_) return;
@@ -75,9 +81,13 @@ void Worker::join() noexcept {
     if (thread_.joinable()) thread_.join();
 }
 
-void Worker::closeAll() noexcept {
+void Worker::closeAll() noexcept { dropAll(counters_.closed); }
+
+void Worker::releaseAll() noexcept { dropAll(counters_.handedOver); }
+
+void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
     for (auto& connection : connections_) connection->fd.reset();
-    counters_.closed.add(connections_.size());
+    countAs.add(connections_.size());
     connections_.clear();
     closedThisBatch_.clear();
     resumeList_.clear();
@@ -189,6 +199,33 @@ void Worker::addConnection(UniqueFd socket) {
     const int one = 1;
     ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     counters_.syscalls.add(1);
+    if (registerConnection(std::move(socket))) {
+        counters_.accepted.add(1);
+    } else {
+        counters_.acceptErrors.add(1);
+    }
+}
+
+void Worker::adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) {
+    Connection* connection = registerConnection(std::move(socket));
+    if (connection == nullptr) {
+        throw EngineError(EPOLL_ECHO_ESYSTEM, "worker " + std::to_string(index_) + " cannot register an adopted connection");
+    }
+    connection->peerClosed = peerClosed;
+    connection->shared = true;
+    try {
+        connection->pending.append(pending, pendingBytes);
+    } catch (const std::bad_alloc&) {
+        closeConnection(*connection);
+        closedThisBatch_.clear();
+        throw;
+    }
+    counters_.adopted.add(1);
+}
+
+// Puts a socket in the connection table and the epoll set. Returns nullptr, having closed the
+// socket, when memory is short or epoll refuses it.
+Connection* Worker::registerConnection(UniqueFd socket) {
     std::unique_ptr<Connection> connection;
     try {
         connection = std::make_unique<Connection>(std::move(socket));
@@ -199,20 +236,16 @@ void Worker::addConnection(UniqueFd socket) {
         resumeList_.reserve(tracked);
         resuming_.reserve(tracked);
     } catch (const std::bad_alloc&) {
-        counters_.acceptErrors.add(1);
-        return;  // the socket closes with `connection` or `socket`
+        return nullptr;  // the socket closes with `connection` or `socket`
     }
     epoll_event event{};
     event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     event.data.ptr = connection.get();
     counters_.syscalls.add(1);
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->fd.get(), &event) != 0) {
-        counters_.acceptErrors.add(1);
-        return;
-    }
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->fd.get(), &event) != 0) return nullptr;
     connection->slot = static_cast<uint32_t>(connections_.size());
     connections_.push_back(std::move(connection));
-    counters_.accepted.add(1);
+    return connections_.back().get();
 }
 
 void Worker::onReadable(Connection& connection) {
@@ -317,7 +350,12 @@ void Worker::closeConnection(Connection& connection) {
         resumeList_.erase(std::remove(resumeList_.begin(), resumeList_.end(), &connection), resumeList_.end());
         connection.queued = false;
     }
-    connection.fd.reset();  // close() also removes it from the epoll set
+    if (connection.shared) {
+        // close() removes a descriptor from the epoll set only when it is the last copy of it.
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.fd.get(), nullptr);
+        counters_.syscalls.add(1);
+    }
+    connection.fd.reset();  // the last copy: close() also removes it from the epoll set
     connection.pending.clear();
     counters_.syscalls.add(1);
     counters_.closed.add(1);

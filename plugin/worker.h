@@ -28,7 +28,7 @@ public:
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    // Starts the thread. Throws std::system_error when it cannot be created.
+    // Starts (or, after a pause, restarts) the thread. Throws std::system_error.
     void start();
     // Asks the thread to leave its loop; returns at once. Safe from any thread, any number of times.
     void requestStop() noexcept;
@@ -36,12 +36,23 @@ public:
     void join() noexcept;
     // After join(): closes every connection and the listening socket.
     void closeAll() noexcept;
+    // After join(): closes this worker's copies of its sockets, which now live on in another
+    // engine, counting the connections as handed over.
+    void releaseAll() noexcept;
+
+    // Hand-over, only while the thread is not running.
+    int listenerFd() const noexcept { return listener_.get(); }
+    size_t connectionCount() const noexcept { return connections_.size(); }
+    const Connection& connectionAt(size_t index) const { return *connections_[index]; }
+    // Takes a connection from a previous engine with the bytes still owed to it. Throws.
+    void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed);
 
     const WorkerCounters& counters() const noexcept { return counters_; }
 
 private:
     using Clock = std::chrono::steady_clock;
 
+    void dropAll(SingleWriterCounter& countAs) noexcept;
     void run() noexcept;
     void dispatch(const epoll_event& event);
     int waitTimeoutMs() const;
@@ -51,6 +62,7 @@ private:
     bool acceptOne();
     void pauseAccepting();
     void addConnection(UniqueFd socket);
+    Connection* registerConnection(UniqueFd socket);
 
     void onReadable(Connection& connection);
     void onWritable(Connection& connection);
