@@ -71,7 +71,8 @@ typedef struct epoll_echo_config {
     uint32_t high_water_bytes; /* per-connection unsent bytes above which the connection is no
                                 * longer read until it drains; 0 = 1 MiB; at least 4096 */
     uint32_t read_budget_bytes; /* bytes read from one connection per wake-up before its neighbours
-                                 * get a turn; 0 = 256 KiB; at least 4096 */
+                                 * get a turn; 0 = 256 KiB; at least 4096. The server holds at most
+                                 * high_water_bytes + read_budget_bytes unsent bytes per connection */
     uint32_t accept_budget;     /* connections accepted per listener per wake-up; 0 = 64 */
     uint32_t reserved0;         /* must be zero */
     char bind_address[64];      /* NUL-terminated numeric IPv4 or IPv6 address ("127.0.0.1",

@@ -257,13 +257,16 @@ void Worker::onReadable(Connection& connection) {
             counters_.backpressurePauses.add(1);
             return;
         }
-        const ssize_t count = ::read(connection.fd.get(), readBuffer_.get(), kReadChunk);
+        // Never more than the budget left, so one read can overshoot the high-water mark by at
+        // most the read budget: the documented memory bound per connection.
+        const size_t wanted = std::min(kReadChunk, budget);
+        const ssize_t count = ::read(connection.fd.get(), readBuffer_.get(), wanted);
         counters_.syscalls.add(1);
         if (count > 0) {
             counters_.bytesIn.add(static_cast<uint64_t>(count));
             if (!echo(connection, readBuffer_.get(), static_cast<size_t>(count))) return;
             // After a FIN the short-read rule does not hold: read on until read() returns 0.
-            if (static_cast<size_t>(count) < kReadChunk && !connection.finAnnounced) return;
+            if (static_cast<size_t>(count) < wanted && !connection.finAnnounced) return;
             if (budget <= static_cast<size_t>(count)) {
                 queueForResume(connection);
                 return;
