@@ -1,0 +1,118 @@
+// engine.cpp — the engine lifecycle through the plugin's function pointers.
+#include "engine.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace epoll_echo::host {
+namespace {
+
+constexpr std::size_t kDetailSize = 512;
+
+epoll_echo_config_t makeConfig(const Options& options) {
+  epoll_echo_config_t config;
+  std::memset(&config, 0, sizeof config);  // unset fields and padding must be zero (the ABI's rule)
+  config.size = sizeof config;
+  config.port = options.port;
+  config.listeners = options.listeners;
+  // options.h caps the address at 63 bytes; the cap here keeps the terminating NUL regardless.
+  const std::size_t length = std::min(options.bindAddress.size(), sizeof config.bind_address - 1);
+  std::memcpy(config.bind_address, options.bindAddress.data(), length);
+  return config;
+}
+
+}  // namespace
+
+Engine::Engine(const PluginLibrary& plugin, const Options& options) : functions_(plugin.functions()) {
+  const epoll_echo_config_t config = makeConfig(options);
+  char detail[kDetailSize] = "";
+  const int code = functions_.create(&config, &engine_, detail, sizeof detail);
+  if (code != EPOLL_ECHO_OK) {
+    engine_ = nullptr;
+    throw EngineError(describeFailure("create", code, detail));
+  }
+}
+
+Engine::~Engine() { functions_.destroy(engine_); }
+
+void Engine::start() {
+  const int code = functions_.start(engine_);
+  if (code != EPOLL_ECHO_OK) throw EngineError(describeFailure("start", code, lastError()));
+}
+
+void Engine::stop() {
+  const int code = functions_.stop(engine_);
+  if (code != EPOLL_ECHO_OK) throw EngineError(describeFailure("stop", code, lastError()));
+}
+
+epoll_echo_stats_t Engine::stats() const {
+  epoll_echo_stats_t stats;
+  std::memset(&stats, 0, sizeof stats);
+  stats.size = sizeof stats;
+  if (functions_.stats(engine_, &stats) != EPOLL_ECHO_OK) {
+    std::memset(&stats, 0, sizeof stats);
+  }
+  return stats;
+}
+
+void Engine::pause() { check("pause", functions_.pause(engine_)); }
+
+void Engine::resume() { check("resume", functions_.resume(engine_)); }
+
+void Engine::handoverComplete() { check("complete the hand-over of", functions_.handoverComplete(engine_)); }
+
+void Engine::handoverCounts(uint32_t& listeners, uint32_t& connections) const {
+  check("count the sockets of", functions_.handoverCounts(engine_, &listeners, &connections));
+}
+
+int Engine::exportListener(uint32_t index) const {
+  int32_t fd = -1;
+  check("export a listener of", functions_.exportListener(engine_, index, &fd));
+  return fd;
+}
+
+ExportedConnection Engine::exportConnection(uint32_t index) const {
+  // Two calls: the first learns pending_bytes, the second copies them (EINVAL from the first
+  // only means the buffer was too small, and the state is filled regardless).
+  ExportedConnection connection;
+  connection.state.size = sizeof connection.state;
+  int code = functions_.exportConnection(engine_, index, &connection.state, nullptr, 0);
+  check("export a connection of", code);
+  if (connection.state.pending_bytes == 0) return connection;
+  connection.pending.resize(static_cast<std::size_t>(connection.state.pending_bytes));
+  code = functions_.exportConnection(engine_, index, &connection.state, connection.pending.data(),
+                                     connection.pending.size());
+  check("export a connection of", code);
+  return connection;
+}
+
+void Engine::importListener(int fd) { check("import a listener into", functions_.importListener(engine_, fd)); }
+
+void Engine::importConnection(const ExportedConnection& connection) {
+  const void* pending = connection.pending.empty() ? nullptr : connection.pending.data();
+  check("import a connection into", functions_.importConnection(engine_, &connection.state, pending));
+}
+
+void Engine::check(const char* call, int code) const {
+  if (code != EPOLL_ECHO_OK) throw EngineError(describeFailure(call, code, lastError()));
+}
+
+std::string Engine::lastError() const {
+  std::vector<char> buffer(kDetailSize, '\0');
+  const int length = functions_.lastError(engine_, buffer.data(), buffer.size());
+  if (length < 0) return "";
+  if (static_cast<std::size_t>(length) >= buffer.size()) {  // truncated: the full length is known now
+    buffer.assign(static_cast<std::size_t>(length) + 1, '\0');
+    functions_.lastError(engine_, buffer.data(), buffer.size());
+  }
+  return buffer.data();
+}
+
+std::string Engine::describeFailure(const char* call, int code, const std::string& detail) const {
+  std::string message = std::string("cannot ") + call + " the engine: ";
+  message += detail.empty() ? functions_.strerror(code) : detail;
+  return message + " (" + functions_.errorName(code) + ")";
+}
+
+}  // namespace epoll_echo::host

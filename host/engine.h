@@ -1,0 +1,64 @@
+// engine.h — one engine of a loaded plugin, owned from create to destroy, with the plugin's error
+// codes turned into one-line exceptions that carry epoll_echo_last_error()'s detail.
+#pragma once
+
+#include <epoll_echo.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "options.h"
+#include "plugin_library.h"
+
+namespace epoll_echo::host {
+
+// A failed engine call; what() names the call, the code and the plugin's detail.
+class EngineError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One connection taken out of a paused engine: its state (the fd stays owned by that engine) and
+// the bytes it had read but not yet echoed.
+struct ExportedConnection {
+  epoll_echo_connection_state_t state{};
+  std::vector<unsigned char> pending;
+};
+
+// Owns an epoll_echo_engine_t. The PluginLibrary must outlive it. create/start/stop/destroy are
+// [control] calls (the plugin serialises them); stats() may run on any thread meanwhile, so the
+// stop helper thread and the main thread's stats reads may overlap.
+class Engine {
+ public:
+  // epoll_echo_create() with the options' port, listeners and bind address. Throws EngineError.
+  Engine(const PluginLibrary& plugin, const Options& options);
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine();  // epoll_echo_destroy(): stops the engine first if it still runs
+
+  void start();  // binds and starts every listener; throws EngineError ("bind ...: Address already in use")
+  void stop();   // joins every plugin thread; throws EngineError
+  epoll_echo_stats_t stats() const;  // zeroed counters if the call fails: stats are advisory
+
+  // Hot-swap hand-over (ABI 1.1; the plugin must supportsHandover()). Each throws EngineError.
+  void pause();
+  void resume();
+  void handoverComplete();
+  void handoverCounts(uint32_t& listeners, uint32_t& connections) const;
+  int exportListener(uint32_t index) const;  // borrowed: the fd stays owned by this engine
+  ExportedConnection exportConnection(uint32_t index) const;
+  void importListener(int fd);
+  void importConnection(const ExportedConnection& connection);
+
+ private:
+  std::string describeFailure(const char* call, int code, const std::string& detail) const;
+  std::string lastError() const;
+  void check(const char* call, int code) const;  // throws EngineError unless code is OK
+
+  const PluginFunctions& functions_;
+  epoll_echo_engine_t* engine_ = nullptr;
+};
+
+}  // namespace epoll_echo::host

@@ -1,0 +1,73 @@
+// event_sources.h — the file descriptors the host's main loop polls: the signalfd for the blocked
+// signals, timerfds for the stats and monitoring ticks, and an eventfd the stop thread raises.
+#pragma once
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+namespace epoll_echo::host {
+
+// Owns one fd; closes it once and never retries close() on EINTR (Linux has released the fd
+// already). Move-only.
+class UniqueFd {
+ public:
+  UniqueFd() noexcept = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+
+  int get() const noexcept { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+// The signals the host handles synchronously: SIGINT, SIGTERM (stop), SIGHUP (reload), SIGUSR1 (stats).
+sigset_t serverSignals();
+
+// Blocks serverSignals() in the calling thread. Call it in main() before the plugin is loaded and
+// before any thread starts: threads inherit the mask, so no plugin worker can take a signal and
+// every one stays pending for the signalfd. Throws std::system_error.
+void blockServerSignals();
+
+// A non-blocking signalfd for serverSignals(). Main thread only.
+class SignalFd {
+ public:
+  SignalFd();  // throws std::system_error
+  int fd() const { return fd_.get(); }
+  std::optional<int> read();  // the next pending signal number, or nullopt when none is pending
+
+ private:
+  UniqueFd fd_;
+};
+
+// A periodic CLOCK_MONOTONIC timerfd. Main thread only.
+class TimerFd {
+ public:
+  explicit TimerFd(std::chrono::milliseconds period);  // throws std::system_error
+  int fd() const { return fd_.get(); }
+  uint64_t consumeExpirations();  // ticks since the last call (0 if none)
+
+ private:
+  UniqueFd fd_;
+};
+
+// A one-shot notification from another thread: the stop thread raises it when stop() returned.
+class EventFd {
+ public:
+  EventFd();  // throws std::system_error
+  int fd() const { return fd_.get(); }
+  void raise();    // [any-thread], async-signal-safe
+  bool consume();  // true if raised since the last consume
+
+ private:
+  UniqueFd fd_;
+};
+
+}  // namespace epoll_echo::host

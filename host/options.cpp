@@ -1,0 +1,184 @@
+// options.cpp — Boost.Program_options describes the flags; numbers are read as strings and checked
+// here so that every refusal names the flag and its allowed range.
+#include "options.h"
+
+#include <arpa/inet.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+namespace epoll_echo::host {
+namespace {
+
+namespace po = boost::program_options;
+
+// The allowed values of each checked flag, shared by --help and the error messages.
+constexpr const char* kPortRange = "allowed 0-65535 (0 = any free port, chosen by the kernel)";
+constexpr const char* kListenersRange = "allowed 1-1024";
+constexpr const char* kStatsIntervalRange = "allowed 0-86400 seconds (0 = off)";
+constexpr const char* kStatsFormatRange = "allowed text or json";
+constexpr const char* kBindRange = "allowed a numeric IPv4 or IPv6 address such as 127.0.0.1 or ::1";
+
+struct UsageError {
+  std::string message;
+};
+
+std::string rangeOf(const std::string& flag) {
+  if (flag == "--port") return kPortRange;
+  if (flag == "--maxListeners") return kListenersRange;
+  if (flag == "--stats-interval") return kStatsIntervalRange;
+  if (flag == "--stats-format") return kStatsFormatRange;
+  if (flag == "--bind") return kBindRange;
+  return "";
+}
+
+std::string refusal(const std::string& flag, const std::string& problem) {
+  std::string message = flag + " " + problem;
+  const std::string range = rangeOf(flag);
+  if (!range.empty()) message += ": " + range;
+  return message + "; see --help";
+}
+
+// Strict decimal: digits only (no sign, space or suffix), so "-1", "8080x" and "" are refused.
+uint32_t parseNumber(const std::string& flag, const std::string& text, uint32_t min, uint32_t max) {
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto isDigit = [](char c) { return c >= '0' && c <= '9'; };
+  const bool negative = text.size() > 1 && text[0] == '-' && std::all_of(text.begin() + 1, text.end(), isDigit);
+  if (negative) throw UsageError{refusal(flag, text + " is out of range")};
+  if (text.empty() || !std::all_of(text.begin(), text.end(), isDigit)) {
+    throw UsageError{refusal(flag, "'" + text + "' is not a number")};
+  }
+  const auto [next, error] = std::from_chars(text.data(), end, value);
+  if (error != std::errc() || next != end || value < min || value > max) {
+    throw UsageError{refusal(flag, text + " is out of range")};
+  }
+  return static_cast<uint32_t>(value);
+}
+
+// The plugin checks the address too, but a typo is a usage error: refuse it before loading.
+std::string parseBindAddress(const std::string& text) {
+  std::string bare = text;
+  if (bare.size() >= 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
+  unsigned char buffer[sizeof(in6_addr)];
+  const bool numeric = inet_pton(AF_INET, bare.c_str(), buffer) == 1 || inet_pton(AF_INET6, bare.c_str(), buffer) == 1;
+  if (!numeric || text.size() > kMaxBindAddressLength) {
+    throw UsageError{refusal("--bind", "'" + text + "' is not a numeric address")};
+  }
+  return text;
+}
+
+StatsFormat parseStatsFormat(const std::string& text) {
+  if (text == "text") return StatsFormat::kText;
+  if (text == "json") return StatsFormat::kJson;
+  throw UsageError{refusal("--stats-format", "'" + text + "' is not a format")};
+}
+
+po::options_description describeOptions(uint32_t defaultListeners) {
+  po::options_description options("Options", 100, 50);
+  const auto text = [](const char* name, const char* fallback) {
+    return po::value<std::string>()->value_name(name)->default_value(fallback);
+  };
+  const std::string listeners = std::to_string(defaultListeners);
+  options.add_options()
+    ("port", text("PORT", "8080"), "TCP port to listen on, 0-65535; 0 = any free port (the log line says which)")
+    ("maxListeners", po::value<std::string>()->value_name("N")->default_value(listeners),
+     "listening sockets and worker threads, 1-1024 (default: CPU count)")
+    ("bind", po::value<std::string>()->value_name("ADDRESS"),
+     "numeric IPv4 or IPv6 address to listen on (default: all interfaces)")
+    ("plugin", po::value<std::string>()->value_name("PATH"),
+     "engine plugin (default: libepoll_echo.so next to this program, then ../lib/epoll_echo/)")
+    ("stats-interval", text("SECONDS", "0"), "print a stats line every SECONDS, 0-86400 (0 = off)")
+    ("stats-format", text("FORMAT", "text"), "stats line format: text or json (one object per line)")
+    ("help,h", "print this help and exit")
+    ("version", "print the host version, the plugin's ABI version and build id, and exit");
+  return options;
+}
+
+std::string helpText(const po::options_description& options) {
+  std::ostringstream out;
+  out << "Usage: epoll-server [options]\n"
+      << "A TCP echo server: loads the libepoll_echo.so engine and runs it until SIGINT or SIGTERM.\n"
+      << "SIGUSR1 prints a stats line; SIGHUP is reserved for reloading the plugin.\n\n"
+      << options;
+  return out.str();
+}
+
+Options readOptions(const po::variables_map& values) {
+  Options options;
+  options.port = parseNumber("--port", values["port"].as<std::string>(), 0, kMaxPort);
+  options.listeners = parseNumber("--maxListeners", values["maxListeners"].as<std::string>(), 1, kMaxListeners);
+  options.statsIntervalSeconds =
+      parseNumber("--stats-interval", values["stats-interval"].as<std::string>(), 0, kMaxStatsIntervalSeconds);
+  options.statsFormat = parseStatsFormat(values["stats-format"].as<std::string>());
+  if (values.count("bind")) options.bindAddress = parseBindAddress(values["bind"].as<std::string>());
+  if (values.count("plugin")) options.pluginPath = values["plugin"].as<std::string>();
+  if (values.count("plugin") && options.pluginPath.empty()) throw UsageError{"--plugin needs a path; see --help"};
+  return options;
+}
+
+// Boost's own messages ("the required argument for option '--port' is missing") name the flag;
+// add its range so the user learns the fix from the one line.
+std::string describeParseError(const po::error& error) {
+  const auto* named = dynamic_cast<const po::error_with_option_name*>(&error);
+  const std::string range = named ? rangeOf(named->get_option_name()) : "";
+  return std::string(error.what()) + (range.empty() ? "" : ": " + range) + "; see --help";
+}
+
+po::variables_map parseArguments(int argc, const char* const argv[], const po::options_description& visible) {
+  // Go's flag package, which the seed used, also accepts "-port 9000": allow_long_disguise keeps
+  // those command lines working. Prefix guessing is off: "--p" must not silently mean --port.
+  const int style = (po::command_line_style::default_style | po::command_line_style::allow_long_disguise) &
+                    ~po::command_line_style::allow_guessing;
+  // Stray words are collected into a hidden option so the refusal can quote the first one.
+  po::options_description options;
+  options.add(visible).add_options()("stray", po::value<std::vector<std::string>>());
+  po::positional_options_description strays;
+  strays.add("stray", -1);
+  po::variables_map values;
+  po::store(po::command_line_parser(argc, argv).options(options).positional(strays).style(style).run(), values);
+  if (values.count("stray")) {
+    throw UsageError{"unexpected argument '" + values["stray"].as<std::vector<std::string>>().front() +
+                     "': every setting is a flag such as --port 8080; see --help"};
+  }
+  po::notify(values);
+  return values;
+}
+
+}  // namespace
+
+CommandLine parseCommandLine(int argc, const char* const argv[], uint32_t cpuCount) {
+  const po::options_description options = describeOptions(std::clamp<uint32_t>(cpuCount, 1, kMaxListeners));
+  CommandLine result;
+  try {
+    const po::variables_map values = parseArguments(argc, argv, options);
+    if (values.count("help")) return {Action::kHelp, {}, helpText(options)};
+    result.options = readOptions(values);
+    if (values.count("version")) result.action = Action::kVersion;
+  } catch (const po::error& error) {
+    return {Action::kUsageError, {}, describeParseError(error)};
+  } catch (const UsageError& error) {
+    return {Action::kUsageError, {}, error.message};
+  }
+  return result;
+}
+
+uint32_t availableCpuCount() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+    return static_cast<uint32_t>(CPU_COUNT(&set));
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+const char* hostVersion() { return EPOLL_ECHO_HOST_VERSION; }
+
+}  // namespace epoll_echo::host

@@ -1,0 +1,53 @@
+// options.h — the command line of epoll-server: the seed server's flags (--port, --maxListeners)
+// plus the host's own, parsed and range-checked before anything starts. No side effects.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace epoll_echo::host {
+
+// Process exit codes; docs/epoll-server.md lists them. A forced exit (second SIGINT/SIGTERM while
+// stopping) uses the shell convention 128 + signal number instead.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the plugin could not be loaded, created, started or stopped
+inline constexpr int kExitUsage = 2;    // a bad flag; nothing was started
+
+inline constexpr uint32_t kDefaultPort = 8080;
+inline constexpr uint32_t kMaxPort = 65535;
+// The plugin refuses more than 1024 listeners; refusing them here gives the flag's name instead.
+inline constexpr uint32_t kMaxListeners = 1024;
+inline constexpr uint32_t kMaxStatsIntervalSeconds = 86400;
+inline constexpr std::size_t kMaxBindAddressLength = 63;  // epoll_echo_config_t.bind_address[64]
+
+enum class StatsFormat { kText, kJson };
+
+struct Options {
+  uint32_t port = kDefaultPort;    // 0 = the kernel picks a free port (logged on start)
+  uint32_t listeners = 1;          // 1..kMaxListeners; defaults to the CPU count
+  std::string bindAddress;         // numeric IPv4/IPv6 address; empty = all interfaces
+  std::string pluginPath;          // empty = look next to the executable (see plugin_library.h)
+  uint32_t statsIntervalSeconds = 0;  // 0 = no periodic stats line
+  StatsFormat statsFormat = StatsFormat::kText;
+};
+
+// What main() should do after parsing.
+enum class Action { kRun, kHelp, kVersion, kUsageError };
+
+struct CommandLine {
+  Action action = Action::kRun;
+  Options options;
+  std::string message;  // kHelp: the help text; kUsageError: one line naming the flag and its range
+};
+
+// Parses argv. `cpuCount` is the --maxListeners default (clamped to 1..kMaxListeners). Never
+// throws for bad input: errors come back as kUsageError.
+CommandLine parseCommandLine(int argc, const char* const argv[], uint32_t cpuCount);
+
+// The number of CPUs this process may run on (its affinity mask), as Go's runtime.NumCPU().
+uint32_t availableCpuCount();
+
+// "1.0.0": the host's own version, from the CMake project version.
+const char* hostVersion();
+
+}  // namespace epoll_echo::host

@@ -1,0 +1,129 @@
+// plugin_library.cpp — loading and checking the plugin. Boost's own error text is not used: for a
+// failed load or a missing symbol it ends with an errno string that has nothing to do with the
+// cause ("Bad file descriptor"), so each message is built from the path, symbol and dlerror().
+#include "plugin_library.h"
+
+#include <dlfcn.h>
+
+#include <system_error>
+
+#include <boost/dll/runtime_symbol_info.hpp>
+
+namespace epoll_echo::host {
+namespace {
+
+constexpr const char* kPluginFileName = "libepoll_echo.so";
+
+std::string lastDlError() {
+  const char* text = dlerror();
+  return text ? text : "no dlerror() detail";
+}
+
+}  // namespace
+
+PluginLibrary::PluginLibrary(const std::filesystem::path& path) : path_(path) {
+  load();
+  checkAbiVersion();
+  resolveFunctions();
+}
+
+void PluginLibrary::load() {
+  std::error_code exists;
+  if (!std::filesystem::exists(path_, exists)) {
+    throw PluginError("cannot load plugin " + path_.string() + ": no such file");
+  }
+  dlerror();  // clear a stale message so the one read below is this load's
+  boost::dll::fs::error_code error;
+  library_.load(path_, error, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  if (error) {
+    // Boost calls no dl* function between the failed dlopen() and here, so dlerror() still holds
+    // the loader's reason ("invalid ELF header", "undefined symbol: ...").
+    throw PluginError("cannot load plugin " + path_.string() + ": " + lastDlError());
+  }
+}
+
+template <typename Function>
+void PluginLibrary::resolve(Function*& target, const char* name, const char* missingMeaning) {
+  if (!library_.has(name)) {
+    dlerror();
+    dlsym(library_.native(), name);  // has() discarded the loader's reason: ask again for it
+    throw PluginError(path_.string() + " " + missingMeaning + ": symbol " + name + " not found (" +
+                      lastDlError() + ")");
+  }
+  target = &library_.get<Function>(name);
+}
+
+void PluginLibrary::checkAbiVersion() {
+  // The version function comes first: a different major may have different symbols, and a file
+  // without it is not a plugin at all rather than a broken one.
+  resolve(functions_.abiVersion, "epoll_echo_abi_version", "is not an epoll-echo plugin");
+  abiVersion_ = functions_.abiVersion();
+  if (EPOLL_ECHO_ABI_MAJOR_OF(abiVersion_) != EPOLL_ECHO_ABI_MAJOR) {
+    throw PluginError("plugin " + path_.string() + " has ABI " + formatAbiVersion(abiVersion_) +
+                      ", but this epoll-server needs ABI major " + std::to_string(EPOLL_ECHO_ABI_MAJOR) +
+                      " (built against " +
+                      formatAbiVersion(EPOLL_ECHO_ABI_PACK(EPOLL_ECHO_ABI_MAJOR, EPOLL_ECHO_ABI_MINOR)) + ")");
+  }
+}
+
+void PluginLibrary::resolveFunctions() {
+  constexpr const char* kBroken = "is an incomplete epoll-echo plugin";
+  resolve(functions_.version, "epoll_echo_version", kBroken);
+  resolve(functions_.buildId, "epoll_echo_build_id", kBroken);
+  resolve(functions_.strerror, "epoll_echo_strerror", kBroken);
+  resolve(functions_.errorName, "epoll_echo_error_name", kBroken);
+  resolve(functions_.create, "epoll_echo_create", kBroken);
+  resolve(functions_.start, "epoll_echo_start", kBroken);
+  resolve(functions_.stop, "epoll_echo_stop", kBroken);
+  resolve(functions_.destroy, "epoll_echo_destroy", kBroken);
+  resolve(functions_.stats, "epoll_echo_stats", kBroken);
+  resolve(functions_.lastError, "epoll_echo_last_error", kBroken);
+  if (EPOLL_ECHO_ABI_MINOR_OF(abiVersion_) >= 1) resolveHandoverFunctions();
+}
+
+void PluginLibrary::resolveHandoverFunctions() {
+  // A plugin that claims 1.1 must have all of them: a partial set would fail mid-hand-over.
+  constexpr const char* kBroken = "is an incomplete epoll-echo ABI 1.1 plugin";
+  resolve(functions_.pause, "epoll_echo_pause", kBroken);
+  resolve(functions_.resume, "epoll_echo_resume", kBroken);
+  resolve(functions_.handoverCounts, "epoll_echo_handover_counts", kBroken);
+  resolve(functions_.exportListener, "epoll_echo_export_listener", kBroken);
+  resolve(functions_.exportConnection, "epoll_echo_export_connection", kBroken);
+  resolve(functions_.handoverComplete, "epoll_echo_handover_complete", kBroken);
+  resolve(functions_.importListener, "epoll_echo_import_listener", kBroken);
+  resolve(functions_.importConnection, "epoll_echo_import_connection", kBroken);
+}
+
+const char* PluginLibrary::buildId() const {
+  const char* buildId = functions_.buildId();
+  return buildId ? buildId : "unknown";
+}
+
+std::string PluginLibrary::describe() const {
+  const char* version = functions_.version();
+  const char* buildId = functions_.buildId();
+  return std::string("version ") + (version ? version : "?") + ", ABI " + formatAbiVersion(abiVersion_) +
+         ", build id " + (buildId ? buildId : "unknown");
+}
+
+std::filesystem::path findDefaultPlugin() {
+  boost::dll::fs::error_code error;
+  const std::filesystem::path executable = boost::dll::program_location(error);
+  if (error) throw PluginError("cannot find the plugin: the executable's path is unknown (" + error.message() + ")");
+  const std::filesystem::path directory = executable.parent_path();
+  const std::filesystem::path candidates[] = {
+      directory / kPluginFileName,
+      (directory / ".." / "lib" / "epoll_echo" / kPluginFileName).lexically_normal()};
+  for (const auto& candidate : candidates) {
+    std::error_code exists;
+    if (std::filesystem::exists(candidate, exists)) return candidate;
+  }
+  throw PluginError("no plugin found next to the executable: tried " + candidates[0].string() + " and " +
+                    candidates[1].string() + "; pass --plugin PATH");
+}
+
+std::string formatAbiVersion(uint32_t packed) {
+  return std::to_string(EPOLL_ECHO_ABI_MAJOR_OF(packed)) + "." + std::to_string(EPOLL_ECHO_ABI_MINOR_OF(packed));
+}
+
+}  // namespace epoll_echo::host

@@ -1,0 +1,90 @@
+// plugin_library.h — one loaded libepoll_echo.so (Boost.DLL): every epoll_echo_* function checked
+// with has() and resolved, and the ABI major compared with the one this host was built against.
+#pragma once
+
+#include <epoll_echo.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+#include <boost/dll/shared_library.hpp>
+
+namespace epoll_echo::host {
+
+// A plugin that cannot be used; what() is one line naming the path and the symbol or versions.
+class PluginError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The C ABI as function pointers; valid while the PluginLibrary that filled them is alive.
+struct PluginFunctions {
+  decltype(&epoll_echo_abi_version) abiVersion = nullptr;
+  decltype(&epoll_echo_version) version = nullptr;
+  decltype(&epoll_echo_build_id) buildId = nullptr;
+  decltype(&epoll_echo_strerror) strerror = nullptr;
+  decltype(&epoll_echo_error_name) errorName = nullptr;
+  decltype(&epoll_echo_create) create = nullptr;
+  decltype(&epoll_echo_start) start = nullptr;
+  decltype(&epoll_echo_stop) stop = nullptr;
+  decltype(&epoll_echo_destroy) destroy = nullptr;
+  decltype(&epoll_echo_stats) stats = nullptr;
+  decltype(&epoll_echo_last_error) lastError = nullptr;
+  // ABI 1.1, hot-swap hand-over: all set, or all null for a 1.0 plugin (see supportsHandover()).
+  decltype(&epoll_echo_pause) pause = nullptr;
+  decltype(&epoll_echo_resume) resume = nullptr;
+  decltype(&epoll_echo_handover_counts) handoverCounts = nullptr;
+  decltype(&epoll_echo_export_listener) exportListener = nullptr;
+  decltype(&epoll_echo_export_connection) exportConnection = nullptr;
+  decltype(&epoll_echo_handover_complete) handoverComplete = nullptr;
+  decltype(&epoll_echo_import_listener) importListener = nullptr;
+  decltype(&epoll_echo_import_connection) importConnection = nullptr;
+};
+
+// Owns the one handle of a plugin file; the destructor unloads it, so every engine made from it
+// must be destroyed first. Symbols are resolved with shared_library::get() after has() rather
+// than boost::dll::import(): import() copies the library (one more dlopen reference) per symbol,
+// which would hide when the plugin really unloads; a hot-swap needs that moment explicit.
+// Load and unload on the main thread; the function pointers may be called from any thread.
+class PluginLibrary {
+ public:
+  // Loads with RTLD_NOW (a missing dependency fails here, not mid-run). Throws PluginError.
+  explicit PluginLibrary(const std::filesystem::path& path);
+  PluginLibrary(const PluginLibrary&) = delete;
+  PluginLibrary& operator=(const PluginLibrary&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  const PluginFunctions& functions() const { return functions_; }
+  uint32_t abiVersion() const { return abiVersion_; }
+  // True for ABI 1.1 and later: the hand-over functions are resolved and a hot-swap may use it.
+  bool supportsHandover() const { return functions_.pause != nullptr; }
+  const char* buildId() const;  // never null: "unknown" when the plugin returns null
+
+  // "version 1.0.0, ABI 1.0, build id 3f2a…": for the start log line and --version.
+  std::string describe() const;
+
+ private:
+  void load();
+  void checkAbiVersion();
+  void resolveFunctions();
+  void resolveHandoverFunctions();
+  // Resolves `name`; throws PluginError naming path, symbol and dlerror() when it is missing.
+  template <typename Function>
+  void resolve(Function*& target, const char* name, const char* missingMeaning);
+
+  std::filesystem::path path_;
+  boost::dll::shared_library library_;
+  PluginFunctions functions_;
+  uint32_t abiVersion_ = 0;
+};
+
+// The plugin to load without --plugin: <exe dir>/libepoll_echo.so (build tree), then
+// <exe dir>/../lib/epoll_echo/libepoll_echo.so (installed). Throws PluginError listing both.
+std::filesystem::path findDefaultPlugin();
+
+// "1.0" from a packed EPOLL_ECHO_ABI_PACK value.
+std::string formatAbiVersion(uint32_t packed);
+
+}  // namespace epoll_echo::host

@@ -1,0 +1,93 @@
+// reload.cpp — the hand-over sequence of api/epoll_echo.h ("Hot-swap hand-over"), with every
+// failure before the new engine starts rolled back onto the old one.
+#include "reload.h"
+
+#include <unistd.h>
+
+#include <system_error>
+
+#include "log.h"
+
+namespace epoll_echo::host {
+namespace {
+
+std::filesystem::path makeReloadCopy(const std::filesystem::path& pluginPath) {
+  static unsigned sequence = 0;  // main thread only
+  const std::filesystem::path copy =
+      pluginPath.parent_path() / ("." + pluginPath.filename().string() + ".reload-" + std::to_string(::getpid()) +
+                                  "-" + std::to_string(++sequence));
+  std::error_code error;
+  // copy_file creates the target (O_EXCL semantics with copy_options::none): always a new inode.
+  if (!std::filesystem::copy_file(pluginPath, copy, std::filesystem::copy_options::none, error)) {
+    removeCopy(copy);
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: cannot copy it to " + copy.string() + ": " +
+                          error.message(), true);
+  }
+  return copy;
+}
+
+std::unique_ptr<LoadedEngine> loadCopy(const std::filesystem::path& pluginPath, const Options& options) {
+  const std::filesystem::path copy = makeReloadCopy(pluginPath);
+  std::unique_ptr<LoadedEngine> next;
+  try {
+    next = std::make_unique<LoadedEngine>(copy, true, options);
+  } catch (const PluginError& error) {
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), true);
+  } catch (const std::exception& error) {
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), false);
+  }
+  if (!next->library().supportsHandover()) {
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: plugin " + copy.string() + " has ABI " +
+                          formatAbiVersion(next->library().abiVersion()) + ", a hot-swap needs ABI 1.1 or later",
+                      false);
+  }
+  return next;
+}
+
+HandoverCounts handOver(const Engine& from, Engine& to) {
+  HandoverCounts counts;
+  from.handoverCounts(counts.listeners, counts.connections);
+  for (uint32_t index = 0; index < counts.listeners; ++index) to.importListener(from.exportListener(index));
+  for (uint32_t index = 0; index < counts.connections; ++index) to.importConnection(from.exportConnection(index));
+  return counts;
+}
+
+// Puts `current` back to work after a failed hand-over. If even that fails, nothing serves: say so.
+void rollBack(LoadedEngine& current) {
+  try {
+    current.engine().resume();
+  } catch (const std::exception& error) {
+    logLine(std::string("error: the old engine cannot resume after a failed reload, nothing is serving: ") +
+            error.what());
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::filesystem::path& pluginPath,
+                                           const Options& options, HandoverCounts& moved) {
+  if (!current.library().supportsHandover()) {
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: the serving plugin " +
+                          current.library().path().string() + " has ABI " +
+                          formatAbiVersion(current.library().abiVersion()) + " and cannot hand over (needs 1.1)",
+                      false);
+  }
+  std::unique_ptr<LoadedEngine> next = loadCopy(pluginPath, options);
+  try {
+    current.engine().pause();
+  } catch (const std::exception& error) {
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), false);
+  }
+  try {
+    moved = handOver(current.engine(), next->engine());
+    next->engine().start();
+  } catch (const std::exception& error) {
+    next.reset();  // closes the new engine's duplicates first, as the ABI asks
+    rollBack(current);
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), false);
+  }
+  current.engine().handoverComplete();
+  return next;
+}
+
+}  // namespace epoll_echo::host

@@ -1,0 +1,40 @@
+// reload.h — the hot-swap: load a fresh copy of the plugin file and move the serving engine's
+// listening sockets and live connections into a new engine from it, or leave the old one serving.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+
+#include "loaded_engine.h"
+#include "options.h"
+
+namespace epoll_echo::host {
+
+// A rejected reload; what() is one line naming the path and the reason. The old engine serves on.
+class ReloadError : public std::runtime_error {
+ public:
+  ReloadError(const std::string& what, bool loadFailed) : std::runtime_error(what), loadFailed_(loadFailed) {}
+  // True when the file could not be copied or loaded: possibly half-written, worth a retry.
+  bool loadFailed() const { return loadFailed_; }
+
+ private:
+  bool loadFailed_;
+};
+
+struct HandoverCounts {
+  uint32_t listeners = 0;
+  uint32_t connections = 0;
+};
+
+// Copies `pluginPath` to a new inode, <dir>/.<name>.reload-<pid>-<n> (glibc would hand back the
+// already-loaded object for a path or inode it has open), loads it, creates an engine with
+// `options`, pauses `current`, hands every listener and connection over and starts the new engine.
+// On success `current` is STOPPED (hand-over complete) and the new engine serves; the caller
+// releases `current`. On failure throws ReloadError after destroying the new engine, deleting the
+// copy and resuming `current`. Main thread only.
+std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::filesystem::path& pluginPath,
+                                           const Options& options, HandoverCounts& moved);
+
+}  // namespace epoll_echo::host

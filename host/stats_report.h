@@ -1,0 +1,44 @@
+// stats_report.h — turns an epoll_echo_stats_t snapshot into the host's stats line (text or JSON)
+// and watches accept_errors for the rate-limited "failing to accept" warning. No I/O.
+#pragma once
+
+#include <epoll_echo.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "options.h"
+
+namespace epoll_echo::host {
+
+// "running" for EPOLL_ECHO_STATE_RUNNING, and so on; "unknown" for values the header lacks.
+const char* stateName(uint32_t state);
+
+// One line without a trailing newline:
+//   text: stats state=running port=8080 listeners=4 accepted=12 active=3 ... accept_errors=0
+//   json: {"event":"stats","state":"running","port":8080,...,"accept_errors":0}
+std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format);
+
+// The counters only, "accepted=12 active=3 ...", for the stop log line.
+std::string formatCounters(const epoll_echo_counters_t& counters);
+
+// Decides when to warn that accepts fail (usually EMFILE: out of file descriptors). Fed every
+// monitoring tick; warns when accept_errors grew, at most once per kMinimumGap, and the next
+// warning counts every error since the previous one so none goes unreported. One thread only.
+class AcceptErrorMonitor {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::seconds kMinimumGap{10};
+
+  // Returns the warning to print now, if any. `acceptErrors` is the engine's running total.
+  std::optional<std::string> observe(uint64_t acceptErrors, Clock::time_point now);
+
+ private:
+  uint64_t lastTotal_ = 0;
+  uint64_t unreported_ = 0;
+  std::optional<Clock::time_point> lastWarning_;
+};
+
+}  // namespace epoll_echo::host
