@@ -55,7 +55,8 @@ typedef enum epoll_echo_error { EPOLL_ECHO_ERROR_TABLE(EPOLL_ECHO_ERROR_ENUM_ENT
  * reads min(size, its own size) bytes and treats fields it was not given as zero; a struct larger
  * than the plugin's is accepted only when the unknown tail is all zero (the Linux
  * copy_struct_from_user rule), otherwise EPOLL_ECHO_ESIZE. Output structs are filled up to the
- * caller's size, and `size` is set to the number of bytes written. Sizes below 8 or above 4096 are
+ * caller's size: `size` is set to min(caller's size, plugin's size), the bytes the plugin knows,
+ * and any caller bytes beyond those are zeroed. Sizes below 8 or above 4096 are
  * EPOLL_ECHO_ESIZE. Fields are fixed-width integers with explicit padding: the layout is the same
  * for every compiler and language.
  * ---------------------------------------------------------------------------------------------- */

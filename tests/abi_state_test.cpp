@@ -1,0 +1,239 @@
+// abi_state_test.cpp — misuse of the C ABI's stateful half: lifecycle order (start twice, stop
+// idempotent, destroy while running), stats/worker_stats/last_error argument and size rules, and
+// the [any-thread]/[control] promises exercised from concurrent threads (TSan checks the rest).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/plugin.h"
+
+namespace epoll_echo::test {
+namespace {
+
+constexpr auto kTimeout = std::chrono::seconds(5);
+
+class AbiStateTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(plugin_.loaded()) << plugin_.error(); }
+  const PluginApi& api() const { return plugin_.api(); }
+
+  // Starts `engine` on a port that a plain listener already holds, so start fails with EBIND.
+  void failStartOnBusyPort(Engine& engine, Fd& occupier) {
+    std::string error;
+    occupier = listenTcp("127.0.0.1", 0, 4, &error);
+    ASSERT_TRUE(occupier) << error;
+    epoll_echo_config_t config = loopbackConfig();
+    config.port = localPort(occupier.get());
+    ASSERT_EQ(engine.create(config, &error), EPOLL_ECHO_OK) << error;
+    ASSERT_EQ(engine.start(), EPOLL_ECHO_EBIND);
+  }
+
+  Plugin plugin_;
+};
+
+// One request/response through the engine, to prove it serves.
+void expectEcho(uint16_t port, const std::string& message) {
+  std::string error;
+  Fd client = connectLoopback(port, deadlineIn(kTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kTimeout), &error)) << error;
+  std::string reply(message.size(), '\0');
+  ASSERT_TRUE(receiveExactly(client.get(), reply.data(), reply.size(), deadlineIn(kTimeout), &error)) << error;
+  EXPECT_EQ(reply, message);
+}
+
+TEST_F(AbiStateTest, StartTwiceIsAStateError) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(), &error)) << error;
+  EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_RUNNING);
+  EXPECT_EQ(engine.start(), EPOLL_ECHO_ESTATE);
+  expectEcho(engine.port(), "still serving");
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
+  EXPECT_EQ(engine.start(), EPOLL_ECHO_ESTATE) << "an engine runs once";
+  EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_STOPPED);
+}
+
+TEST_F(AbiStateTest, StopIsIdempotent) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
+  EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_CREATED);
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
+  EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_STOPPED);
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
+  EXPECT_EQ(engine.start(), EPOLL_ECHO_ESTATE);
+
+  Engine running(api());
+  ASSERT_TRUE(running.createAndStart(loopbackConfig(2), &error)) << error;
+  EXPECT_EQ(running.stop(), EPOLL_ECHO_OK);
+  EXPECT_EQ(running.stop(), EPOLL_ECHO_OK);
+  EXPECT_EQ(running.stats().state, EPOLL_ECHO_STATE_STOPPED);
+}
+
+TEST_F(AbiStateTest, DestroyStopsARunningEngine) {
+  const int fdsBefore = countOpenFds();
+  {
+    Engine engine(api());
+    std::string error;
+    ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+    Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+    ASSERT_TRUE(client) << error;
+    expectEcho(engine.port(), "hello");
+    engine.destroy();  // no stop() first
+    PeerClose outcome = waitForClose(client.get(), deadlineIn(kTimeout));
+    EXPECT_TRUE(outcome == PeerClose::Eof || outcome == PeerClose::Reset) << toString(outcome);
+  }
+  EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();
+}
+
+TEST_F(AbiStateTest, StatsRejectsNullAndBadSizes) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
+  EXPECT_EQ(api().stats(engine.handle(), nullptr), EPOLL_ECHO_EINVAL);
+  for (uint32_t size : {0u, 4u, 7u, 4097u, std::numeric_limits<uint32_t>::max()}) {
+    epoll_echo_stats_t stats{};
+    stats.size = size;
+    EXPECT_EQ(api().stats(engine.handle(), &stats), EPOLL_ECHO_ESIZE) << "size " << size;
+  }
+}
+
+// An older caller knows only the first 8 bytes: nothing past them may be written.
+TEST_F(AbiStateTest, StatsFillsOnlyTheCallersSize) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(3), &error), EPOLL_ECHO_OK) << error;
+  epoll_echo_stats_t stats;
+  std::memset(&stats, 0xab, sizeof stats);
+  stats.size = 8;
+  ASSERT_EQ(api().stats(engine.handle(), &stats), EPOLL_ECHO_OK);
+  EXPECT_EQ(stats.size, 8u);
+  EXPECT_EQ(stats.state, EPOLL_ECHO_STATE_CREATED);
+  EXPECT_EQ(stats.port, 0xababababu) << "wrote past the caller's size";
+}
+
+// A newer caller's larger struct: the known part is filled, `size` says how much is meaningful
+// (the plugin's size or the caller's), and the unknown tail is zeroed or left alone, never garbage.
+TEST_F(AbiStateTest, StatsHandlesLargerCallerStructs) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(3), &error), EPOLL_ECHO_OK) << error;
+  alignas(8) unsigned char raw[sizeof(epoll_echo_stats_t) + 32];
+  std::memset(raw, 0xab, sizeof raw);
+  const uint32_t callerSize = sizeof raw;
+  std::memcpy(raw, &callerSize, sizeof callerSize);
+  ASSERT_EQ(api().stats(engine.handle(), reinterpret_cast<epoll_echo_stats_t*>(raw)), EPOLL_ECHO_OK);
+  epoll_echo_stats_t stats;
+  std::memcpy(&stats, raw, sizeof stats);
+  EXPECT_TRUE(stats.size == sizeof stats || stats.size == callerSize) << stats.size;
+  EXPECT_EQ(stats.listeners, 3u);
+  EXPECT_EQ(stats.total.accepted, 0u);
+  const std::vector<unsigned char> tail(raw + sizeof stats, raw + sizeof raw);
+  EXPECT_TRUE(tail == std::vector<unsigned char>(32, 0) || tail == std::vector<unsigned char>(32, 0xab))
+      << "the unknown tail holds neither zeros nor the caller's bytes";
+}
+
+TEST_F(AbiStateTest, WorkerStatsChecksIndexAndArguments) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  int code = 0;
+  for (uint32_t index : {0u, 1u}) {
+    epoll_echo_worker_stats_t stats = engine.workerStats(index, &code);
+    EXPECT_EQ(code, EPOLL_ECHO_OK) << index;
+    EXPECT_EQ(stats.index, index);
+    EXPECT_EQ(stats.size, sizeof stats);
+  }
+  for (uint32_t index : {2u, 1024u, std::numeric_limits<uint32_t>::max()}) {
+    engine.workerStats(index, &code);
+    EXPECT_EQ(code, EPOLL_ECHO_ERANGE) << index;
+  }
+  EXPECT_EQ(api().workerStats(engine.handle(), 0, nullptr), EPOLL_ECHO_EINVAL);
+  epoll_echo_worker_stats_t bad{};
+  bad.size = 2;
+  EXPECT_EQ(api().workerStats(engine.handle(), 0, &bad), EPOLL_ECHO_ESIZE);
+}
+
+TEST_F(AbiStateTest, LastErrorIsEmptyOnAFreshEngine) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
+  char buffer[16] = "garbage";
+  EXPECT_EQ(api().lastError(engine.handle(), buffer, sizeof buffer), 0);
+  EXPECT_STREQ(buffer, "");
+}
+
+// snprintf semantics: the return value is the full length whatever the buffer's size.
+TEST_F(AbiStateTest, LastErrorTruncatesAndReturnsTheFullLength) {
+  Engine engine(api());
+  Fd occupier;
+  ASSERT_NO_FATAL_FAILURE(failStartOnBusyPort(engine, occupier));
+  char full[512] = {};
+  int length = api().lastError(engine.handle(), full, sizeof full);
+  ASSERT_GT(length, 4) << full;
+  EXPECT_EQ(static_cast<size_t>(length), std::strlen(full));
+
+  char small[8];
+  std::memset(small, 'x', sizeof small);
+  EXPECT_EQ(api().lastError(engine.handle(), small, 5), length);
+  EXPECT_EQ(std::string(small), std::string(full, 4));
+  EXPECT_EQ(std::string(small + 5, 3), "xxx") << "wrote past buffer_size";
+
+  std::memset(small, 'x', sizeof small);
+  EXPECT_EQ(api().lastError(engine.handle(), small, 0), length);
+  EXPECT_EQ(small[0], 'x') << "wrote into a 0-byte buffer";
+  EXPECT_EQ(api().lastError(engine.handle(), nullptr, 10), EPOLL_ECHO_EINVAL);
+  int probe = api().lastError(engine.handle(), nullptr, 0);  // snprintf(NULL, 0) style length query
+  EXPECT_TRUE(probe == length || probe == EPOLL_ECHO_EINVAL) << probe;
+}
+
+// [any-thread] readers race every control call; state only moves forward.
+TEST_F(AbiStateTest, StatsAndLastErrorAreSafeDuringControlCalls) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(2), &error), EPOLL_ECHO_OK) << error;
+  std::atomic<bool> done{false};
+  std::atomic<bool> wentBackwards{false};
+  std::thread reader([&] {
+    uint32_t lastState = 0;
+    for (int i = 0; i < 1000000 && !done.load(); ++i) {
+      uint32_t state = engine.stats().state;
+      if (state < lastState) wentBackwards = true;
+      lastState = state;
+      engine.workerStats(static_cast<uint32_t>(i % 3));
+      char buffer[64];
+      api().lastError(engine.handle(), buffer, sizeof buffer);
+    }
+  });
+  EXPECT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
+  expectEcho(engine.port(), "racing readers");
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
+  done = true;
+  reader.join();
+  EXPECT_FALSE(wentBackwards.load());
+}
+
+// [control] calls on one engine are serialised: concurrent stops both succeed, nothing breaks.
+TEST_F(AbiStateTest, ConcurrentStopsAreSerialised) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  std::atomic<int> results[4];
+  std::vector<std::thread> threads;
+  for (auto& result : results) {
+    result = 1;
+    threads.emplace_back([&] { result = engine.stop(); });
+  }
+  for (auto& thread : threads) thread.join();
+  for (auto& result : results) EXPECT_EQ(result.load(), EPOLL_ECHO_OK);
+  EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_STOPPED);
+}
+
+}  // namespace
+}  // namespace epoll_echo::test

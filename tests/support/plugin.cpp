@@ -1,0 +1,183 @@
+// plugin.cpp — dlopen/dlsym of the plugin and the RAII Engine wrapper used by integration tests.
+#include "support/plugin.h"
+
+#include <dlfcn.h>
+
+#include <cstring>
+#include <thread>
+#include <utility>
+
+namespace epoll_echo::test {
+namespace {
+
+// dlsym() returns void*; the C ABI functions are plain C function pointers of the declared type.
+template <typename Function>
+bool lookUp(void* handle, const char* name, Function& out, std::string& error) {
+  ::dlerror();
+  void* symbol = ::dlsym(handle, name);
+  if (symbol == nullptr) {
+    const char* reason = ::dlerror();
+    error += std::string(error.empty() ? "" : "; ") + "missing symbol " + name + " (" +
+             (reason != nullptr ? reason : "NULL value") + ")";
+    return false;
+  }
+  out = reinterpret_cast<Function>(symbol);
+  return true;
+}
+
+}  // namespace
+
+const std::vector<std::string>& apiFunctionNames() {
+  static const std::vector<std::string> names = {
+      "epoll_echo_abi_version", "epoll_echo_version", "epoll_echo_build_id", "epoll_echo_strerror",
+      "epoll_echo_error_name",  "epoll_echo_create",  "epoll_echo_start",    "epoll_echo_stop",
+      "epoll_echo_destroy",     "epoll_echo_stats",   "epoll_echo_worker_stats", "epoll_echo_last_error",
+      "epoll_echo_pause",       "epoll_echo_resume",  "epoll_echo_handover_counts", "epoll_echo_export_listener",
+      "epoll_echo_export_connection", "epoll_echo_handover_complete", "epoll_echo_import_listener",
+      "epoll_echo_import_connection"};
+  return names;
+}
+
+Plugin::Plugin(const std::string& path) : path_(path) {
+  handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle_ == nullptr) {
+    const char* reason = ::dlerror();
+    error_ = "dlopen " + path + ": " + (reason != nullptr ? reason : "unknown error");
+    return;
+  }
+  std::string missing;
+  lookUp(handle_, "epoll_echo_abi_version", api_.abiVersion, missing);
+  lookUp(handle_, "epoll_echo_version", api_.version, missing);
+  lookUp(handle_, "epoll_echo_build_id", api_.buildId, missing);
+  lookUp(handle_, "epoll_echo_strerror", api_.strerror, missing);
+  lookUp(handle_, "epoll_echo_error_name", api_.errorName, missing);
+  lookUp(handle_, "epoll_echo_create", api_.create, missing);
+  lookUp(handle_, "epoll_echo_start", api_.start, missing);
+  lookUp(handle_, "epoll_echo_stop", api_.stop, missing);
+  lookUp(handle_, "epoll_echo_destroy", api_.destroy, missing);
+  lookUp(handle_, "epoll_echo_stats", api_.stats, missing);
+  lookUp(handle_, "epoll_echo_worker_stats", api_.workerStats, missing);
+  lookUp(handle_, "epoll_echo_last_error", api_.lastError, missing);
+  lookUp(handle_, "epoll_echo_pause", api_.pause, missing);
+  lookUp(handle_, "epoll_echo_resume", api_.resume, missing);
+  lookUp(handle_, "epoll_echo_handover_counts", api_.handoverCounts, missing);
+  lookUp(handle_, "epoll_echo_export_listener", api_.exportListener, missing);
+  lookUp(handle_, "epoll_echo_export_connection", api_.exportConnection, missing);
+  lookUp(handle_, "epoll_echo_handover_complete", api_.handoverComplete, missing);
+  lookUp(handle_, "epoll_echo_import_listener", api_.importListener, missing);
+  lookUp(handle_, "epoll_echo_import_connection", api_.importConnection, missing);
+  if (!missing.empty()) error_ = path + ": " + missing;
+}
+
+Plugin::Plugin(Plugin&& other) noexcept
+    : path_(std::move(other.path_)),
+      handle_(std::exchange(other.handle_, nullptr)),
+      error_(std::move(other.error_)),
+      api_(std::exchange(other.api_, PluginApi{})) {}
+
+Plugin::~Plugin() { unload(); }
+
+bool Plugin::unload() {
+  if (handle_ == nullptr) return true;
+  api_ = PluginApi{};
+  int result = ::dlclose(std::exchange(handle_, nullptr));
+  if (result != 0) {
+    const char* reason = ::dlerror();
+    error_ = "dlclose " + path_ + ": " + (reason != nullptr ? reason : "unknown error");
+    return false;
+  }
+  return true;
+}
+
+bool isPluginResident(const std::string& path) {
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  if (handle == nullptr) return false;
+  ::dlclose(handle);  // RTLD_NOLOAD still took a reference
+  return true;
+}
+
+epoll_echo_config_t loopbackConfig(uint32_t listeners) {
+  epoll_echo_config_t config;
+  std::memset(&config, 0, sizeof config);
+  config.size = sizeof config;
+  config.port = 0;
+  config.listeners = listeners;
+  std::strcpy(config.bind_address, "127.0.0.1");
+  return config;
+}
+
+int Engine::create(const epoll_echo_config_t& config, std::string* detail) {
+  destroy();
+  char buffer[512] = {};
+  int code = api_.create(&config, &engine_, buffer, sizeof buffer);
+  if (detail != nullptr) *detail = buffer;
+  return code;
+}
+
+int Engine::start() { return api_.start(engine_); }
+
+int Engine::stop() { return api_.stop(engine_); }
+
+void Engine::destroy() {
+  if (engine_ != nullptr && api_.destroy != nullptr) api_.destroy(std::exchange(engine_, nullptr));
+}
+
+bool Engine::createAndStart(const epoll_echo_config_t& config, std::string* error) {
+  std::string detail;
+  int code = create(config, &detail);
+  if (code != EPOLL_ECHO_OK) {
+    if (error != nullptr) *error = "create: " + describeCode(api_, code) + ": " + detail;
+    return false;
+  }
+  code = start();
+  if (code != EPOLL_ECHO_OK) {
+    if (error != nullptr) *error = "start: " + describeCode(api_, code) + ": " + lastError();
+    return false;
+  }
+  return true;
+}
+
+epoll_echo_stats_t Engine::stats(int* code) const {
+  epoll_echo_stats_t snapshot;
+  std::memset(&snapshot, 0, sizeof snapshot);
+  snapshot.size = sizeof snapshot;
+  int result = api_.stats(engine_, &snapshot);
+  if (code != nullptr) *code = result;
+  return snapshot;
+}
+
+epoll_echo_worker_stats_t Engine::workerStats(uint32_t index, int* code) const {
+  epoll_echo_worker_stats_t snapshot;
+  std::memset(&snapshot, 0, sizeof snapshot);
+  snapshot.size = sizeof snapshot;
+  int result = api_.workerStats(engine_, index, &snapshot);
+  if (code != nullptr) *code = result;
+  return snapshot;
+}
+
+std::string Engine::lastError() const {
+  char buffer[512] = {};
+  int length = api_.lastError(engine_, buffer, sizeof buffer);
+  return length < 0 ? "(last_error failed: " + describeCode(api_, length) + ")" : std::string(buffer);
+}
+
+epoll_echo_stats_t Engine::waitForStats(const std::function<bool(const epoll_echo_stats_t&)>& settled,
+                                        Deadline deadline, bool* ok) const {
+  for (;;) {
+    epoll_echo_stats_t snapshot = stats();
+    bool done = settled(snapshot);
+    if (done || Clock::now() >= deadline) {
+      if (ok != nullptr) *ok = done;
+      return snapshot;
+    }
+    // Counters change without an event the test could wait on; re-check every few milliseconds.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::string describeCode(const PluginApi& api, int code) {
+  const char* name = api.errorName != nullptr ? api.errorName(code) : nullptr;
+  return std::string(name != nullptr ? name : "?") + " (" + std::to_string(code) + ")";
+}
+
+}  // namespace epoll_echo::test

@@ -1,0 +1,119 @@
+// plugin.h — tests reach the engine only as a host would: dlopen() the built plugin, dlsym() every
+// epoll_echo_* function, and drive engines through an RAII wrapper. Nothing links the plugin.
+#pragma once
+
+#include <epoll_echo.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "support/net.h"
+
+namespace epoll_echo::test {
+
+// Every function of the C ABI, looked up by name. Plain data: copies stay valid while the
+// Plugin that filled it stays loaded.
+struct PluginApi {
+  decltype(&epoll_echo_abi_version) abiVersion = nullptr;
+  decltype(&epoll_echo_version) version = nullptr;
+  decltype(&epoll_echo_build_id) buildId = nullptr;
+  decltype(&epoll_echo_strerror) strerror = nullptr;
+  decltype(&epoll_echo_error_name) errorName = nullptr;
+  decltype(&epoll_echo_create) create = nullptr;
+  decltype(&epoll_echo_start) start = nullptr;
+  decltype(&epoll_echo_stop) stop = nullptr;
+  decltype(&epoll_echo_destroy) destroy = nullptr;
+  decltype(&epoll_echo_stats) stats = nullptr;
+  decltype(&epoll_echo_worker_stats) workerStats = nullptr;
+  decltype(&epoll_echo_last_error) lastError = nullptr;
+  // ABI 1.1: hot-swap hand-over.
+  decltype(&epoll_echo_pause) pause = nullptr;
+  decltype(&epoll_echo_resume) resume = nullptr;
+  decltype(&epoll_echo_handover_counts) handoverCounts = nullptr;
+  decltype(&epoll_echo_export_listener) exportListener = nullptr;
+  decltype(&epoll_echo_export_connection) exportConnection = nullptr;
+  decltype(&epoll_echo_handover_complete) handoverComplete = nullptr;
+  decltype(&epoll_echo_import_listener) importListener = nullptr;
+  decltype(&epoll_echo_import_connection) importConnection = nullptr;
+};
+
+// The names PluginApi resolves, in declaration order of the header.
+const std::vector<std::string>& apiFunctionNames();
+
+// One dlopen() handle of a plugin file (RTLD_NOW | RTLD_LOCAL), closed by the destructor or
+// unload(). Move-only; load/unload from one thread. glibc counts handles per object: the object is
+// only unmapped when its last handle closes.
+class Plugin {
+ public:
+  explicit Plugin(const std::string& path = EPOLL_ECHO_PLUGIN_PATH);
+  Plugin(Plugin&& other) noexcept;
+  Plugin& operator=(Plugin&& other) = delete;
+  Plugin(const Plugin&) = delete;
+  Plugin& operator=(const Plugin&) = delete;
+  ~Plugin();
+
+  // True when dlopen succeeded and every API function was found; otherwise error() says which
+  // path, symbol and dlerror() text failed.
+  bool loaded() const { return handle_ != nullptr && error_.empty(); }
+  const std::string& error() const { return error_; }
+  const std::string& path() const { return path_; }
+  const PluginApi& api() const { return api_; }
+  void* handle() const { return handle_; }
+
+  // dlclose() now; returns false (and sets error()) if dlclose reported a failure.
+  bool unload();
+
+ private:
+  std::string path_;
+  void* handle_ = nullptr;
+  std::string error_;
+  PluginApi api_;
+};
+
+// True when `path` is still mapped in this process (dlopen with RTLD_NOLOAD).
+bool isPluginResident(const std::string& path = EPOLL_ECHO_PLUGIN_PATH);
+
+// A config for a loopback test engine: port 0 (kernel's choice), bind 127.0.0.1, defaults elsewhere.
+epoll_echo_config_t loopbackConfig(uint32_t listeners = 1);
+
+// Owns one engine handle: create → start → stop, destroy in the destructor. Returns the plugin's
+// codes unchanged so tests can assert on them. Not thread-safe itself, but stats() may be called
+// from any thread while the engine exists (the C ABI allows it).
+class Engine {
+ public:
+  explicit Engine(const PluginApi& api) : api_(api) {}
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine() { destroy(); }
+
+  int create(const epoll_echo_config_t& config, std::string* detail = nullptr);
+  int start();
+  int stop();
+  void destroy();
+  // create() then start(); on failure `error` holds the code name and detail.
+  bool createAndStart(const epoll_echo_config_t& config, std::string* error);
+
+  epoll_echo_engine_t* handle() const { return engine_; }
+  // Snapshot of the summed stats; `code` (when given) receives the return code.
+  epoll_echo_stats_t stats(int* code = nullptr) const;
+  epoll_echo_worker_stats_t workerStats(uint32_t index, int* code = nullptr) const;
+  std::string lastError() const;
+  uint16_t port() const { return static_cast<uint16_t>(stats().port); }
+
+  // Polls stats() until `settled` holds or the deadline passes (the engine's counters move
+  // asynchronously to the client's view). Returns the last snapshot either way; `ok` says which.
+  epoll_echo_stats_t waitForStats(const std::function<bool(const epoll_echo_stats_t&)>& settled,
+                                  Deadline deadline, bool* ok = nullptr) const;
+
+ private:
+  PluginApi api_;
+  epoll_echo_engine_t* engine_ = nullptr;
+};
+
+// "EPOLL_ECHO_EBIND (-6)" for failure messages.
+std::string describeCode(const PluginApi& api, int code);
+
+}  // namespace epoll_echo::test
