@@ -7,6 +7,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 
@@ -77,6 +78,31 @@ uint64_t TimerFd::consumeExpirations() {
   uint64_t expirations = 0;
   if (::read(fd_.get(), &expirations, sizeof expirations) != static_cast<ssize_t>(sizeof expirations)) return 0;
   return expirations;
+}
+
+OneShotTimer::OneShotTimer() {
+  fd_ = UniqueFd(checked(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
+}
+
+void OneShotTimer::arm(std::chrono::milliseconds delay) {
+  itimerspec spec{};
+  // A zero it_value would disarm the timer: one nanosecond still means "now".
+  const long long nanoseconds = std::max<long long>(1, delay.count() * 1000000LL);
+  spec.it_value.tv_sec = static_cast<time_t>(nanoseconds / 1000000000LL);
+  spec.it_value.tv_nsec = static_cast<long>(nanoseconds % 1000000000LL);
+  checked(::timerfd_settime(fd_.get(), 0, &spec, nullptr), "timerfd_settime");
+}
+
+void OneShotTimer::disarm() {
+  const itimerspec spec{};
+  checked(::timerfd_settime(fd_.get(), 0, &spec, nullptr), "timerfd_settime");
+  consumeExpiry();  // an expiry that fired before disarming must not be seen later
+}
+
+bool OneShotTimer::consumeExpiry() {
+  uint64_t expirations = 0;
+  return ::read(fd_.get(), &expirations, sizeof expirations) == static_cast<ssize_t>(sizeof expirations) &&
+         expirations > 0;
 }
 
 EventFd::EventFd() { fd_ = UniqueFd(checked(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")); }

@@ -58,6 +58,20 @@ class TimerFd {
   UniqueFd fd_;
 };
 
+// A one-shot CLOCK_MONOTONIC timerfd that can be re-armed: the --watch debounce and retry timer.
+// Main thread only.
+class OneShotTimer {
+ public:
+  OneShotTimer();  // disarmed; throws std::system_error
+  int fd() const { return fd_.get(); }
+  void arm(std::chrono::milliseconds delay);  // replaces any pending expiry; throws std::system_error
+  void disarm();
+  bool consumeExpiry();  // true once after the timer fired
+
+ private:
+  UniqueFd fd_;
+};
+
 // A one-shot notification from another thread: the stop thread raises it when stop() returned.
 class EventFd {
  public:

@@ -4,9 +4,10 @@
 
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <string>
 
-#include "engine.h"
+#include "loaded_engine.h"
 #include "event_sources.h"
 #include "log.h"
 #include "options.h"
@@ -41,17 +42,19 @@ int serve(const Options& options) {
   // A closed stdout or stderr pipe must not kill a running server; writes then fail with EPIPE.
   ::signal(SIGPIPE, SIG_IGN);
   SignalFd signals;
-  const PluginLibrary plugin(pluginPath(options));
-  Engine engine(plugin, options);
-  engine.start();
-  Server server(engine, plugin, options, signals);
-  // Logged only when the host holds every descriptor it needs: after this line it opens none.
-  const epoll_echo_stats_t stats = engine.stats();
+  const std::filesystem::path path = pluginPath(options);
+  // The first engine runs from the file itself; reloads run from private copies (reload.h).
+  auto serving = std::make_unique<LoadedEngine>(path, false, options);
+  serving->engine().start();
+  Server server(std::move(serving), path, options, signals);
+  // Logged only when the host holds every descriptor it needs (the --watch inotify fd included):
+  // after this line it opens none except for a reload.
+  const epoll_echo_stats_t stats = server.stats();
   logLine("listening on " + listenAddress(options.bindAddress, stats.port) + " (" +
-          std::to_string(stats.listeners) + " listeners, plugin " + plugin.path().string() + ", " +
-          plugin.describe() + ")");
+          std::to_string(stats.listeners) + " listeners, plugin " + path.string() + ", " +
+          server.serving().library().describe() + (options.watch ? ", watching for a new build" : "") + ")");
   return server.run();
-  // Destruction order: the server, then the engine (destroy), then the plugin (unload).
+  // The server's destructor destroys the serving engine, unloads its plugin and deletes its copy.
 }
 
 int runHost(int argc, const char* const argv[]) {

@@ -97,6 +97,7 @@ po::options_description describeOptions(uint32_t defaultListeners) {
      "engine plugin (default: libepoll_echo.so next to this program, then ../lib/epoll_echo/)")
     ("stats-interval", text("SECONDS", "0"), "print a stats line every SECONDS, 0-86400 (0 = off)")
     ("stats-format", text("FORMAT", "text"), "stats line format: text or json (one object per line)")
+    ("watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")
     ("help,h", "print this help and exit")
     ("version", "print the host version, the plugin's ABI version and build id, and exit");
   return options;
@@ -106,7 +107,7 @@ std::string helpText(const po::options_description& options) {
   std::ostringstream out;
   out << "Usage: epoll-server [options]\n"
       << "A TCP echo server: loads the libepoll_echo.so engine and runs it until SIGINT or SIGTERM.\n"
-      << "SIGUSR1 prints a stats line; SIGHUP is reserved for reloading the plugin.\n\n"
+      << "SIGUSR1 prints a stats line; SIGHUP reloads the plugin (hot-swap, see --watch).\n\n"
       << options;
   return out.str();
 }
@@ -119,6 +120,7 @@ Options readOptions(const po::variables_map& values) {
       parseNumber("--stats-interval", values["stats-interval"].as<std::string>(), 0, kMaxStatsIntervalSeconds);
   options.statsFormat = parseStatsFormat(values["stats-format"].as<std::string>());
   if (values.count("bind")) options.bindAddress = parseBindAddress(values["bind"].as<std::string>());
+  options.watch = values.count("watch") > 0;
   if (values.count("plugin")) options.pluginPath = values["plugin"].as<std::string>();
   if (values.count("plugin") && options.pluginPath.empty()) throw UsageError{"--plugin needs a path; see --help"};
   return options;

@@ -29,6 +29,7 @@ struct Options {
   std::string pluginPath;          // empty = look next to the executable (see plugin_library.h)
   uint32_t statsIntervalSeconds = 0;  // 0 = no periodic stats line
   StatsFormat statsFormat = StatsFormat::kText;
+  bool watch = false;  // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
 };
 
 // What main() should do after parsing.

@@ -86,7 +86,12 @@ std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::fil
     rollBack(current);
     throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), false);
   }
-  current.engine().handoverComplete();
+  try {
+    current.engine().handoverComplete();
+  } catch (const std::exception& error) {
+    // The new engine serves already; destroying the old one still closes only its own copies.
+    logLine(std::string("warning: reload of ") + pluginPath.string() + ": " + error.what());
+  }
   return next;
 }
 

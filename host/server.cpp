@@ -1,4 +1,4 @@
-// server.cpp — signal, timer and stop handling of the running host (see server.h for the design).
+// server.cpp — signal, timer, watch, reload and stop handling of the running host (see server.h).
 #include "server.h"
 
 #include <poll.h>
@@ -16,14 +16,26 @@ namespace {
 // The accept-error check runs every second whatever --stats-interval says: running out of file
 // descriptors must be reported even when nobody asked for stats.
 constexpr std::chrono::milliseconds kMonitorPeriod{1000};
+// A build writes the file in several steps (or several files in a row): reload once it is quiet.
+constexpr std::chrono::milliseconds kDebounce{200};
+// A file that does not load may still be being written: retry after 200, 400, 800 ms, then give
+// up until it changes again (a file that keeps changing restarts the count).
+constexpr std::chrono::milliseconds kFirstRetryDelay{200};
+constexpr int kMaxLoadAttempts = 4;
 
 std::string signalName(int signal) { return std::string("SIG") + sigabbrev_np(signal); }
 
 }  // namespace
 
-Server::Server(Engine& engine, const PluginLibrary& plugin, const Options& options, SignalFd& signals)
-    : engine_(engine), plugin_(plugin), options_(options), signals_(signals), monitorTimer_(kMonitorPeriod) {
+Server::Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath,
+               const Options& options, SignalFd& signals)
+    : serving_(std::move(serving)),
+      pluginPath_(pluginPath),
+      options_(options),
+      signals_(signals),
+      monitorTimer_(kMonitorPeriod) {
   if (options.statsIntervalSeconds > 0) statsTimer_.emplace(std::chrono::seconds(options.statsIntervalSeconds));
+  if (options.watch) watcher_.emplace(pluginPath_);
 }
 
 Server::~Server() {
@@ -40,7 +52,9 @@ void Server::waitForEvents() {
   pollfd fds[] = {{signals_.fd(), POLLIN, 0},
                   {stopDone_.fd(), POLLIN, 0},
                   {monitorTimer_.fd(), POLLIN, 0},
-                  {statsTimer_ ? statsTimer_->fd() : -1, POLLIN, 0}};  // poll() skips a negative fd
+                  {statsTimer_ ? statsTimer_->fd() : -1, POLLIN, 0},  // poll() skips a negative fd
+                  {watcher_ ? watcher_->fd() : -1, POLLIN, 0},
+                  {reloadTimer_.fd(), POLLIN, 0}};
   if (::poll(fds, sizeof fds / sizeof fds[0], -1) < 0) {
     if (errno == EINTR) return;
     throw std::system_error(errno, std::generic_category(), "poll");
@@ -50,8 +64,10 @@ void Server::waitForEvents() {
   if (fds[0].revents != 0) {
     while (const std::optional<int> signal = signals_.read()) onSignal(*signal);
   }
-  if (fds[2].revents != 0 && monitorTimer_.consumeExpirations() > 0) checkAcceptErrors(engine_.stats());
+  if (fds[2].revents != 0 && monitorTimer_.consumeExpirations() > 0) checkAcceptErrors(stats());
   if (fds[3].revents != 0 && statsTimer_->consumeExpirations() > 0) printStats();
+  if (fds[4].revents != 0 && watcher_->consumeChanges()) onPluginChanged();
+  if (fds[5].revents != 0 && reloadTimer_.consumeExpiry()) onReloadTimer();
 }
 
 void Server::onSignal(int signal) {
@@ -63,17 +79,19 @@ void Server::onSignal(int signal) {
       beginStop(signal);
       break;
     case SIGUSR1: printStats(); break;
-    case SIGHUP: reload(); break;
+    case SIGHUP: reloadOnSignal(); break;
     default: break;
   }
 }
 
 void Server::beginStop(int signal) {
   stopSignal_ = signal;
+  reloadTimer_.disarm();
   logLine(signalName(signal) + " received: stopping (send SIGINT or SIGTERM again to exit at once)");
-  const auto stopEngine = [this] {
+  Engine& engine = serving_->engine();  // no reload replaces it from now on
+  const auto stopEngine = [this, &engine] {
     try {
-      engine_.stop();
+      engine.stop();
     } catch (const std::exception& error) {
       stopError_ = error.what();
     }
@@ -91,7 +109,7 @@ void Server::beginStop(int signal) {
 void Server::forceExit(int signal) {
   logLine(signalName(signal) + " received again while stopping: exiting now without waiting for the engine");
   // _exit, not exit: the engine's threads may still run plugin code, so no destructor and no
-  // dlclose() may run. The kernel closes every socket.
+  // dlclose() may run. The kernel closes every socket (a reload copy of the plugin stays behind).
   ::_exit(128 + signal);
 }
 
@@ -104,21 +122,84 @@ int Server::finishStop() {
   const auto elapsed = std::chrono::steady_clock::now() - started_;
   const long long tenths = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() / 100;
   logLine("stopped on " + signalName(stopSignal_.value_or(SIGTERM)) + " after " + std::to_string(tenths / 10) +
-          "." + std::to_string(tenths % 10) + " s: " + formatCounters(engine_.stats().total));
+          "." + std::to_string(tenths % 10) + " s: " + formatCounters(stats().total));
   return kExitOk;
 }
 
-void Server::reload() {
-  // The hot-swap hook: a later --watch build loads a fresh copy of plugin_.path() here, hands the
-  // listening sockets over and keeps this engine if the new one fails.
-  logLine("SIGHUP received: plugin reload is not supported by this build; still serving " +
-          plugin_.path().string());
+void Server::onPluginChanged() {
+  if (stopSignal_) return;
+  failedLoads_ = 0;
+  reloadTimer_.arm(kDebounce);  // re-arming pushes the reload back: it runs once writes are quiet
+}
+
+void Server::onReloadTimer() {
+  if (stopSignal_) return;
+  const std::optional<ReloadError> error = swapEngine();
+  if (!error) {
+    failedLoads_ = 0;
+    failedFile_.reset();
+    return;
+  }
+  const std::optional<FileSignature> file = fileSignature(pluginPath_);
+  if (file != failedFile_) failedLoads_ = 0;  // still changing: not final yet
+  failedFile_ = file;
+  if (error->loadFailed() && ++failedLoads_ < kMaxLoadAttempts) {
+    const auto delay = kFirstRetryDelay * (1 << (failedLoads_ - 1));
+    logLine("reload of " + pluginPath_.string() + ": not loadable yet (attempt " + std::to_string(failedLoads_) +
+            " of " + std::to_string(kMaxLoadAttempts) + "), retrying in " + std::to_string(delay.count()) +
+            " ms in case it is still being written");
+    reloadTimer_.arm(delay);
+    return;
+  }
+  failedLoads_ = 0;
+  logLine(error->what());
+}
+
+void Server::reloadOnSignal() {
+  if (stopSignal_) {
+    logLine("SIGHUP received while stopping: not reloading");
+    return;
+  }
+  reloadTimer_.disarm();  // this reload covers a pending watched one
+  failedLoads_ = 0;
+  logLine("SIGHUP received: reloading " + pluginPath_.string());
+  if (const std::optional<ReloadError> error = swapEngine()) logLine(error->what());
+}
+
+std::optional<ReloadError> Server::swapEngine() {
+  HandoverCounts moved;
+  std::unique_ptr<LoadedEngine> next;
+  const std::string oldBuild = serving_->library().buildId();
+  try {
+    next = reloadEngine(*serving_, pluginPath_, options_, moved);
+  } catch (const ReloadError& error) {
+    return ReloadError(std::string(error.what()) + "; still serving build " + oldBuild, error.loadFailed());
+  } catch (const std::exception& error) {  // bad_alloc, a failed syscall of the host's own
+    return ReloadError("reload of " + pluginPath_.string() + " rejected: " + error.what() +
+                           "; still serving build " + oldBuild, false);
+  }
+  addCounters(finished_, serving_->engine().stats().total);  // counters survive the hand-over
+  serving_ = std::move(next);  // the old engine is destroyed, unloaded and its copy deleted
+  ++reloads_;
+  logLine(std::string("reloaded: build ") + serving_->library().buildId() + " serving (was " + oldBuild + "), " +
+          std::to_string(moved.listeners) + " listeners, " + std::to_string(moved.connections) +
+          " connections handed over");
+  return std::nullopt;
+}
+
+epoll_echo_stats_t Server::stats() const {
+  epoll_echo_stats_t stats = serving_->engine().stats();
+  epoll_echo_counters_t total = finished_;
+  addCounters(total, stats.total);
+  total.active = stats.total.active;
+  stats.total = total;
+  return stats;
 }
 
 void Server::printStats() {
-  const epoll_echo_stats_t stats = engine_.stats();
-  printLine(formatStats(stats, options_.statsFormat));
-  checkAcceptErrors(stats);
+  const epoll_echo_stats_t snapshot = stats();
+  printLine(formatStats(snapshot, options_.statsFormat, {serving_->library().buildId(), reloads_}));
+  checkAcceptErrors(snapshot);
 }
 
 void Server::checkAcceptErrors(const epoll_echo_stats_t& stats) {

@@ -1,36 +1,46 @@
-// server.h — the host's main loop: waits on the signalfd, the stats and monitoring timers and the
-// stop thread's eventfd, and turns each into an action on the running engine.
+// server.h — the host's main loop: waits on the signalfd, the stats and monitoring timers, the stop
+// thread's eventfd and, with --watch, the plugin directory's inotify fd, and acts on the engine.
 #pragma once
 
 #include <chrono>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 
-#include "engine.h"
 #include "event_sources.h"
+#include "loaded_engine.h"
 #include "options.h"
-#include "plugin_library.h"
+#include "plugin_watcher.h"
+#include "reload.h"
 #include "stats_report.h"
 
 namespace epoll_echo::host {
 
-// Runs a started engine until SIGINT/SIGTERM. Main thread only.
+// Runs a started engine until SIGINT/SIGTERM, replacing it on SIGHUP or, with --watch, when the
+// plugin file is replaced (reload.h). Owns the serving engine. Main thread only.
 //
 // Stopping: the first SIGINT/SIGTERM starts a helper thread that calls epoll_echo_stop() (which
 // joins every plugin thread and may take a while with many connections), while the main thread
 // keeps reading the signalfd. A second SIGINT/SIGTERM during that time ends the process at once
 // with _exit(128 + signal): no destructor runs, so nothing unloads the plugin under its own
 // still-running threads. When the helper is done it raises an eventfd; run() joins it and returns.
+// Reloads run on the main thread between events, so a stop never overlaps one; once a stop has
+// begun, reload requests are ignored.
 //
-// SIGHUP is handled by reload(): the hook where plugin hot-swap (--watch) will go; today it logs
-// that this build cannot reload and keeps serving.
+// Stats continue across reloads: the counters of replaced engines are kept and added to the
+// serving engine's (stats_report.h addCounters()).
 class Server {
  public:
-  Server(Engine& engine, const PluginLibrary& plugin, const Options& options, SignalFd& signals);
+  Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath, const Options& options,
+         SignalFd& signals);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   ~Server();
+
+  const LoadedEngine& serving() const { return *serving_; }
+  epoll_echo_stats_t stats() const;  // the serving engine's snapshot with the replaced engines' totals added
 
   // Returns the exit code once the engine has stopped: kExitOk, or kExitFailure if stop failed.
   int run();
@@ -41,16 +51,25 @@ class Server {
   void beginStop(int signal);
   [[noreturn]] void forceExit(int signal);
   int finishStop();
-  void reload();
+  void onPluginChanged();
+  void onReloadTimer();
+  void reloadOnSignal();
+  std::optional<ReloadError> swapEngine();
   void printStats();
   void checkAcceptErrors(const epoll_echo_stats_t& stats);
 
-  Engine& engine_;
-  const PluginLibrary& plugin_;
+  std::unique_ptr<LoadedEngine> serving_;
+  std::filesystem::path pluginPath_;
   const Options& options_;
   SignalFd& signals_;
   TimerFd monitorTimer_;
   std::optional<TimerFd> statsTimer_;
+  std::optional<PluginWatcher> watcher_;
+  OneShotTimer reloadTimer_;  // --watch: debounce after the last change, then retry back-off
+  int failedLoads_ = 0;       // consecutive watched reloads whose file would not load
+  std::optional<FileSignature> failedFile_;  // the file as it was at the last failed load
+  epoll_echo_counters_t finished_{};         // totals of the engines replaced so far
+  uint64_t reloads_ = 0;
   EventFd stopDone_;
   std::thread stopThread_;
   std::optional<int> stopSignal_;  // the signal that began the stop, once it has begun

@@ -62,6 +62,33 @@ std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format) {
   return format == StatsFormat::kJson ? formatJson(stats) : formatText(stats);
 }
 
+std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format, const ServingInfo& serving) {
+  std::string buildId = serving.buildId;
+  for (char& c : buildId) {
+    const bool plain = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+                       c == '_' || c == '-';
+    if (!plain) c = '?';
+  }
+  std::string line = formatStats(stats, format);
+  if (format == StatsFormat::kText) return line + " build_id=" + buildId + " reloads=" + std::to_string(serving.reloads);
+  line.pop_back();  // the closing brace
+  return line + R"(,"build_id":")" + buildId + R"(","reloads":)" + std::to_string(serving.reloads) + '}';
+}
+
+void addCounters(epoll_echo_counters_t& totals, const epoll_echo_counters_t& finished) {
+  totals.accepted += finished.accepted;
+  totals.closed += finished.closed;
+  totals.bytes_in += finished.bytes_in;
+  totals.bytes_out += finished.bytes_out;
+  totals.backpressure_pauses += finished.backpressure_pauses;
+  totals.accept_errors += finished.accept_errors;
+  totals.accept_pauses += finished.accept_pauses;
+  totals.syscalls += finished.syscalls;
+  totals.wakeups += finished.wakeups;
+  totals.adopted += finished.adopted;
+  totals.handed_over += finished.handed_over;
+}
+
 std::optional<std::string> AcceptErrorMonitor::observe(uint64_t acceptErrors, Clock::time_point now) {
   // Counters only grow; a smaller value would mean a new engine, whose errors all count.
   unreported_ += acceptErrors >= lastTotal_ ? acceptErrors - lastTotal_ : acceptErrors;

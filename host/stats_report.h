@@ -21,6 +21,20 @@ const char* stateName(uint32_t state);
 //   json: {"event":"stats","state":"running","port":8080,...,"accept_errors":0}
 std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format);
 
+// Which build serves and how many hot-swaps succeeded since start: the stats line's last fields.
+struct ServingInfo {
+  std::string buildId;
+  uint64_t reloads = 0;
+};
+
+// formatStats() plus " build_id=... reloads=N" (text) or ,"build_id":"...","reloads":N (json).
+// Characters outside [0-9A-Za-z._-] in the build id become '?': nothing needs escaping.
+std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format, const ServingInfo& serving);
+
+// Adds the counters of a finished engine to `totals`, except `active`, which is not a total: the
+// host keeps the sums of engines it replaced so that stats continue across reloads.
+void addCounters(epoll_echo_counters_t& totals, const epoll_echo_counters_t& finished);
+
 // The counters only, "accepted=12 active=3 ...", for the stop log line.
 std::string formatCounters(const epoll_echo_counters_t& counters);
 

@@ -1,0 +1,129 @@
+// host_options_test.cpp — unit tests of epoll-server's flag parsing (host/options.cpp): defaults,
+// accepted values at the edges of each range, and refusals that name the flag and the range.
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "options.h"
+
+namespace epoll_echo::host {
+namespace {
+
+constexpr uint32_t kCpus = 6;
+
+CommandLine parse(std::initializer_list<const char*> arguments, uint32_t cpus = kCpus) {
+  std::vector<const char*> argv{"epoll-server"};
+  argv.insert(argv.end(), arguments);
+  return parseCommandLine(static_cast<int>(argv.size()), argv.data(), cpus);
+}
+
+Options parseValid(std::initializer_list<const char*> arguments) {
+  const CommandLine result = parse(arguments);
+  EXPECT_EQ(result.action, Action::kRun) << result.message;
+  return result.options;
+}
+
+void expectRefusal(std::initializer_list<const char*> arguments, const std::string& expected) {
+  const CommandLine result = parse(arguments);
+  EXPECT_EQ(result.action, Action::kUsageError) << expected;
+  EXPECT_NE(result.message.find(expected), std::string::npos) << result.message;
+  EXPECT_EQ(result.message.find('\n'), std::string::npos) << "not one line: " << result.message;
+}
+
+TEST(HostOptionsTest, DefaultsMatchTheSeedServer) {
+  const Options options = parseValid({});
+  EXPECT_EQ(options.port, 8080u);
+  EXPECT_EQ(options.listeners, kCpus);
+  EXPECT_EQ(options.bindAddress, "");
+  EXPECT_EQ(options.pluginPath, "");
+  EXPECT_EQ(options.statsIntervalSeconds, 0u);
+  EXPECT_EQ(options.statsFormat, StatsFormat::kText);
+}
+
+TEST(HostOptionsTest, ListenerDefaultIsClampedToTheAllowedRange) {
+  EXPECT_EQ(parse({}, 0).options.listeners, 1u);
+  EXPECT_EQ(parse({}, 4096).options.listeners, 1024u);
+}
+
+TEST(HostOptionsTest, AcceptsEveryFlag) {
+  const Options options = parseValid({"--port", "9000", "--maxListeners", "16", "--bind", "::1", "--plugin",
+                                      "/opt/libepoll_echo.so", "--stats-interval", "5", "--stats-format", "json"});
+  EXPECT_EQ(options.port, 9000u);
+  EXPECT_EQ(options.listeners, 16u);
+  EXPECT_EQ(options.bindAddress, "::1");
+  EXPECT_EQ(options.pluginPath, "/opt/libepoll_echo.so");
+  EXPECT_EQ(options.statsIntervalSeconds, 5u);
+  EXPECT_EQ(options.statsFormat, StatsFormat::kJson);
+}
+
+TEST(HostOptionsTest, AcceptsTheEdgesOfEachRange) {
+  EXPECT_EQ(parseValid({"--port", "0"}).port, 0u);
+  EXPECT_EQ(parseValid({"--port=65535"}).port, 65535u);
+  EXPECT_EQ(parseValid({"--maxListeners", "1"}).listeners, 1u);
+  EXPECT_EQ(parseValid({"--maxListeners", "1024"}).listeners, 1024u);
+  EXPECT_EQ(parseValid({"--stats-interval", "86400"}).statsIntervalSeconds, 86400u);
+  EXPECT_EQ(parseValid({"--bind", "[::1]"}).bindAddress, "[::1]");
+  EXPECT_EQ(parseValid({"--bind", "0.0.0.0"}).bindAddress, "0.0.0.0");
+}
+
+TEST(HostOptionsTest, AcceptsTheGoFlagPackagesSingleDashSpelling) {
+  const Options options = parseValid({"-port", "9999", "-maxListeners", "4"});
+  EXPECT_EQ(options.port, 9999u);
+  EXPECT_EQ(options.listeners, 4u);
+}
+
+TEST(HostOptionsTest, RefusesOutOfRangeNumbersNamingTheRange) {
+  expectRefusal({"--port", "65536"}, "--port 65536 is out of range: allowed 0-65535");
+  expectRefusal({"--port", "-80"}, "--port -80 is out of range: allowed 0-65535");
+  expectRefusal({"--port", "99999999999999999999999"}, "is out of range: allowed 0-65535");
+  expectRefusal({"--maxListeners", "0"}, "--maxListeners 0 is out of range: allowed 1-1024");
+  expectRefusal({"--maxListeners", "1025"}, "--maxListeners 1025 is out of range: allowed 1-1024");
+  expectRefusal({"--stats-interval", "86401"}, "--stats-interval 86401 is out of range: allowed 0-86400");
+}
+
+TEST(HostOptionsTest, RefusesWhatIsNotANumber) {
+  expectRefusal({"--port", "80a"}, "--port '80a' is not a number: allowed 0-65535");
+  expectRefusal({"--port", " 80"}, "--port ' 80' is not a number");
+  expectRefusal({"--port", "+80"}, "--port '+80' is not a number");
+  expectRefusal({"--port", ""}, "--port '' is not a number");
+  expectRefusal({"--maxListeners", "2.5"}, "--maxListeners '2.5' is not a number: allowed 1-1024");
+}
+
+TEST(HostOptionsTest, RefusesBadWordsAndAddresses) {
+  expectRefusal({"--stats-format", "yaml"}, "--stats-format 'yaml' is not a format: allowed text or json");
+  expectRefusal({"--bind", "localhost"}, "--bind 'localhost' is not a numeric address");
+  expectRefusal({"--bind", "127.0.0.1:80"}, "--bind '127.0.0.1:80' is not a numeric address");
+  expectRefusal({"--bind", "1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc:dddd:eeee:ffff:0000"},
+                "is not a numeric address");
+  expectRefusal({"--plugin", ""}, "--plugin needs a path");
+}
+
+TEST(HostOptionsTest, RefusesUnknownRepeatedAndStrayArguments) {
+  expectRefusal({"--verbose"}, "unrecognised option '--verbose'");
+  expectRefusal({"--po", "80"}, "unrecognised option '--po'");  // no prefix guessing
+  expectRefusal({"--port", "1", "--port", "2"}, "'--port' cannot be specified more than once");
+  expectRefusal({"--port"}, "the required argument for option '--port' is missing: allowed 0-65535");
+  expectRefusal({"serve"}, "unexpected argument 'serve'");
+}
+
+TEST(HostOptionsTest, HelpWinsAndDescribesEveryFlag) {
+  const CommandLine result = parse({"--port", "1", "--help"});
+  ASSERT_EQ(result.action, Action::kHelp);
+  for (const char* text : {"--port", "--maxListeners", "--bind", "--plugin", "--stats-interval", "--stats-format",
+                           "--version", "(=8080)", "(=6)"}) {
+    EXPECT_NE(result.message.find(text), std::string::npos) << text;
+  }
+  EXPECT_EQ(parse({"-h"}).action, Action::kHelp);
+}
+
+TEST(HostOptionsTest, VersionKeepsThePluginPath) {
+  const CommandLine result = parse({"--version", "--plugin", "/x/libepoll_echo.so"});
+  EXPECT_EQ(result.action, Action::kVersion);
+  EXPECT_EQ(result.options.pluginPath, "/x/libepoll_echo.so");
+  EXPECT_NE(std::string(hostVersion()), "");
+}
+
+}  // namespace
+}  // namespace epoll_echo::host

@@ -1,0 +1,183 @@
+// host_startup_test.cpp — end-to-end tests of what epoll-server refuses before it serves: bad flags
+// (exit 2), unusable plugins (exit 1, one line each), plus --help, --version and the plugin search.
+#include <dlfcn.h>
+#include <link.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "support/plugin.h"
+#include "support/process.h"
+
+namespace epoll_echo::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Refusals print and exit at once; the margin is for sanitizer builds on busy cores.
+constexpr std::chrono::seconds kExitTimeout{15};
+
+Completed runServer(const std::vector<std::string>& arguments) {
+  return runToCompletion(EPOLL_ECHO_SERVER_PATH, arguments, deadlineIn(kExitTimeout));
+}
+
+std::size_t lineCount(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its content by the destructor.
+class TemporaryDirectory {
+ public:
+  TemporaryDirectory() {
+    std::string pattern = (fs::temp_directory_path() / "epoll-server-test-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern + ": " + strerror(errno));
+    path_ = pattern;
+  }
+  TemporaryDirectory(const TemporaryDirectory&) = delete;
+  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
+  ~TemporaryDirectory() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+struct BadFlag {
+  std::vector<std::string> arguments;
+  std::string expected;  // part of the one-line message: the flag and its allowed range
+};
+
+TEST(HostStartupTest, RefusesBadFlagsWithExitCodeTwoBeforeLoadingThePlugin) {
+  const std::vector<BadFlag> cases = {
+      {{"--port", "70000"}, "--port 70000 is out of range: allowed 0-65535"},
+      {{"--port", "-1"}, "--port -1 is out of range: allowed 0-65535"},
+      {{"--port", "http"}, "--port 'http' is not a number: allowed 0-65535"},
+      {{"--port"}, "'--port' is missing: allowed 0-65535"},
+      {{"--maxListeners", "0"}, "--maxListeners 0 is out of range: allowed 1-1024"},
+      {{"--maxListeners", "1025"}, "--maxListeners 1025 is out of range: allowed 1-1024"},
+      {{"--maxListeners", "four"}, "--maxListeners 'four' is not a number: allowed 1-1024"},
+      {{"--stats-interval", "86401"}, "--stats-interval 86401 is out of range: allowed 0-86400"},
+      {{"--stats-format", "xml"}, "--stats-format 'xml' is not a format: allowed text or json"},
+      {{"--bind", "localhost"}, "--bind 'localhost' is not a numeric address"},
+      {{"--frobnicate"}, "unrecognised option '--frobnicate'"},
+      {{"--port", "1", "--port", "2"}, "'--port' cannot be specified more than once"},
+      {{"8080"}, "unexpected argument '8080'"},
+  };
+  for (const BadFlag& bad : cases) {
+    std::vector<std::string> arguments = bad.arguments;
+    // A plugin that does not exist: exit code 2, not 1, proves the flags were checked first.
+    arguments.insert(arguments.begin(), {"--plugin", "/nonexistent/libepoll_echo.so"});
+    const Completed run = runServer(arguments);
+    SCOPED_TRACE(bad.expected);
+    ASSERT_TRUE(run.status) << "did not exit";
+    EXPECT_TRUE(run.status->exited && run.status->code == 2) << run.status->describe();
+    EXPECT_NE(run.err.find(bad.expected), std::string::npos) << run.err;
+    EXPECT_EQ(run.err.rfind("epoll-server: ", 0), 0u) << run.err;
+    EXPECT_EQ(lineCount(run.err), 1u) << run.err;
+    EXPECT_EQ(run.out, "");
+  }
+}
+
+TEST(HostStartupTest, HelpListsEveryFlagAndExitsZero) {
+  const Completed run = runServer({"--help"});
+  ASSERT_TRUE(run.status);
+  EXPECT_TRUE(run.status->succeeded()) << run.status->describe();
+  for (const char* flag : {"--port", "--maxListeners", "--bind", "--plugin", "--stats-interval", "--stats-format",
+                           "--help", "--version", "0-65535", "1-1024"}) {
+    EXPECT_NE(run.out.find(flag), std::string::npos) << flag << " missing from:\n" << run.out;
+  }
+}
+
+TEST(HostStartupTest, VersionNamesHostAbiAndTheBuiltPluginsBuildId) {
+  Plugin plugin;
+  ASSERT_TRUE(plugin.loaded()) << plugin.error();
+  const Completed run = runServer({"--version"});
+  ASSERT_TRUE(run.status);
+  EXPECT_TRUE(run.status->succeeded()) << run.status->describe() << "\n" << run.err;
+  EXPECT_EQ(run.out.rfind("epoll-server ", 0), 0u) << run.out;
+  EXPECT_NE(run.out.find(" (built against C ABI 1."), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find(std::string("build id ") + plugin.api().buildId()), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("ABI 1."), std::string::npos) << run.out;
+}
+
+// Expects exit code 1 and exactly one stderr line containing every one of `parts`.
+void expectOneLineFailure(const Completed& run, const std::vector<std::string>& parts) {
+  ASSERT_TRUE(run.status) << "did not exit";
+  EXPECT_TRUE(run.status->exited && run.status->code == 1) << run.status->describe();
+  EXPECT_EQ(lineCount(run.err), 1u) << run.err;
+  for (const std::string& part : parts) EXPECT_NE(run.err.find(part), std::string::npos) << part << " not in: " << run.err;
+}
+
+TEST(HostStartupTest, MissingPluginFileIsOneLineNamingThePath) {
+  TemporaryDirectory directory;
+  const std::string path = (directory.path() / "libepoll_echo.so").string();
+  expectOneLineFailure(runServer({"--plugin", path}), {"cannot load plugin " + path, "no such file"});
+}
+
+TEST(HostStartupTest, TextFileIsRefusedAsNotAPlugin) {
+  TemporaryDirectory directory;
+  const std::string path = (directory.path() / "notes.so").string();
+  std::ofstream text(path);
+  for (int line = 0; line < 20; ++line) text << "A text file is longer than an ELF header, but is not one.\n";
+  text.close();
+  expectOneLineFailure(runServer({"--plugin", path}), {"cannot load plugin " + path, "invalid ELF header"});
+}
+
+TEST(HostStartupTest, SharedLibraryWithoutTheApiIsNotAPlugin) {
+  void* libm = dlopen("libm.so.6", RTLD_NOW | RTLD_NOLOAD);
+  ASSERT_NE(libm, nullptr) << "libm is not loaded in the test process";
+  link_map* map = nullptr;
+  ASSERT_EQ(dlinfo(libm, RTLD_DI_LINKMAP, &map), 0) << dlerror();
+  const std::string path = map->l_name;
+  dlclose(libm);
+  expectOneLineFailure(runServer({"--plugin", path}),
+                       {path + " is not an epoll-echo plugin", "symbol epoll_echo_abi_version not found"});
+}
+
+TEST(HostStartupTest, OtherAbiMajorIsRefusedWithBothVersions) {
+  expectOneLineFailure(runServer({"--plugin", HOST_FAKE_PLUGIN_ABI2}),
+                       {HOST_FAKE_PLUGIN_ABI2, "has ABI 2.0", "needs ABI major 1"});
+}
+
+TEST(HostStartupTest, MissingSymbolIsNamedWithThePath) {
+  expectOneLineFailure(runServer({"--plugin", HOST_FAKE_PLUGIN_NO_STATS}),
+                       {HOST_FAKE_PLUGIN_NO_STATS, "symbol epoll_echo_stats not found", "undefined symbol"});
+}
+
+TEST(HostStartupTest, FindsThePluginInTheInstalledLayout) {
+  TemporaryDirectory prefix;
+  fs::create_directories(prefix.path() / "bin");
+  fs::create_directories(prefix.path() / "lib" / "epoll_echo");
+  const fs::path server = prefix.path() / "bin" / "epoll-server";
+  fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);
+  fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, prefix.path() / "lib" / "epoll_echo" / "libepoll_echo.so");
+  const Completed run = runToCompletion(server.string(), {"--version"}, deadlineIn(kExitTimeout));
+  ASSERT_TRUE(run.status);
+  EXPECT_TRUE(run.status->succeeded()) << run.status->describe() << "\n" << run.err;
+  const std::string expected = "plugin " + (prefix.path() / "lib" / "epoll_echo" / "libepoll_echo.so").string();
+  EXPECT_NE(run.out.find(expected), std::string::npos) << run.out;
+}
+
+TEST(HostStartupTest, NamesBothSearchedPathsWhenNoPluginIsFound) {
+  TemporaryDirectory prefix;
+  fs::create_directories(prefix.path() / "bin");
+  const fs::path server = prefix.path() / "bin" / "epoll-server";
+  fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);
+  const Completed run = runToCompletion(server.string(), {"--port", "0"}, deadlineIn(kExitTimeout));
+  expectOneLineFailure(run, {"no plugin found", (prefix.path() / "bin" / "libepoll_echo.so").string(),
+                             (prefix.path() / "lib" / "epoll_echo" / "libepoll_echo.so").string(), "--plugin"});
+}
+
+}  // namespace
+}  // namespace epoll_echo::test

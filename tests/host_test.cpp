@@ -1,0 +1,347 @@
+// host_test.cpp — end-to-end tests of a running epoll-server: the built binary is a child process
+// on 127.0.0.1 with --port 0, and the tests read the port from its start log line.
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "support/echo_traffic.h"
+#include "support/net.h"
+#include "support/process.h"
+
+namespace epoll_echo::test {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Generous for sanitizer builds on two loaded cores; a healthy run takes a fraction.
+constexpr seconds kStartTimeout{15};
+constexpr seconds kStopTimeout{15};
+constexpr seconds kOutputTimeout{10};
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+// The keys of both stats formats, in order ("event" aside).
+const std::vector<std::string> kStatsKeys = {"state",     "port",      "listeners",           "accepted",
+                                             "active",    "closed",    "bytes_in",            "bytes_out",
+                                             "backpressure_pauses", "accept_errors", "accept_pauses",
+                                             "build_id",  "reloads"};
+
+struct StartLine {
+  uint16_t port = 0;
+  int listeners = 0;
+};
+
+// Parses "epoll-server: listening on 127.0.0.1:PORT (N listeners, ...)\n" once it is complete.
+std::optional<StartLine> parseStartLine(const std::string& text) {
+  const std::string prefix = "epoll-server: listening on 127.0.0.1:";
+  const std::size_t at = text.find(prefix);
+  const std::size_t end = at == std::string::npos ? at : text.find('\n', at);
+  if (end == std::string::npos) return std::nullopt;
+  std::istringstream line(text.substr(at + prefix.size(), end - at - prefix.size()));
+  unsigned port = 0;
+  char open = 0;
+  StartLine result;
+  std::string word;
+  if (!(line >> port >> open >> result.listeners >> word) || open != '(' || word != "listeners,") return std::nullopt;
+  result.port = static_cast<uint16_t>(port);
+  return result;
+}
+
+// "stats state=running port=1 ..." -> {{"state","running"}, {"port","1"}, ...}; empty if malformed.
+Fields textStatsFields(const std::string& line) {
+  std::istringstream in(line);
+  std::string token;
+  Fields fields;
+  if (!(in >> token) || token != "stats") return {};
+  while (in >> token) {
+    const std::size_t equals = token.find('=');
+    if (equals == std::string::npos) return {};
+    fields.emplace_back(token.substr(0, equals), token.substr(equals + 1));
+  }
+  return fields;
+}
+
+// {"event":"stats","state":"running","port":1,...} -> the same pairs, quotes removed ("event" first).
+Fields jsonStatsFields(const std::string& line) {
+  if (line.size() < 2 || line.front() != '{' || line.back() != '}') return {};
+  std::istringstream in(line.substr(1, line.size() - 2));
+  const auto unquote = [](const std::string& text) {
+    return text.size() >= 2 && text.front() == '"' && text.back() == '"' ? text.substr(1, text.size() - 2) : text;
+  };
+  Fields fields;
+  for (std::string member; std::getline(in, member, ',');) {
+    const std::size_t colon = member.find(':');
+    if (colon == std::string::npos) return {};
+    fields.emplace_back(unquote(member.substr(0, colon)), unquote(member.substr(colon + 1)));
+  }
+  return fields;
+}
+
+// True when `fields` has exactly kStatsKeys in order and the `expected` values.
+bool statsFieldsMatch(const Fields& fields, const std::map<std::string, std::string>& expected) {
+  if (fields.size() != kStatsKeys.size()) return false;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (fields[i].first != kStatsKeys[i]) return false;
+    const auto wanted = expected.find(fields[i].first);
+    if (wanted != expected.end() && wanted->second != fields[i].second) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> completeLines(const std::string& text) {
+  std::vector<std::string> lines;
+  for (std::size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1) {
+    lines.push_back(text.substr(start, end - start));
+  }
+  return lines;
+}
+
+// Runs one epoll-server; the ChildProcess destructor kills and reaps it whatever the test does.
+class HostServerTest : public ::testing::Test {
+ protected:
+  void startServer(std::vector<std::string> arguments) {
+    arguments.insert(arguments.begin(), {"--bind", "127.0.0.1", "--port", "0"});
+    server_.emplace(EPOLL_ECHO_SERVER_PATH, arguments);
+    std::optional<StartLine> start;
+    const auto started = [&] { return (start = parseStartLine(server_->capturedStderr())).has_value(); };
+    ASSERT_TRUE(server_->waitUntil(started, deadlineIn(kStartTimeout)))
+        << "no start line; stderr:\n" << server_->capturedStderr();
+    port_ = start->port;
+    listeners_ = start->listeners;
+    ASSERT_NE(port_, 0);
+  }
+
+  // Sends `message` on `socket` and expects it back unchanged.
+  void expectEcho(int socket, const std::string& message) {
+    std::string error;
+    ASSERT_TRUE(sendAll(socket, message, deadlineIn(kOutputTimeout), &error)) << error;
+    std::string echoed(message.size(), '\0');
+    ASSERT_TRUE(receiveExactly(socket, echoed.data(), echoed.size(), deadlineIn(kOutputTimeout), &error)) << error;
+    EXPECT_EQ(echoed, message);
+  }
+
+  Fd connectToServer() {
+    std::string error;
+    Fd socket = connectLoopback(port_, deadlineIn(kOutputTimeout), &error);
+    EXPECT_TRUE(socket) << error;
+    return socket;
+  }
+
+  // Asks for stats with SIGUSR1 until a stats line satisfies `wanted` (the engine counts
+  // asynchronously, so a line may predate the last echo). Bounded in tries and time.
+  bool statsLineMatching(const std::function<bool(const std::string&)>& wanted) {
+    const Deadline deadline = deadlineIn(kOutputTimeout);
+    for (int attempt = 0; attempt < 50 && Clock::now() < deadline; ++attempt) {
+      const std::size_t before = completeLines(server_->capturedStdout()).size();
+      EXPECT_TRUE(server_->sendSignal(SIGUSR1));
+      const auto oneMore = [&] { return completeLines(server_->capturedStdout()).size() > before; };
+      if (!server_->waitUntil(oneMore, deadline)) return false;
+      if (wanted(completeLines(server_->capturedStdout()).back())) return true;
+    }
+    return false;
+  }
+
+  std::optional<ChildProcess> server_;
+  uint16_t port_ = 0;
+  int listeners_ = 0;
+};
+
+TEST_F(HostServerTest, EchoesWithOneListener) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
+  EXPECT_EQ(listeners_, 1);
+  Fd client = connectToServer();
+  ASSERT_TRUE(client);
+  expectEcho(client.get(), "hello, epoll-server\n");
+}
+
+TEST_F(HostServerTest, EchoesWithFourListeners) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "4"}));
+  EXPECT_EQ(listeners_, 4);
+  // Many connections so SO_REUSEPORT spreads them over the workers; every byte is checked.
+  std::string error;
+  std::vector<EchoJob> jobs = makeEchoJobs(port_, 16, scaledForSanitizers(256 * 1024), true, 7,
+                                           deadlineIn(kOutputTimeout), &error);
+  ASSERT_EQ(jobs.size(), 16u) << error;
+  EXPECT_EQ(runEchoJobs(jobs, deadlineIn(seconds(60))), "");
+}
+
+TEST_F(HostServerTest, AcceptsTheSeedServersSingleDashFlags) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"-maxListeners", "2"}));
+  EXPECT_EQ(listeners_, 2);
+}
+
+class HostStopTest : public HostServerTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(HostStopTest, StopSignalClosesEveryConnectionAndExitsZero) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "2"}));
+  std::vector<Fd> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(connectToServer());
+    ASSERT_TRUE(clients.back());
+    expectEcho(clients.back().get(), "before stop " + std::to_string(i));  // accepted by a worker
+  }
+  ASSERT_TRUE(server_->sendSignal(GetParam()));
+  for (Fd& client : clients) {
+    std::string error;
+    EXPECT_TRUE(waitForEof(client.get(), deadlineIn(kStopTimeout), &error)) << error;
+  }
+  const auto status = server_->waitForExit(deadlineIn(kStopTimeout));
+  ASSERT_TRUE(status) << "still running after the stop signal";
+  EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server_->capturedStderr();
+  EXPECT_NE(server_->capturedStderr().find(std::string("stopped on SIG") + sigabbrev_np(GetParam())),
+            std::string::npos)
+      << server_->capturedStderr();
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, HostStopTest, ::testing::Values(SIGINT, SIGTERM),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return std::string("Sig") + sigabbrev_np(info.param);
+                         });
+
+TEST_F(HostServerTest, BusyPortFailsWithinASecond) {
+  std::string error;
+  Fd occupant = listenTcp("127.0.0.1", 0, 16, &error);
+  ASSERT_TRUE(occupant) << error;
+  const std::string port = std::to_string(localPort(occupant.get()));
+  // One second is the requirement; sanitizer builds start several times slower.
+  const auto limit = kSanitizedBuild ? milliseconds(4000) : milliseconds(1000);
+  ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--bind", "127.0.0.1", "--port", port, "--maxListeners", "2"});
+  const auto status = server.waitForExit(deadlineIn(limit));
+  ASSERT_TRUE(status) << "still running with port " << port << " taken; stderr:\n" << server.capturedStderr();
+  EXPECT_TRUE(status->exited && status->code == 1) << status->describe();
+  EXPECT_NE(server.capturedStderr().find("127.0.0.1:" + port), std::string::npos) << server.capturedStderr();
+  EXPECT_NE(server.capturedStderr().find("Address already in use"), std::string::npos) << server.capturedStderr();
+  EXPECT_EQ(server.capturedStderr().find("listening on"), std::string::npos);
+}
+
+TEST_F(HostServerTest, Sigusr1PrintsATextStatsLine) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
+  Fd client = connectToServer();
+  ASSERT_TRUE(client);
+  expectEcho(client.get(), std::string(100, 'x'));
+  const std::map<std::string, std::string> expected = {
+      {"state", "running"}, {"listeners", "1"}, {"accepted", "1"},     {"active", "1"},
+      {"closed", "0"},      {"bytes_in", "100"}, {"bytes_out", "100"}, {"accept_errors", "0"}};
+  EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
+    return statsFieldsMatch(textStatsFields(line), expected);
+  })) << "stdout:\n" << server_->capturedStdout();
+}
+
+TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1", "--stats-format", "json"}));
+  Fd client = connectToServer();
+  ASSERT_TRUE(client);
+  expectEcho(client.get(), std::string(64, 'j'));
+  const std::map<std::string, std::string> expected = {
+      {"state", "running"}, {"listeners", "1"}, {"accepted", "1"},    {"active", "1"},
+      {"closed", "0"},      {"bytes_in", "64"}, {"bytes_out", "64"}, {"accept_errors", "0"}};
+  EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
+    Fields fields = jsonStatsFields(line);
+    if (fields.empty() || fields.front() != std::make_pair(std::string("event"), std::string("stats"))) return false;
+    fields.erase(fields.begin());
+    return statsFieldsMatch(fields, expected);
+  })) << "stdout:\n" << server_->capturedStdout();
+}
+
+TEST_F(HostServerTest, StatsIntervalPrintsWithoutASignal) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1", "--stats-interval", "1"}));
+  const auto twoLines = [&] {
+    const std::vector<std::string> lines = completeLines(server_->capturedStdout());
+    return lines.size() >= 2 && statsFieldsMatch(textStatsFields(lines[0]), {{"state", "running"}}) &&
+           statsFieldsMatch(textStatsFields(lines[1]), {{"state", "running"}});
+  };
+  EXPECT_TRUE(server_->waitUntil(twoLines, deadlineIn(kOutputTimeout))) << server_->capturedStdout();
+}
+
+TEST_F(HostServerTest, SighupReloadsAndServingContinues) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
+  Fd client = connectToServer();
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(server_->sendSignal(SIGHUP));
+  EXPECT_TRUE(server_->waitForStderr("reloaded: build ", deadlineIn(kOutputTimeout)))
+      << server_->capturedStderr();
+  expectEcho(client.get(), "still here");
+  Fd another = connectToServer();
+  ASSERT_TRUE(another);
+  expectEcho(another.get(), "and accepting");
+  // A clean stop deletes the reload copy the server made next to the built plugin; a kill would
+  // leave it in the build tree.
+  ASSERT_TRUE(server_->sendSignal(SIGTERM));
+  const auto status = server_->waitForExit(deadlineIn(kStopTimeout));
+  ASSERT_TRUE(status) << server_->capturedStderr();
+  EXPECT_TRUE(status->succeeded()) << status->describe();
+}
+
+TEST_F(HostServerTest, SecondStopSignalDuringASlowStopExitsAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--plugin", HOST_FAKE_PLUGIN_SLOW_STOP}));
+  ASSERT_TRUE(server_->sendSignal(SIGTERM));
+  // Wait until the first signal was handled: two pending SIGTERMs would merge into one.
+  ASSERT_TRUE(server_->waitForStderr("SIGTERM received: stopping", deadlineIn(kOutputTimeout)))
+      << server_->capturedStderr();
+  ASSERT_TRUE(server_->sendSignal(SIGINT));
+  const auto status = server_->waitForExit(deadlineIn(seconds(5)));  // the fake's stop takes 120 s
+  ASSERT_TRUE(status) << "the second signal did not end the process; stderr:\n" << server_->capturedStderr();
+  EXPECT_TRUE(status->exited && status->code == 128 + SIGINT) << status->describe();
+  EXPECT_NE(server_->capturedStderr().find("SIGINT received again while stopping"), std::string::npos)
+      << server_->capturedStderr();
+}
+
+// The lowest descriptor number `pid` does not use: with RLIMIT_NOFILE at this value its next
+// open/accept fails with EMFILE.
+int lowestFreeDescriptor(pid_t pid) {
+  std::set<int> used;
+  const std::string path = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* directory = opendir(path.c_str());
+  if (directory == nullptr) return -1;
+  while (const dirent* entry = readdir(directory)) {
+    if (entry->d_name[0] != '.') used.insert(std::stoi(entry->d_name));
+  }
+  closedir(directory);
+  int lowest = 0;
+  while (used.count(lowest) != 0) ++lowest;
+  return lowest;
+}
+
+TEST_F(HostServerTest, WarnsWhenAcceptsFailForLackOfDescriptors) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
+  const int limit = lowestFreeDescriptor(server_->pid());
+  ASSERT_GT(limit, 2);
+  rlimit current{};
+  ASSERT_EQ(prlimit(server_->pid(), RLIMIT_NOFILE, nullptr, &current), 0);
+  rlimit lowered = current;
+  lowered.rlim_cur = static_cast<rlim_t>(limit);
+  ASSERT_EQ(prlimit(server_->pid(), RLIMIT_NOFILE, &lowered, nullptr), 0) << strerror(errno);
+  std::vector<Fd> clients;
+  for (int i = 0; i < 4; ++i) clients.push_back(connectToServer());  // the kernel completes the handshake
+  const auto warned = [&] {
+    const std::string& text = server_->capturedStderr();
+    const std::size_t at = text.find("epoll-server: warning: ");
+    return at != std::string::npos && text.find("failed accept", at) != std::string::npos &&
+           text.find("out of file descriptors", at) != std::string::npos;
+  };
+  EXPECT_TRUE(server_->waitUntil(warned, deadlineIn(kOutputTimeout))) << server_->capturedStderr();
+  ASSERT_EQ(prlimit(server_->pid(), RLIMIT_NOFILE, &current, nullptr), 0);
+  ASSERT_TRUE(server_->sendSignal(SIGTERM));
+  const auto status = server_->waitForExit(deadlineIn(kStopTimeout));
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(status->succeeded()) << status->describe();
+}
+
+}  // namespace
+}  // namespace epoll_echo::test

@@ -1,0 +1,346 @@
+// hot_swap_test.cpp — end-to-end tests of epoll-server's plugin hot-swap (SIGHUP and --watch): the
+// built server runs as a child on a private copy of the plugin while client threads ping-pong
+// byte-checked messages, and every reload must lose no round trip, connection or byte.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "support/echo_traffic.h"
+#include "support/net.h"
+#include "support/process.h"
+
+namespace epoll_echo::test {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+
+constexpr seconds kStartTimeout{15};
+constexpr seconds kReloadTimeout{15};  // generous for sanitizer builds on two loaded cores
+constexpr seconds kIoTimeout{15};
+constexpr std::size_t kLoadConnections = 16;
+constexpr const char* kPluginName = "libepoll_echo.so";
+constexpr const char* kReloaded = "epoll-server: reloaded: build ";
+
+std::size_t countOccurrences(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
+  return count;
+}
+
+// The port of "listening on 127.0.0.1:PORT (" once the line is complete; 0 before.
+uint16_t startLinePort(const std::string& text) {
+  const std::string prefix = "listening on 127.0.0.1:";
+  const std::size_t at = text.find(prefix);
+  if (at == std::string::npos || text.find('\n', at) == std::string::npos) return 0;
+  return static_cast<uint16_t>(std::atoi(text.c_str() + at + prefix.size()));
+}
+
+// Continuous ping-pong on many connections, one thread each: every message has its own length
+// and bytes (fillPattern), and the echo must match exactly. Stops at the first failure.
+class PingPongLoad {
+ public:
+  PingPongLoad(uint16_t port, std::size_t connections) {
+    for (std::size_t i = 0; i < connections; ++i) {
+      std::string error;
+      Fd socket = connectLoopback(port, deadlineIn(kIoTimeout), &error);
+      if (!socket) {
+        fail("connect " + std::to_string(i) + ": " + error);
+        return;
+      }
+      sockets_.push_back(std::move(socket));
+    }
+    for (std::size_t i = 0; i < sockets_.size(); ++i) threads_.emplace_back([this, i] { run(i); });
+  }
+  ~PingPongLoad() { stop(); }
+
+  // Waits until `more` round trips completed after this call (or a failure, or the deadline).
+  bool waitForProgress(uint64_t more, Deadline deadline) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const uint64_t target = roundTrips_ + more;
+    return progress_.wait_until(lock, deadline, [&] { return roundTrips_ >= target || !error_.empty(); }) &&
+           error_.empty();
+  }
+
+  void stop() {
+    stopping_ = true;
+    for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
+  }
+
+  std::string error() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return error_;
+  }
+  uint64_t roundTrips() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return roundTrips_;
+  }
+
+ private:
+  void run(std::size_t index) {
+    std::vector<unsigned char> sent(8192), echoed(8192);
+    for (uint64_t round = 0; !stopping_; ++round) {
+      const std::size_t size = 1 + (index * 977 + round * 131) % sent.size();
+      fillPattern(index + 1, round * sent.size(), sent.data(), size);
+      std::string error;
+      if (!sendAll(sockets_[index].get(), sent.data(), size, deadlineIn(kIoTimeout), &error) ||
+          !receiveExactly(sockets_[index].get(), echoed.data(), size, deadlineIn(kIoTimeout), &error)) {
+        return fail("connection " + std::to_string(index) + " round " + std::to_string(round) + ": " + error);
+      }
+      if (std::memcmp(sent.data(), echoed.data(), size) != 0) {
+        return fail("connection " + std::to_string(index) + " round " + std::to_string(round) + ": wrong bytes");
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++roundTrips_;
+      progress_.notify_all();
+    }
+  }
+
+  void fail(const std::string& what) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (error_.empty()) error_ = what;
+    progress_.notify_all();
+  }
+
+  std::vector<Fd> sockets_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mutex_;
+  std::condition_variable progress_;
+  uint64_t roundTrips_ = 0;
+  std::string error_;
+};
+
+// A private directory holding a copy of the built plugin, and the server running from it. The
+// ChildProcess destructor kills and reaps the server whatever the test does.
+class HotSwapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "epoll-echo-hot-swap-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr) << "mkdtemp " << pattern << ": " << std::strerror(errno);
+    directory_ = pattern;
+    plugin_ = directory_ / kPluginName;
+    fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugin_);
+  }
+
+  void TearDown() override {
+    server_.reset();
+    std::error_code ignored;
+    fs::remove_all(directory_, ignored);
+  }
+
+  void startServer(std::vector<std::string> extra) {
+    std::vector<std::string> arguments = {"--bind", "127.0.0.1", "--port", "0", "--maxListeners", "2",
+                                          "--plugin", plugin_.string()};
+    arguments.insert(arguments.end(), extra.begin(), extra.end());
+    server_.emplace(EPOLL_ECHO_SERVER_PATH, arguments);
+    const auto started = [&] { return (port_ = startLinePort(server_->capturedStderr())) != 0; };
+    ASSERT_TRUE(server_->waitUntil(started, deadlineIn(kStartTimeout))) << server_->capturedStderr();
+  }
+
+  // Installs `source` as a linker does: a new file under a temporary name, renamed over the plugin.
+  void install(const fs::path& source) {
+    const fs::path staging = directory_ / "staging.tmp";
+    fs::copy_file(source, staging, fs::copy_options::overwrite_existing);
+    fs::rename(staging, plugin_);
+  }
+
+  void installText(const std::string& text) {
+    const fs::path staging = directory_ / "staging.tmp";
+    std::ofstream(staging, std::ios::binary | std::ios::trunc) << text;
+    fs::rename(staging, plugin_);
+  }
+
+  bool waitForLogCount(const std::string& text, std::size_t count) {
+    const auto enough = [&] { return countOccurrences(server_->capturedStderr(), text) >= count; };
+    return server_->waitUntil(enough, deadlineIn(kReloadTimeout));
+  }
+
+  // SIGHUP, then the reload's log line (the n-th since start).
+  void reloadWithSighup(std::size_t expectedReloads) {
+    ASSERT_TRUE(server_->sendSignal(SIGHUP));
+    ASSERT_TRUE(waitForLogCount(kReloaded, expectedReloads)) << server_->capturedStderr();
+  }
+
+  // Distinct files of the plugin or its reload copies mapped in the server.
+  std::set<std::string> mappedPluginFiles() {
+    std::ifstream maps("/proc/" + std::to_string(server_->pid()) + "/maps");
+    std::set<std::string> files;
+    for (std::string line; std::getline(maps, line);) {
+      const std::size_t slash = line.find('/');
+      if (slash == std::string::npos) continue;
+      std::string path = line.substr(slash);
+      if (path.size() > 10 && path.compare(path.size() - 10, 10, " (deleted)") == 0) path.resize(path.size() - 10);
+      const std::string name = fs::path(path).filename().string();
+      if (name == kPluginName || name.rfind(std::string(".") + kPluginName + ".reload-", 0) == 0) files.insert(path);
+    }
+    return files;
+  }
+
+  std::vector<std::string> reloadCopiesLeft() {
+    std::vector<std::string> left;
+    for (const auto& entry : fs::directory_iterator(directory_)) {
+      if (entry.path().filename().string().find(".reload-") != std::string::npos) left.push_back(entry.path());
+    }
+    return left;
+  }
+
+  void stopServerCleanly() {
+    ASSERT_TRUE(server_->sendSignal(SIGTERM));
+    const auto status = server_->waitForExit(deadlineIn(kStartTimeout));
+    ASSERT_TRUE(status) << server_->capturedStderr();
+    EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server_->capturedStderr();
+    EXPECT_EQ(reloadCopiesLeft(), std::vector<std::string>{}) << "reload copies left in " << directory_;
+  }
+
+  void expectEcho(int socket, const std::string& message) {
+    std::string error;
+    ASSERT_TRUE(sendAll(socket, message, deadlineIn(kIoTimeout), &error)) << error;
+    std::string echoed(message.size(), '\0');
+    ASSERT_TRUE(receiveExactly(socket, echoed.data(), echoed.size(), deadlineIn(kIoTimeout), &error)) << error;
+    EXPECT_EQ(echoed, message);
+  }
+
+  fs::path directory_;
+  fs::path plugin_;
+  std::optional<ChildProcess> server_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(HotSwapTest, SighupReloadsUnderLoadWithoutLosingAByte) {
+  ASSERT_NO_FATAL_FAILURE(startServer({}));
+  PingPongLoad load(port_, kLoadConnections);
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  constexpr std::size_t kReloads = 5;
+  for (std::size_t reload = 1; reload <= kReloads; ++reload) {
+    install(EPOLL_ECHO_PLUGIN_PATH);  // a new inode each time, as a rebuild leaves it
+    ASSERT_NO_FATAL_FAILURE(reloadWithSighup(reload));
+    ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  }
+  EXPECT_NE(server_->capturedStderr().find("2 listeners, 16 connections handed over"), std::string::npos)
+      << server_->capturedStderr();
+  EXPECT_EQ(mappedPluginFiles().size(), 1u) << ::testing::PrintToString(mappedPluginFiles());
+  ASSERT_TRUE(server_->sendSignal(SIGUSR1));
+  EXPECT_TRUE(server_->waitForStdout(" reloads=5", deadlineIn(kIoTimeout))) << server_->capturedStdout();
+  load.stop();
+  EXPECT_EQ(load.error(), "");
+  std::cout << "round trips during " << kReloads << " reloads: " << load.roundTrips() << "\n";
+  ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
+  EXPECT_NE(server_->capturedStderr().find("active=0"), std::string::npos) << server_->capturedStderr();
+}
+
+TEST_F(HotSwapTest, WatchReloadsWhenANewBuildIsRenamedIntoPlace) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
+  PingPongLoad load(port_, kLoadConnections);
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  for (std::size_t reload = 1; reload <= 3; ++reload) {
+    install(EPOLL_ECHO_PLUGIN_PATH);
+    ASSERT_TRUE(waitForLogCount(kReloaded, reload)) << server_->capturedStderr();
+    ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  }
+  EXPECT_EQ(mappedPluginFiles().size(), 1u) << ::testing::PrintToString(mappedPluginFiles());
+  load.stop();
+  EXPECT_EQ(load.error(), "");
+  ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
+}
+
+TEST_F(HotSwapTest, WatchRetriesAFileThatDoesNotLoadThenRejectsItAndKeepsServing) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
+  PingPongLoad load(port_, 4);
+  installText("\x7f" "ELF truncated");
+  ASSERT_TRUE(waitForLogCount("rejected: cannot load plugin", 1)) << server_->capturedStderr();
+  EXPECT_NE(server_->capturedStderr().find("not loadable yet (attempt 1 of 4)"), std::string::npos)
+      << server_->capturedStderr();
+  ASSERT_TRUE(load.waitForProgress(4, deadlineIn(kIoTimeout))) << load.error();
+  install(EPOLL_ECHO_PLUGIN_PATH);  // the finished build is taken once it appears
+  ASSERT_TRUE(waitForLogCount(kReloaded, 1)) << server_->capturedStderr();
+  ASSERT_TRUE(load.waitForProgress(4, deadlineIn(kIoTimeout))) << load.error();
+  load.stop();
+  ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
+}
+
+TEST_F(HotSwapTest, BadBuildsAreRejectedWithOneLineWhileTheOldOneServes) {
+  ASSERT_NO_FATAL_FAILURE(startServer({}));
+  PingPongLoad load(port_, 4);
+  struct Bad {
+    std::optional<fs::path> file;  // nullopt: garbage text
+    const char* reason;
+  };
+  const Bad bads[] = {{std::nullopt, "invalid ELF header"},
+                      {fs::path(HOT_SWAP_NOT_A_PLUGIN), "is not an epoll-echo plugin: symbol epoll_echo_abi_version"},
+                      {fs::path(HOST_FAKE_PLUGIN_NO_STATS), "incomplete epoll-echo plugin: symbol epoll_echo_stats"},
+                      {fs::path(HOST_FAKE_PLUGIN_ABI2), "has ABI 2.0"},
+                      {fs::path(HOT_SWAP_FAKE_PLUGIN_ABI10), "has ABI 1.0, a hot-swap needs ABI 1.1"}};
+  std::size_t rejections = 0;
+  for (const Bad& bad : bads) {
+    if (bad.file) install(*bad.file); else installText(std::string(4096, 'x'));  // past the ELF header's size
+    ASSERT_TRUE(server_->sendSignal(SIGHUP));
+    ASSERT_TRUE(waitForLogCount(" rejected: ", ++rejections)) << server_->capturedStderr();
+    EXPECT_EQ(countOccurrences(server_->capturedStderr(), bad.reason), 1u) << server_->capturedStderr();
+    EXPECT_EQ(countOccurrences(server_->capturedStderr(), "reload of " + plugin_.string() + " rejected: "),
+              rejections);
+    EXPECT_EQ(reloadCopiesLeft(), std::vector<std::string>{});
+    ASSERT_TRUE(load.waitForProgress(4, deadlineIn(kIoTimeout))) << load.error();
+  }
+  EXPECT_EQ(countOccurrences(server_->capturedStderr(), kReloaded), 0u);
+  install(EPOLL_ECHO_PLUGIN_PATH);
+  ASSERT_NO_FATAL_FAILURE(reloadWithSighup(1));
+  ASSERT_TRUE(load.waitForProgress(4, deadlineIn(kIoTimeout))) << load.error();
+  EXPECT_EQ(mappedPluginFiles().size(), 1u) << ::testing::PrintToString(mappedPluginFiles());
+  load.stop();
+  ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
+}
+
+TEST_F(HotSwapTest, ConnectionsQueuedInTheBacklogDuringAReloadAreServed) {
+  ASSERT_NO_FATAL_FAILURE(startServer({}));
+  std::vector<Fd> clients;
+  const auto connectSome = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      std::string error;
+      clients.push_back(connectLoopback(port_, deadlineIn(kIoTimeout), &error));
+      ASSERT_TRUE(clients.back()) << error;
+    }
+  };
+  for (std::size_t reload = 1; reload <= 3; ++reload) {
+    ASSERT_NO_FATAL_FAILURE(connectSome(8));  // nothing sent: some still wait in the accept queue
+    ASSERT_TRUE(server_->sendSignal(SIGHUP));
+    ASSERT_NO_FATAL_FAILURE(connectSome(8));  // while the old engine pauses and the new one starts
+    ASSERT_TRUE(waitForLogCount(kReloaded, reload)) << server_->capturedStderr();
+  }
+  for (std::size_t i = 0; i < clients.size(); ++i) expectEcho(clients[i].get(), "queued " + std::to_string(i));
+  ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
+  EXPECT_NE(server_->capturedStderr().find("accepted=48 active=0 closed=48"), std::string::npos)
+      << server_->capturedStderr();
+}
+
+TEST_F(HotSwapTest, StopRightAfterAReloadExitsCleanly) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
+  PingPongLoad load(port_, 4);
+  ASSERT_TRUE(load.waitForProgress(4, deadlineIn(kIoTimeout))) << load.error();
+  ASSERT_TRUE(server_->sendSignal(SIGHUP));
+  install(EPOLL_ECHO_PLUGIN_PATH);  // a watched reload pending while the stop begins
+  ASSERT_TRUE(server_->sendSignal(SIGTERM));
+  const auto status = server_->waitForExit(deadlineIn(kStartTimeout));
+  ASSERT_TRUE(status) << server_->capturedStderr();
+  EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server_->capturedStderr();
+  EXPECT_EQ(reloadCopiesLeft(), std::vector<std::string>{});
+  load.stop();  // the clients see EOF now: their errors are expected and not checked
+}
+
+}  // namespace
+}  // namespace epoll_echo::test
