@@ -254,7 +254,9 @@ int epoll_echo_handover_complete(epoll_echo_engine_t* engine);
 
 /* Gives a CREATED engine a listening socket to serve instead of binding its own: the engine
  * duplicates `fd` (close-on-exec) and the caller keeps ownership of `fd`. An engine with imported
- * listeners runs one worker per imported listener and ignores config.port and bind_address.
+ * listeners binds nothing (config.port and bind_address are ignored) and runs
+ * max(config.listeners, imported count) workers; worker i serves imported socket i % count, so
+ * one inherited socket (systemd socket activation) can feed every worker.
  * EINVAL when fd is not a listening TCP socket, ESTATE unless CREATED. [control] */
 int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
 

@@ -2,6 +2,10 @@
 // nothing behind; stop and pause join every worker thread.
 #include "engine.h"
 
+#include <fcntl.h>
+
+#include <algorithm>
+#include <iterator>
 #include <system_error>
 
 #include "engine_error.h"
@@ -51,6 +55,28 @@ void Engine::startAll(std::vector<std::unique_ptr<Worker>>& workers) {
     }
 }
 
+// Imported listeners are served as they are, never closed and reopened. When the configuration
+// asks for more workers than sockets were imported (one inherited socket from systemd, say), the
+// extra workers share them through duplicates: worker i serves imported socket i % count.
+ListenerSet Engine::shareImportedListeners() {
+    ListenerSet set;
+    auto local = SocketAddress::localOf(importedListeners_.front().get());
+    set.port = local ? local->port() : 0;
+    const size_t imported = importedListeners_.size();
+    const size_t workers = std::max<size_t>(config_.listeners, imported);
+    set.sockets.reserve(workers);
+    for (size_t i = imported; i < workers; ++i) {
+        UniqueFd copy(::fcntl(importedListeners_[i % imported].get(), F_DUPFD_CLOEXEC, 0));
+        if (!copy) throwErrno(EPOLL_ECHO_ESYSTEM, "start: fcntl F_DUPFD_CLOEXEC of an imported listener");
+        set.sockets.push_back(std::move(copy));
+    }
+    // Imported sockets first, so worker i < imported serves exactly socket i.
+    set.sockets.insert(set.sockets.begin(), std::make_move_iterator(importedListeners_.begin()),
+                       std::make_move_iterator(importedListeners_.end()));
+    importedListeners_.clear();
+    return set;
+}
+
 std::vector<std::unique_ptr<Worker>> Engine::createWorkers(std::vector<UniqueFd> listeners) {
     std::vector<std::unique_ptr<Worker>> workers;
     workers.reserve(listeners.size());
@@ -63,14 +89,7 @@ std::vector<std::unique_ptr<Worker>> Engine::createWorkers(std::vector<UniqueFd>
 void Engine::start() {
     std::lock_guard<std::mutex> control(controlMutex_);
     requireState(EPOLL_ECHO_STATE_CREATED, "start");
-    ListenerSet listeners;
-    if (importedListeners_.empty()) {
-        listeners = openListeners(config_);
-    } else {
-        auto local = SocketAddress::localOf(importedListeners_.front().get());
-        listeners.port = local ? local->port() : 0;
-        listeners.sockets = std::move(importedListeners_);  // moved back below if start fails
-    }
+    ListenerSet listeners = importedListeners_.empty() ? openListeners(config_) : shareImportedListeners();
     // On failure the workers close their copies of any imported socket; the exporting engine
     // still holds its own, so nothing reaches the clients.
     std::vector<std::unique_ptr<Worker>> workers = createWorkers(std::move(listeners.sockets));

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "epoll_echo.h"
+#include "listener.h"
 #include "unique_fd.h"
 #include "worker.h"
 
@@ -56,6 +57,7 @@ private:
 
     void requireState(uint32_t expected, const char* operation) const;
     void setState(uint32_t state);
+    ListenerSet shareImportedListeners();
     std::vector<std::unique_ptr<Worker>> createWorkers(std::vector<UniqueFd> listeners);
     void adoptImportedConnections(std::vector<std::unique_ptr<Worker>>& workers);
     static void startAll(std::vector<std::unique_ptr<Worker>>& workers);

@@ -50,7 +50,9 @@ Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener)
         throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD eventfd");
     }
     // Edge-triggered: a paused listener (no fd left) must not wake the loop over and over.
-    event.events = EPOLLIN | EPOLLET;
+    // Exclusive: when workers share one listening socket (an inherited one), a new connection
+    // wakes one of them, not all; with a socket of its own it changes nothing.
+    event.events = EPOLLIN | EPOLLET | EPOLLEXCLUSIVE;
     event.data.ptr = &listenerTag;
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &event) != 0) {
         throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD listener");
