@@ -13,6 +13,8 @@
 #include "options.h"
 #include "plugin_library.h"
 #include "server.h"
+#include "service_notify.h"
+#include "socket_activation.h"
 
 namespace epoll_echo::host {
 namespace {
@@ -36,23 +38,47 @@ int printVersion(const Options& options) {
   return kExitOk;
 }
 
+// Socket activation: the engine serves the inherited sockets instead of binding (ABI 1.1 import).
+void importActivatedSockets(LoadedEngine& loaded, const ActivatedSockets& activated) {
+  if (!loaded.library().supportsHandover()) {
+    throw PluginError("socket activation needs a plugin with ABI 1.1 or later (epoll_echo_import_listener); " +
+                      loaded.library().path().string() + " has ABI " + formatAbiVersion(loaded.library().abiVersion()));
+  }
+  logLine("socket activation: serving " + std::to_string(activated.size()) +
+          " inherited listening socket(s) from fd 3; --port and --bind are ignored");
+  for (std::size_t index = 0; index < activated.size(); ++index) loaded.engine().importListener(activated.fd(index));
+}
+
+void notify(const std::string& state) {
+  const std::string problem = notifyServiceManager(state);
+  if (!problem.empty()) logLine("warning: cannot notify the service manager: " + problem);
+}
+
 int serve(const Options& options) {
   // Before the plugin is loaded: its threads inherit this mask, so only the signalfd sees these.
   blockServerSignals();
   // A closed stdout or stderr pipe must not kill a running server; writes then fail with EPIPE.
   ::signal(SIGPIPE, SIG_IGN);
+  ActivatedSockets activated = ActivatedSockets::fromEnvironment();
   SignalFd signals;
   const std::filesystem::path path = pluginPath(options);
   // The first engine runs from the file itself; reloads run from private copies (reload.h).
   auto serving = std::make_unique<LoadedEngine>(path, false, options);
+  if (!activated.empty()) importActivatedSockets(*serving, activated);
   serving->engine().start();
+  // The engine holds its own duplicates (and hands them over on a reload): ours are not needed.
+  const std::string bindAddress = activated.empty() ? options.bindAddress : activated.bindAddress();
+  const bool socketActivated = !activated.empty();
+  activated.close();
   Server server(std::move(serving), path, options, signals);
   // Logged only when the host holds every descriptor it needs (the --watch inotify fd included):
   // after this line it opens none except for a reload.
   const epoll_echo_stats_t stats = server.stats();
-  logLine("listening on " + listenAddress(options.bindAddress, stats.port) + " (" +
-          std::to_string(stats.listeners) + " listeners, plugin " + path.string() + ", " +
+  const std::string address = listenAddress(bindAddress, stats.port);
+  logLine("listening on " + address + " (" + std::to_string(stats.listeners) + " listeners, " +
+          (socketActivated ? "socket-activated, " : "") + "plugin " + path.string() + ", " +
           server.serving().library().describe() + (options.watch ? ", watching for a new build" : "") + ")");
+  notify("READY=1\nSTATUS=listening on " + address);
   return server.run();
   // The server's destructor destroys the serving engine, unloads its plugin and deletes its copy.
 }

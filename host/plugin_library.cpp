@@ -113,7 +113,7 @@ std::filesystem::path findDefaultPlugin() {
   const std::filesystem::path directory = executable.parent_path();
   const std::filesystem::path candidates[] = {
       directory / kPluginFileName,
-      (directory / ".." / "lib" / "epoll_echo" / kPluginFileName).lexically_normal()};
+      (directory / EPOLL_ECHO_PLUGIN_DIR_FROM_BIN / kPluginFileName).lexically_normal()};
   for (const auto& candidate : candidates) {
     std::error_code exists;
     if (std::filesystem::exists(candidate, exists)) return candidate;

@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "log.h"
+#include "service_notify.h"
 
 namespace epoll_echo::host {
 namespace {
@@ -88,6 +89,10 @@ void Server::beginStop(int signal) {
   stopSignal_ = signal;
   reloadTimer_.disarm();
   logLine(signalName(signal) + " received: stopping (send SIGINT or SIGTERM again to exit at once)");
+  // A service manager that waits for the stop (Type=notify) learns it has begun.
+  if (const std::string problem = notifyServiceManager("STOPPING=1"); !problem.empty()) {
+    logLine("warning: cannot notify the service manager: " + problem);
+  }
   Engine& engine = serving_->engine();  // no reload replaces it from now on
   const auto stopEngine = [this, &engine] {
     try {

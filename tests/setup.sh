@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 
-packages=(g++ make cmake libboost-dev libboost-program-options-dev libgtest-dev googletest procps)
+packages=(g++ make cmake libboost-dev libboost-program-options-dev libgtest-dev googletest procps abigail-tools)
+# Deployment tests: pkg-config for the install test's consumer, systemd-socket-activate (package
+# systemd; nothing is started), groff to check that the man page renders.
+packages+=(pkgconf systemd groff-base)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -1,0 +1,152 @@
+// install_test.cpp — `cmake --install` into a temporary prefix: the layout, a separate consumer
+// project built against it (CMake package and pkg-config), the installed epoll-server without
+// --plugin, and the same again after the prefix has been moved.
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "support/net.h"
+#include "support/process.h"
+
+namespace epoll_echo::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Configuring and building a project takes seconds; sanitizer builds on two busy cores take more.
+constexpr std::chrono::seconds kBuildTimeout{240};
+constexpr std::chrono::seconds kServerTimeout{30};
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its content by the destructor.
+class TemporaryDirectory {
+ public:
+  TemporaryDirectory() {
+    std::string pattern = (fs::temp_directory_path() / "epoll-echo-install-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern);
+    path_ = pattern;
+  }
+  TemporaryDirectory(const TemporaryDirectory&) = delete;
+  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
+  ~TemporaryDirectory() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// Runs a command to completion; on failure the assertion message holds its whole output.
+::testing::AssertionResult run(const std::string& program, const std::vector<std::string>& arguments) {
+  const Completed done = runToCompletion(program, arguments, deadlineIn(kBuildTimeout));
+  if (done.status && done.status->succeeded()) return ::testing::AssertionSuccess();
+  std::string command = program;
+  for (const std::string& argument : arguments) command += " " + argument;
+  return ::testing::AssertionFailure() << command << ": "
+                                       << (done.status ? done.status->describe() : std::string("timed out")) << "\n"
+                                       << done.out << done.err;
+}
+
+::testing::AssertionResult install(const fs::path& prefix) {
+  return run(CMAKE_COMMAND, {"--install", EPOLL_ECHO_BINARY_DIR, "--prefix", prefix.string()});
+}
+
+// Configures and builds tests/install/consumer against `prefix`, then runs both of its programs.
+void buildAndRunConsumer(const fs::path& prefix, const fs::path& buildDir) {
+  // pkg-config finds the .pc file through PKG_CONFIG_PATH; the CMake package through the prefix.
+  const std::string pkgConfigPath = (prefix / EPOLL_ECHO_INSTALL_LIBDIR / "pkgconfig").string();
+  ASSERT_EQ(::setenv("PKG_CONFIG_PATH", pkgConfigPath.c_str(), 1), 0);
+  ASSERT_TRUE(run(CMAKE_COMMAND, {"-S", EPOLL_ECHO_CONSUMER_DIR, "-B", buildDir.string(),
+                                  "-DCMAKE_PREFIX_PATH=" + prefix.string(), "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+                                  "-DCONSUMER_EXTRA_FLAGS=" EPOLL_ECHO_SANITIZE_FLAGS}));
+  ASSERT_TRUE(run(CMAKE_COMMAND, {"--build", buildDir.string()}));
+  std::ifstream foundFile(buildDir / "found.txt");
+  std::stringstream found;
+  found << foundFile.rdbuf();
+  const std::string plugin = (prefix / EPOLL_ECHO_INSTALL_LIBDIR / "epoll_echo" / "libepoll_echo.so").string();
+  EXPECT_NE(found.str().find("cmake_plugin=" + plugin + "\n"), std::string::npos) << found.str();
+  EXPECT_NE(found.str().find("cmake_version=" EPOLL_ECHO_PROJECT_VERSION "\n"), std::string::npos) << found.str();
+  // pkg-config may spell the prefix with "/lib/pkgconfig/../.." left in: compare the real paths.
+  const std::string marker = "pkgconfig_plugindir=";
+  const std::size_t at = found.str().find(marker);
+  ASSERT_NE(at, std::string::npos) << found.str();
+  const std::string plugindir = found.str().substr(at + marker.size(), found.str().find('\n', at) - at - marker.size());
+  EXPECT_EQ(fs::canonical(plugindir), fs::canonical(fs::path(plugin).parent_path())) << found.str();
+  for (const char* program : {"consumer_cmake", "consumer_pkgconfig"}) {
+    EXPECT_TRUE(run((buildDir / program).string(), {})) << program;
+  }
+}
+
+// The installed epoll-server, without --plugin, must find the installed plugin and echo.
+void runInstalledServer(const fs::path& prefix) {
+  const fs::path server = prefix / EPOLL_ECHO_INSTALL_BINDIR / "epoll-server";
+  ChildProcess child(server.string(), {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "2"});
+  const std::string prefixText = "listening on 127.0.0.1:";
+  ASSERT_TRUE(child.waitForStderr(" listeners, ", deadlineIn(kServerTimeout))) << child.capturedStderr();
+  const std::string& log = child.capturedStderr();
+  const std::string plugin = (prefix / EPOLL_ECHO_INSTALL_LIBDIR / "epoll_echo" / "libepoll_echo.so").string();
+  EXPECT_NE(log.find("plugin " + plugin + ","), std::string::npos) << log;
+  const std::size_t at = log.find(prefixText);
+  ASSERT_NE(at, std::string::npos) << log;
+  const auto port = static_cast<uint16_t>(std::stoul(log.substr(at + prefixText.size())));
+  Fd client = connectLoopback(port, deadlineIn(kServerTimeout));
+  ASSERT_TRUE(client);
+  const std::string message = "hello, installed server\n";
+  std::string reply(message.size(), '\0');
+  ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kServerTimeout)));
+  ASSERT_TRUE(receiveExactly(client.get(), reply.data(), reply.size(), deadlineIn(kServerTimeout)));
+  EXPECT_EQ(reply, message);
+  ASSERT_TRUE(child.sendSignal(SIGTERM));
+  const std::optional<ExitStatus> status = child.waitForExit(deadlineIn(kServerTimeout));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << child.capturedStderr();
+}
+
+TEST(InstallTest, InstallsTheDocumentedLayout) {
+  TemporaryDirectory work;
+  const fs::path prefix = work.path() / "prefix";
+  ASSERT_TRUE(install(prefix));
+  const fs::path lib = prefix / EPOLL_ECHO_INSTALL_LIBDIR;
+  for (const fs::path& file :
+       {prefix / EPOLL_ECHO_INSTALL_BINDIR / "epoll-server", lib / "epoll_echo" / "libepoll_echo.so",
+        prefix / EPOLL_ECHO_INSTALL_INCLUDEDIR / "epoll_echo.h", lib / "cmake" / "epoll_echo" / "epoll_echoConfig.cmake",
+        lib / "cmake" / "epoll_echo" / "epoll_echoConfigVersion.cmake", lib / "pkgconfig" / "epoll_echo.pc",
+        prefix / EPOLL_ECHO_INSTALL_DOCDIR / "README.md", prefix / EPOLL_ECHO_INSTALL_DOCDIR / "operations.md",
+        prefix / EPOLL_ECHO_INSTALL_DOCDIR / "examples" / "embed.c",
+        prefix / EPOLL_ECHO_INSTALL_MANDIR / "man1" / "epoll-server.1"}) {
+    EXPECT_TRUE(fs::is_regular_file(file)) << file << " was not installed";
+  }
+}
+
+TEST(InstallTest, ConsumerAndServerWorkFromTheInstalledTree) {
+  TemporaryDirectory work;
+  const fs::path prefix = work.path() / "prefix";
+  ASSERT_TRUE(install(prefix));
+  buildAndRunConsumer(prefix, work.path() / "consumer-build");
+  runInstalledServer(prefix);
+}
+
+TEST(InstallTest, MovedPrefixStillWorks) {
+  TemporaryDirectory work;
+  const fs::path original = work.path() / "prefix";
+  ASSERT_TRUE(install(original));
+  const fs::path moved = work.path() / "moved" / "elsewhere";
+  fs::create_directories(moved.parent_path());
+  fs::rename(original, moved);
+  // Nothing may point back at the original prefix: it is gone.
+  ASSERT_FALSE(fs::exists(original));
+  buildAndRunConsumer(moved, work.path() / "consumer-build");
+  runInstalledServer(moved);
+}
+
+}  // namespace
+}  // namespace epoll_echo::test
