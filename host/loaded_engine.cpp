@@ -45,6 +45,20 @@ bool isStillLoaded(const std::filesystem::path& path) {
   return true;
 }
 
+std::filesystem::path makePrivateCopy(const std::filesystem::path& pluginPath) {
+  static unsigned sequence = 0;  // main thread only
+  const std::filesystem::path copy =
+      pluginPath.parent_path() / ("." + pluginPath.filename().string() + ".reload-" + std::to_string(::getpid()) +
+                                  "-" + std::to_string(++sequence));
+  std::error_code error;
+  // copy_file creates the target (O_EXCL semantics with copy_options::none): always a new inode.
+  if (!std::filesystem::copy_file(pluginPath, copy, std::filesystem::copy_options::none, error)) {
+    removeCopy(copy);
+    throw PluginError("cannot copy " + pluginPath.string() + " to " + copy.string() + ": " + error.message());
+  }
+  return copy;
+}
+
 void removeCopy(const std::filesystem::path& path) {
   std::error_code error;
   if (!std::filesystem::remove(path, error) && error) {

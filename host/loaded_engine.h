@@ -43,6 +43,11 @@ class LoadedEngine {
 // True while `path` is still mapped in this process: dlopen(path, RTLD_NOW | RTLD_NOLOAD).
 bool isStillLoaded(const std::filesystem::path& path);
 
+// Copies the plugin file to a new hidden file beside it (".libepoll_echo.so.reload-PID-N"): a new
+// inode, which glibc cannot confuse with a loaded object, and one that a later `cp` over the
+// original cannot rewrite under a running engine. Throws PluginError naming both paths.
+std::filesystem::path makePrivateCopy(const std::filesystem::path& pluginPath);
+
 // Deletes a reload copy; logs (never throws) if that fails.
 void removeCopy(const std::filesystem::path& path);
 

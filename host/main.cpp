@@ -62,8 +62,11 @@ int serve(const Options& options) {
   ActivatedSockets activated = ActivatedSockets::fromEnvironment();
   SignalFd signals;
   const std::filesystem::path path = pluginPath(options);
-  // The first engine runs from the file itself; reloads run from private copies (reload.h).
-  auto serving = std::make_unique<LoadedEngine>(path, false, options);
+  // Reloads always run from private copies (reload.h). With --watch the first engine does too:
+  // a developer's `cp` over the plugin then rewrites a file nobody has mapped, instead of the
+  // running engine's code. Without it the file is used in place (an installed, read-only one).
+  auto serving = options.watch ? std::make_unique<LoadedEngine>(makePrivateCopy(path), true, options)
+                               : std::make_unique<LoadedEngine>(path, false, options);
   if (!activated.empty()) importActivatedSockets(*serving, activated);
   serving->engine().start();
   // The engine holds its own duplicates (and hands them over on a reload): ours are not needed.

@@ -11,23 +11,13 @@
 namespace epoll_echo::host {
 namespace {
 
-std::filesystem::path makeReloadCopy(const std::filesystem::path& pluginPath) {
-  static unsigned sequence = 0;  // main thread only
-  const std::filesystem::path copy =
-      pluginPath.parent_path() / ("." + pluginPath.filename().string() + ".reload-" + std::to_string(::getpid()) +
-                                  "-" + std::to_string(++sequence));
-  std::error_code error;
-  // copy_file creates the target (O_EXCL semantics with copy_options::none): always a new inode.
-  if (!std::filesystem::copy_file(pluginPath, copy, std::filesystem::copy_options::none, error)) {
-    removeCopy(copy);
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: cannot copy it to " + copy.string() + ": " +
-                          error.message(), true);
-  }
-  return copy;
-}
-
 std::unique_ptr<LoadedEngine> loadCopy(const std::filesystem::path& pluginPath, const Options& options) {
-  const std::filesystem::path copy = makeReloadCopy(pluginPath);
+  std::filesystem::path copy;
+  try {
+    copy = makePrivateCopy(pluginPath);
+  } catch (const PluginError& error) {
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), true);
+  }
   std::unique_ptr<LoadedEngine> next;
   try {
     next = std::make_unique<LoadedEngine>(copy, true, options);

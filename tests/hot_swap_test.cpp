@@ -259,6 +259,22 @@ TEST_F(HotSwapTest, WatchReloadsWhenANewBuildIsRenamedIntoPlace) {
   ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
 }
 
+// `cp` rewrites the existing inode in place. Under --watch the serving engine runs from a private
+// copy, so the rewrite cannot change code under it, and the finished file is reloaded.
+TEST_F(HotSwapTest, WatchSurvivesACopyOverThePluginInPlace) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
+  for (const std::string& mapped : mappedPluginFiles()) EXPECT_NE(mapped, plugin_.string()) << "runs from the original";
+  PingPongLoad load(port_, kLoadConnections);
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugin_, fs::copy_options::overwrite_existing);
+  ASSERT_TRUE(waitForLogCount(kReloaded, 1)) << server_->capturedStderr();
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  EXPECT_EQ(mappedPluginFiles().size(), 1u) << ::testing::PrintToString(mappedPluginFiles());
+  load.stop();
+  EXPECT_EQ(load.error(), "");
+  ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
+}
+
 TEST_F(HotSwapTest, WatchRetriesAFileThatDoesNotLoadThenRejectsItAndKeepsServing) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
   PingPongLoad load(port_, 4);
