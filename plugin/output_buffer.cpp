@@ -39,7 +39,9 @@ void OutputBuffer::makeRoom(size_t count) {
     } else {
         size_t capacity = std::max(capacity_ * 2, kInitialCapacity);
         while (capacity < pending + count) capacity *= 2;
-        auto grown = std::make_unique<char[]>(capacity);
+        // Not make_unique: it would zero-fill, touching every page of a buffer that is mostly
+        // still empty, and each touched page counts against the connection's memory bound.
+        std::unique_ptr<char[]> grown(new char[capacity]);
         if (pending > 0) std::memcpy(grown.get(), storage_.get() + begin_, pending);
         storage_ = std::move(grown);
         capacity_ = capacity;
