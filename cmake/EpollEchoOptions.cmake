@@ -11,6 +11,11 @@ elseif(EPOLL_ECHO_SANITIZE STREQUAL "thread")
 elseif(NOT EPOLL_ECHO_SANITIZE STREQUAL "")
   message(FATAL_ERROR "EPOLL_ECHO_SANITIZE must be '', 'address' or 'thread', not '${EPOLL_ECHO_SANITIZE}'")
 endif()
+# clang links its ASan runtime statically into executables only; the plugin, linked with
+# -z defs, needs the shared runtime to resolve __asan_* symbols (g++ uses the shared one anyway).
+if(EPOLL_ECHO_SANITIZE STREQUAL "address" AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  list(APPEND _epoll_echo_sanitize_flags -shared-libasan)
+endif()
 if(_epoll_echo_sanitize_flags)
   target_compile_options(epoll_echo_build_flags INTERFACE ${_epoll_echo_sanitize_flags})
   target_link_options(epoll_echo_build_flags INTERFACE ${_epoll_echo_sanitize_flags})
