@@ -32,17 +32,17 @@ extern "C" {
  * Every function that can fail returns 0 on success or one of these negative codes. The table is
  * an X-macro so that bindings can generate their own lists: X(NAME, value, description).
  * ---------------------------------------------------------------------------------------------- */
-#define EPOLL_ECHO_ERROR_TABLE(X)                                                                   \
-    X(OK, 0, "success")                                                                            \
-    X(EINVAL, -1, "invalid argument")                                                              \
-    X(ESIZE, -2, "struct size field too small, too large, or unknown trailing fields not zero")   \
-    X(ESTATE, -3, "operation not allowed in the engine's current state")                           \
-    X(ENOMEM, -4, "out of memory")                                                                 \
-    X(EADDRESS, -5, "bind address is not a numeric IPv4 or IPv6 address")                          \
-    X(EBIND, -6, "cannot create, bind or listen on a listening socket")                            \
-    X(ESYSTEM, -7, "a system call or thread creation failed")                                      \
-    X(ERANGE, -8, "index out of range")                                                            \
-    X(EINTERNAL, -9, "unexpected internal failure")
+#define EPOLL_ECHO_ERROR_TABLE(X)                                                             \
+  X(OK, 0, "success")                                                                         \
+  X(EINVAL, -1, "invalid argument")                                                           \
+  X(ESIZE, -2, "struct size field too small, too large, or unknown trailing fields not zero") \
+  X(ESTATE, -3, "operation not allowed in the engine's current state")                        \
+  X(ENOMEM, -4, "out of memory")                                                              \
+  X(EADDRESS, -5, "bind address is not a numeric IPv4 or IPv6 address")                       \
+  X(EBIND, -6, "cannot create, bind or listen on a listening socket")                         \
+  X(ESYSTEM, -7, "a system call or thread creation failed")                                   \
+  X(ERANGE, -8, "index out of range")                                                         \
+  X(EINTERNAL, -9, "unexpected internal failure")
 
 #define EPOLL_ECHO_ERROR_ENUM_ENTRY(name, value, text) EPOLL_ECHO_##name = (value),
 typedef enum epoll_echo_error { EPOLL_ECHO_ERROR_TABLE(EPOLL_ECHO_ERROR_ENUM_ENTRY) } epoll_echo_error_t;
@@ -63,22 +63,22 @@ typedef enum epoll_echo_error { EPOLL_ECHO_ERROR_TABLE(EPOLL_ECHO_ERROR_ENUM_ENT
 
 /* Engine configuration. A zero field means "the default" named on it. */
 typedef struct epoll_echo_config {
-    uint32_t size;             /* sizeof(epoll_echo_config_t) as the caller knows it */
-    uint32_t port;             /* TCP port, 0..65535; 0 = the kernel picks one free port for all
-                                * listeners (read it back from epoll_echo_stats_t.port) */
-    uint32_t listeners;        /* worker threads, each with its own SO_REUSEPORT listening socket;
-                                * 0 = number of CPUs this process may run on; at most 1024 */
-    uint32_t backlog;          /* listen() backlog per listener; 0 = SOMAXCONN */
-    uint32_t high_water_bytes; /* per-connection unsent bytes above which the connection is no
-                                * longer read until it drains; 0 = 1 MiB; at least 4096 */
-    uint32_t read_budget_bytes; /* bytes read from one connection per wake-up before its neighbours
-                                 * get a turn; 0 = 256 KiB; at least 4096. The server holds at most
-                                 * high_water_bytes + read_budget_bytes unsent bytes per connection */
-    uint32_t accept_budget;     /* connections accepted per listener per wake-up; 0 = 64 */
-    uint32_t reserved0;         /* must be zero */
-    char bind_address[64];      /* NUL-terminated numeric IPv4 or IPv6 address ("127.0.0.1",
-                                 * "::1", "[::1]"); empty = all interfaces (IPv6 dual-stack "::",
-                                 * or "0.0.0.0" where IPv6 is unavailable) */
+  uint32_t size;              /* sizeof(epoll_echo_config_t) as the caller knows it */
+  uint32_t port;              /* TCP port, 0..65535; 0 = the kernel picks one free port for all
+                               * listeners (read it back from epoll_echo_stats_t.port) */
+  uint32_t listeners;         /* worker threads, each with its own SO_REUSEPORT listening socket;
+                               * 0 = number of CPUs this process may run on; at most 1024 */
+  uint32_t backlog;           /* listen() backlog per listener; 0 = SOMAXCONN */
+  uint32_t high_water_bytes;  /* per-connection unsent bytes above which the connection is no
+                               * longer read until it drains; 0 = 1 MiB; at least 4096 */
+  uint32_t read_budget_bytes; /* bytes read from one connection per wake-up before its neighbours
+                               * get a turn; 0 = 256 KiB; at least 4096. The server holds at most
+                               * high_water_bytes + read_budget_bytes unsent bytes per connection */
+  uint32_t accept_budget;     /* connections accepted per listener per wake-up; 0 = 64 */
+  uint32_t reserved0;         /* must be zero */
+  char bind_address[64];      /* NUL-terminated numeric IPv4 or IPv6 address ("127.0.0.1",
+                               * "::1", "[::1]"); empty = all interfaces (IPv6 dual-stack "::",
+                               * or "0.0.0.0" where IPv6 is unavailable) */
 } epoll_echo_config_t;
 
 /* Engine lifecycle states, as reported in epoll_echo_stats_t.state. */
@@ -89,36 +89,36 @@ typedef struct epoll_echo_config {
 
 /* Counters of one worker, or of the whole engine when summed. Counters only grow. */
 typedef struct epoll_echo_counters {
-    uint64_t accepted;            /* connections accepted */
-    uint64_t active;              /* connections open now: accepted + adopted - closed - handed_over */
-    uint64_t closed;              /* connections closed */
-    uint64_t bytes_in;            /* bytes read from clients */
-    uint64_t bytes_out;           /* bytes written back to clients */
-    uint64_t backpressure_pauses; /* times a connection stopped being read above its high water */
-    uint64_t accept_errors;       /* failed accept() calls, EMFILE/ENFILE included */
-    uint64_t accept_pauses;       /* times accepting was paused because no fd was available */
-    uint64_t syscalls;            /* system calls made by the worker threads, epoll_wait included */
-    uint64_t wakeups;             /* epoll_wait calls that returned events */
-    /* ABI 1.1 */
-    uint64_t adopted;     /* connections taken over from a previous engine (hot-swap) */
-    uint64_t handed_over; /* connections given to a next engine; not counted as closed */
+  uint64_t accepted;            /* connections accepted */
+  uint64_t active;              /* connections open now: accepted + adopted - closed - handed_over */
+  uint64_t closed;              /* connections closed */
+  uint64_t bytes_in;            /* bytes read from clients */
+  uint64_t bytes_out;           /* bytes written back to clients */
+  uint64_t backpressure_pauses; /* times a connection stopped being read above its high water */
+  uint64_t accept_errors;       /* failed accept() calls, EMFILE/ENFILE included */
+  uint64_t accept_pauses;       /* times accepting was paused because no fd was available */
+  uint64_t syscalls;            /* system calls made by the worker threads, epoll_wait included */
+  uint64_t wakeups;             /* epoll_wait calls that returned events */
+  /* ABI 1.1 */
+  uint64_t adopted;     /* connections taken over from a previous engine (hot-swap) */
+  uint64_t handed_over; /* connections given to a next engine; not counted as closed */
 } epoll_echo_counters_t;
 
 /* Engine statistics: a consistent-enough snapshot (each counter is read atomically, the set is
  * not read at one instant). */
 typedef struct epoll_echo_stats {
-    uint32_t size;     /* sizeof(epoll_echo_stats_t) as the caller knows it */
-    uint32_t state;    /* EPOLL_ECHO_STATE_* */
-    uint32_t port;     /* the bound TCP port (the kernel's choice when configured as 0); 0 before start */
-    uint32_t listeners; /* worker threads configured */
-    epoll_echo_counters_t total; /* summed over every worker */
+  uint32_t size;               /* sizeof(epoll_echo_stats_t) as the caller knows it */
+  uint32_t state;              /* EPOLL_ECHO_STATE_* */
+  uint32_t port;               /* the bound TCP port (the kernel's choice when configured as 0); 0 before start */
+  uint32_t listeners;          /* worker threads configured */
+  epoll_echo_counters_t total; /* summed over every worker */
 } epoll_echo_stats_t;
 
 /* Statistics of one worker. */
 typedef struct epoll_echo_worker_stats {
-    uint32_t size;  /* sizeof(epoll_echo_worker_stats_t) as the caller knows it */
-    uint32_t index; /* the worker's index, 0..listeners-1 */
-    epoll_echo_counters_t counters;
+  uint32_t size;  /* sizeof(epoll_echo_worker_stats_t) as the caller knows it */
+  uint32_t index; /* the worker's index, 0..listeners-1 */
+  epoll_echo_counters_t counters;
 } epoll_echo_worker_stats_t;
 
 /* An engine. Opaque; owned by the caller between epoll_echo_create() and epoll_echo_destroy(). */
@@ -180,8 +180,7 @@ void epoll_echo_destroy(epoll_echo_engine_t* engine);
 int epoll_echo_stats(const epoll_echo_engine_t* engine, epoll_echo_stats_t* stats);
 
 /* Fills *stats for worker `index` (0..listeners-1), or returns ERANGE. [any-thread] */
-int epoll_echo_worker_stats(const epoll_echo_engine_t* engine, uint32_t index,
-                            epoll_echo_worker_stats_t* stats);
+int epoll_echo_worker_stats(const epoll_echo_engine_t* engine, uint32_t index, epoll_echo_worker_stats_t* stats);
 
 /* Copies the engine's most recent error detail (empty when there was none) into buffer as a
  * NUL-terminated string truncated to buffer_size bytes; returns the full length of the message
@@ -213,11 +212,11 @@ int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_
 #define EPOLL_ECHO_CONNECTION_PEER_CLOSED 1u /* the client's FIN was read: echo pending, then close */
 
 typedef struct epoll_echo_connection_state {
-    uint32_t size;          /* sizeof(epoll_echo_connection_state_t) as the caller knows it */
-    int32_t fd;             /* borrowed: still owned by the exporting engine */
-    uint32_t worker;        /* index of the worker that served it */
-    uint32_t flags;         /* EPOLL_ECHO_CONNECTION_* */
-    uint64_t pending_bytes; /* bytes read from the client and not yet echoed to it */
+  uint32_t size;          /* sizeof(epoll_echo_connection_state_t) as the caller knows it */
+  int32_t fd;             /* borrowed: still owned by the exporting engine */
+  uint32_t worker;        /* index of the worker that served it */
+  uint32_t flags;         /* EPOLL_ECHO_CONNECTION_* */
+  uint64_t pending_bytes; /* bytes read from the client and not yet echoed to it */
 } epoll_echo_connection_state_t;
 
 /* Stops and joins the workers of a RUNNING engine but keeps every socket and every pending byte;

@@ -48,8 +48,8 @@ bool isStillLoaded(const std::filesystem::path& path) {
 std::filesystem::path makePrivateCopy(const std::filesystem::path& pluginPath) {
   static unsigned sequence = 0;  // main thread only
   const std::filesystem::path copy =
-      pluginPath.parent_path() / ("." + pluginPath.filename().string() + ".reload-" + std::to_string(::getpid()) +
-                                  "-" + std::to_string(++sequence));
+      pluginPath.parent_path() / ("." + pluginPath.filename().string() + ".reload-" + std::to_string(::getpid()) + "-" +
+                                  std::to_string(++sequence));
   std::error_code error;
   // copy_file creates the target (O_EXCL semantics with copy_options::none): always a new inode.
   if (!std::filesystem::copy_file(pluginPath, copy, std::filesystem::copy_options::none, error)) {

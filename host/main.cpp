@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "loaded_engine.h"
 #include "event_sources.h"
+#include "loaded_engine.h"
 #include "log.h"
 #include "options.h"
 #include "plugin_library.h"

@@ -87,19 +87,19 @@ po::options_description describeOptions(uint32_t defaultListeners) {
     return po::value<std::string>()->value_name(name)->default_value(fallback);
   };
   const std::string listeners = std::to_string(defaultListeners);
-  options.add_options()
-    ("port", text("PORT", "8080"), "TCP port to listen on, 0-65535; 0 = any free port (the log line says which)")
-    ("maxListeners", po::value<std::string>()->value_name("N")->default_value(listeners),
-     "listening sockets and worker threads, 1-1024 (default: CPU count)")
-    ("bind", po::value<std::string>()->value_name("ADDRESS"),
-     "numeric IPv4 or IPv6 address to listen on (default: all interfaces)")
-    ("plugin", po::value<std::string>()->value_name("PATH"),
-     "engine plugin (default: libepoll_echo.so next to this program, then ../lib/epoll_echo/)")
-    ("stats-interval", text("SECONDS", "0"), "print a stats line every SECONDS, 0-86400 (0 = off)")
-    ("stats-format", text("FORMAT", "text"), "stats line format: text or json (one object per line)")
-    ("watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")
-    ("help,h", "print this help and exit")
-    ("version", "print the host version, the plugin's ABI version and build id, and exit");
+  options.add_options()("port", text("PORT", "8080"),
+                        "TCP port to listen on, 0-65535; 0 = any free port (the log line says which)")(
+      "maxListeners", po::value<std::string>()->value_name("N")->default_value(listeners),
+      "listening sockets and worker threads, 1-1024 (default: CPU count)")(
+      "bind", po::value<std::string>()->value_name("ADDRESS"),
+      "numeric IPv4 or IPv6 address to listen on (default: all interfaces)")(
+      "plugin", po::value<std::string>()->value_name("PATH"),
+      "engine plugin (default: libepoll_echo.so next to this program, then ../lib/epoll_echo/)")(
+      "stats-interval", text("SECONDS", "0"), "print a stats line every SECONDS, 0-86400 (0 = off)")(
+      "stats-format", text("FORMAT", "text"), "stats line format: text or json (one object per line)")(
+      "watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")(
+      "help,h", "print this help and exit")("version",
+                                            "print the host version, the plugin's ABI version and build id, and exit");
   return options;
 }
 

@@ -23,10 +23,10 @@ inline constexpr std::size_t kMaxBindAddressLength = 63;  // epoll_echo_config_t
 enum class StatsFormat { kText, kJson };
 
 struct Options {
-  uint32_t port = kDefaultPort;    // 0 = the kernel picks a free port (logged on start)
-  uint32_t listeners = 1;          // 1..kMaxListeners; defaults to the CPU count
-  std::string bindAddress;         // numeric IPv4/IPv6 address; empty = all interfaces
-  std::string pluginPath;          // empty = look next to the executable (see plugin_library.h)
+  uint32_t port = kDefaultPort;       // 0 = the kernel picks a free port (logged on start)
+  uint32_t listeners = 1;             // 1..kMaxListeners; defaults to the CPU count
+  std::string bindAddress;            // numeric IPv4/IPv6 address; empty = all interfaces
+  std::string pluginPath;             // empty = look next to the executable (see plugin_library.h)
   uint32_t statsIntervalSeconds = 0;  // 0 = no periodic stats line
   StatsFormat statsFormat = StatsFormat::kText;
   bool watch = false;  // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md

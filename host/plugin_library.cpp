@@ -47,8 +47,8 @@ void PluginLibrary::resolve(Function*& target, const char* name, const char* mis
   if (!library_.has(name)) {
     dlerror();
     dlsym(library_.native(), name);  // has() discarded the loader's reason: ask again for it
-    throw PluginError(path_.string() + " " + missingMeaning + ": symbol " + name + " not found (" +
-                      lastDlError() + ")");
+    throw PluginError(path_.string() + " " + missingMeaning + ": symbol " + name + " not found (" + lastDlError() +
+                      ")");
   }
   target = &library_.get<Function>(name);
 }
@@ -112,8 +112,7 @@ std::filesystem::path findDefaultPlugin() {
   if (error) throw PluginError("cannot find the plugin: the executable's path is unknown (" + error.message() + ")");
   const std::filesystem::path directory = executable.parent_path();
   const std::filesystem::path candidates[] = {
-      directory / kPluginFileName,
-      (directory / EPOLL_ECHO_PLUGIN_DIR_FROM_BIN / kPluginFileName).lexically_normal()};
+      directory / kPluginFileName, (directory / EPOLL_ECHO_PLUGIN_DIR_FROM_BIN / kPluginFileName).lexically_normal()};
   for (const auto& candidate : candidates) {
     std::error_code exists;
     if (std::filesystem::exists(candidate, exists)) return candidate;

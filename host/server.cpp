@@ -28,8 +28,8 @@ std::string signalName(int signal) { return std::string("SIG") + sigabbrev_np(si
 
 }  // namespace
 
-Server::Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath,
-               const Options& options, SignalFd& signals)
+Server::Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath, const Options& options,
+               SignalFd& signals)
     : serving_(std::move(serving)),
       pluginPath_(pluginPath),
       options_(options),
@@ -79,9 +79,14 @@ void Server::onSignal(int signal) {
       if (stopSignal_) forceExit(signal);
       beginStop(signal);
       break;
-    case SIGUSR1: printStats(); break;
-    case SIGHUP: reloadOnSignal(); break;
-    default: break;
+    case SIGUSR1:
+      printStats();
+      break;
+    case SIGHUP:
+      reloadOnSignal();
+      break;
+    default:
+      break;
   }
 }
 
@@ -126,8 +131,8 @@ int Server::finishStop() {
   }
   const auto elapsed = std::chrono::steady_clock::now() - started_;
   const long long tenths = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() / 100;
-  logLine("stopped on " + signalName(stopSignal_.value_or(SIGTERM)) + " after " + std::to_string(tenths / 10) +
-          "." + std::to_string(tenths % 10) + " s: " + formatCounters(stats().total));
+  logLine("stopped on " + signalName(stopSignal_.value_or(SIGTERM)) + " after " + std::to_string(tenths / 10) + "." +
+          std::to_string(tenths % 10) + " s: " + formatCounters(stats().total));
   return kExitOk;
 }
 
@@ -180,8 +185,9 @@ std::optional<ReloadError> Server::swapEngine() {
   } catch (const ReloadError& error) {
     return ReloadError(std::string(error.what()) + "; still serving build " + oldBuild, error.loadFailed());
   } catch (const std::exception& error) {  // bad_alloc, a failed syscall of the host's own
-    return ReloadError("reload of " + pluginPath_.string() + " rejected: " + error.what() +
-                           "; still serving build " + oldBuild, false);
+    return ReloadError(
+        "reload of " + pluginPath_.string() + " rejected: " + error.what() + "; still serving build " + oldBuild,
+        false);
   }
   addCounters(finished_, serving_->engine().stats().total);  // counters survive the hand-over
   serving_ = std::move(next);  // the old engine is destroyed, unloaded and its copy deleted

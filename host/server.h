@@ -65,8 +65,8 @@ class Server {
   TimerFd monitorTimer_;
   std::optional<TimerFd> statsTimer_;
   std::optional<PluginWatcher> watcher_;
-  OneShotTimer reloadTimer_;  // --watch: debounce after the last change, then retry back-off
-  int failedLoads_ = 0;       // consecutive watched reloads whose file would not load
+  OneShotTimer reloadTimer_;                 // --watch: debounce after the last change, then retry back-off
+  int failedLoads_ = 0;                      // consecutive watched reloads whose file would not load
   std::optional<FileSignature> failedFile_;  // the file as it was at the last failed load
   epoll_echo_counters_t finished_{};         // totals of the engines replaced so far
   uint64_t reloads_ = 0;

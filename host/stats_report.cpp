@@ -29,9 +29,8 @@ std::string formatText(const epoll_echo_stats_t& stats) {
 
 // Keys and the state name are fixed ASCII words: nothing here needs JSON escaping.
 std::string formatJson(const epoll_echo_stats_t& stats) {
-  std::string line = std::string(R"({"event":"stats","state":")") + stateName(stats.state) +
-                     R"(","port":)" + std::to_string(stats.port) + R"(,"listeners":)" +
-                     std::to_string(stats.listeners);
+  std::string line = std::string(R"({"event":"stats","state":")") + stateName(stats.state) + R"(","port":)" +
+                     std::to_string(stats.port) + R"(,"listeners":)" + std::to_string(stats.listeners);
   for (const auto& [name, value] : counterFields(stats.total)) {
     line += std::string(",\"") + name + "\":" + std::to_string(value);
   }
@@ -42,11 +41,16 @@ std::string formatJson(const epoll_echo_stats_t& stats) {
 
 const char* stateName(uint32_t state) {
   switch (state) {
-    case EPOLL_ECHO_STATE_CREATED: return "created";
-    case EPOLL_ECHO_STATE_RUNNING: return "running";
-    case EPOLL_ECHO_STATE_STOPPED: return "stopped";
-    case EPOLL_ECHO_STATE_PAUSED: return "paused";
-    default: return "unknown";
+    case EPOLL_ECHO_STATE_CREATED:
+      return "created";
+    case EPOLL_ECHO_STATE_RUNNING:
+      return "running";
+    case EPOLL_ECHO_STATE_STOPPED:
+      return "stopped";
+    case EPOLL_ECHO_STATE_PAUSED:
+      return "paused";
+    default:
+      return "unknown";
   }
 }
 
@@ -65,12 +69,13 @@ std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format) {
 std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format, const ServingInfo& serving) {
   std::string buildId = serving.buildId;
   for (char& c : buildId) {
-    const bool plain = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
-                       c == '_' || c == '-';
+    const bool plain =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '-';
     if (!plain) c = '?';
   }
   std::string line = formatStats(stats, format);
-  if (format == StatsFormat::kText) return line + " build_id=" + buildId + " reloads=" + std::to_string(serving.reloads);
+  if (format == StatsFormat::kText)
+    return line + " build_id=" + buildId + " reloads=" + std::to_string(serving.reloads);
   line.pop_back();  // the closing brace
   return line + R"(,"build_id":")" + buildId + R"(","reloads":)" + std::to_string(serving.reloads) + '}';
 }

@@ -18,13 +18,13 @@ inline constexpr uint32_t kDefaultAcceptBudget = 64;
 inline constexpr uint32_t kMinBufferLimit = 4096;
 
 struct EngineConfig {
-    uint16_t port = 0;
-    uint32_t listeners = 1;
-    int backlog = 0;
-    uint32_t highWaterBytes = kDefaultHighWaterBytes;
-    uint32_t readBudgetBytes = kDefaultReadBudgetBytes;
-    uint32_t acceptBudget = kDefaultAcceptBudget;
-    std::string bindAddress;  // empty = all interfaces
+  uint16_t port = 0;
+  uint32_t listeners = 1;
+  int backlog = 0;
+  uint32_t highWaterBytes = kDefaultHighWaterBytes;
+  uint32_t readBudgetBytes = kDefaultReadBudgetBytes;
+  uint32_t acceptBudget = kDefaultAcceptBudget;
+  std::string bindAddress;  // empty = all interfaces
 };
 
 // Validates a caller's config (already size-checked and copied) and applies defaults.

@@ -16,145 +16,150 @@ namespace epoll_echo {
 namespace {
 
 const char* stateName(uint32_t state) {
-    switch (state) {
-        case EPOLL_ECHO_STATE_CREATED: return "created";
-        case EPOLL_ECHO_STATE_RUNNING: return "running";
-        case EPOLL_ECHO_STATE_STOPPED: return "stopped";
-        case EPOLL_ECHO_STATE_PAUSED: return "paused";
-        default: return "unknown";
-    }
+  switch (state) {
+    case EPOLL_ECHO_STATE_CREATED:
+      return "created";
+    case EPOLL_ECHO_STATE_RUNNING:
+      return "running";
+    case EPOLL_ECHO_STATE_STOPPED:
+      return "stopped";
+    case EPOLL_ECHO_STATE_PAUSED:
+      return "paused";
+    default:
+      return "unknown";
+  }
 }
 
 void joinAll(std::vector<std::unique_ptr<Worker>>& workers) noexcept {
-    for (auto& worker : workers) worker->requestStop();
-    for (auto& worker : workers) worker->join();
+  for (auto& worker : workers) worker->requestStop();
+  for (auto& worker : workers) worker->join();
 }
 
 }  // namespace
 
 void Engine::requireState(uint32_t expected, const char* operation) const {
-    std::lock_guard<std::mutex> lock(stateMutex_);
-    if (state_ == expected) return;
-    throw EngineError(EPOLL_ECHO_ESTATE, std::string(operation) + ": the engine is " + stateName(state_) +
-                                             ", not " + stateName(expected));
+  std::lock_guard<std::mutex> lock(stateMutex_);
+  if (state_ == expected) return;
+  throw EngineError(EPOLL_ECHO_ESTATE,
+                    std::string(operation) + ": the engine is " + stateName(state_) + ", not " + stateName(expected));
 }
 
 void Engine::setState(uint32_t state) {
-    std::lock_guard<std::mutex> lock(stateMutex_);
-    state_ = state;
+  std::lock_guard<std::mutex> lock(stateMutex_);
+  state_ = state;
 }
 
 void Engine::startAll(std::vector<std::unique_ptr<Worker>>& workers) {
-    for (size_t i = 0; i < workers.size(); ++i) {
-        try {
-            workers[i]->start();
-        } catch (const std::system_error& error) {
-            joinAll(workers);
-            throw EngineError(EPOLL_ECHO_ESYSTEM, "cannot start worker thread " + std::to_string(i) + ": " + error.what());
-        }
+  for (size_t i = 0; i < workers.size(); ++i) {
+    try {
+      workers[i]->start();
+    } catch (const std::system_error& error) {
+      joinAll(workers);
+      throw EngineError(EPOLL_ECHO_ESYSTEM, "cannot start worker thread " + std::to_string(i) + ": " + error.what());
     }
+  }
 }
 
 // Imported listeners are served as they are, never closed and reopened. When the configuration
 // asks for more workers than sockets were imported (one inherited socket from systemd, say), the
 // extra workers share them through duplicates: worker i serves imported socket i % count.
 ListenerSet Engine::shareImportedListeners() {
-    ListenerSet set;
-    auto local = SocketAddress::localOf(importedListeners_.front().get());
-    set.port = local ? local->port() : 0;
-    const size_t imported = importedListeners_.size();
-    const size_t workers = std::max<size_t>(config_.listeners, imported);
-    set.sockets.reserve(workers);
-    for (size_t i = imported; i < workers; ++i) {
-        UniqueFd copy(::fcntl(importedListeners_[i % imported].get(), F_DUPFD_CLOEXEC, 0));
-        if (!copy) throwErrno(EPOLL_ECHO_ESYSTEM, "start: fcntl F_DUPFD_CLOEXEC of an imported listener");
-        set.sockets.push_back(std::move(copy));
-    }
-    // Imported sockets first, so worker i < imported serves exactly socket i.
-    set.sockets.insert(set.sockets.begin(), std::make_move_iterator(importedListeners_.begin()),
-                       std::make_move_iterator(importedListeners_.end()));
-    importedListeners_.clear();
-    return set;
+  ListenerSet set;
+  auto local = SocketAddress::localOf(importedListeners_.front().get());
+  set.port = local ? local->port() : 0;
+  const size_t imported = importedListeners_.size();
+  const size_t workers = std::max<size_t>(config_.listeners, imported);
+  set.sockets.reserve(workers);
+  for (size_t i = imported; i < workers; ++i) {
+    UniqueFd copy(::fcntl(importedListeners_[i % imported].get(), F_DUPFD_CLOEXEC, 0));
+    if (!copy) throwErrno(EPOLL_ECHO_ESYSTEM, "start: fcntl F_DUPFD_CLOEXEC of an imported listener");
+    set.sockets.push_back(std::move(copy));
+  }
+  // Imported sockets first, so worker i < imported serves exactly socket i.
+  set.sockets.insert(set.sockets.begin(), std::make_move_iterator(importedListeners_.begin()),
+                     std::make_move_iterator(importedListeners_.end()));
+  importedListeners_.clear();
+  return set;
 }
 
 std::vector<std::unique_ptr<Worker>> Engine::createWorkers(std::vector<UniqueFd> listeners) {
-    std::vector<std::unique_ptr<Worker>> workers;
-    workers.reserve(listeners.size());
-    for (uint32_t i = 0; i < listeners.size(); ++i) {
-        workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners[i])));
-    }
-    return workers;
+  std::vector<std::unique_ptr<Worker>> workers;
+  workers.reserve(listeners.size());
+  for (uint32_t i = 0; i < listeners.size(); ++i) {
+    workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners[i])));
+  }
+  return workers;
 }
 
 void Engine::start() {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_CREATED, "start");
-    ListenerSet listeners = importedListeners_.empty() ? openListeners(config_) : shareImportedListeners();
-    // On failure the workers close their copies of any imported socket; the exporting engine
-    // still holds its own, so nothing reaches the clients.
-    std::vector<std::unique_ptr<Worker>> workers = createWorkers(std::move(listeners.sockets));
-    adoptImportedConnections(workers);
-    startAll(workers);
-    std::lock_guard<std::mutex> lock(stateMutex_);
-    workers_ = std::move(workers);
-    port_ = listeners.port;
-    state_ = EPOLL_ECHO_STATE_RUNNING;
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_CREATED, "start");
+  ListenerSet listeners = importedListeners_.empty() ? openListeners(config_) : shareImportedListeners();
+  // On failure the workers close their copies of any imported socket; the exporting engine
+  // still holds its own, so nothing reaches the clients.
+  std::vector<std::unique_ptr<Worker>> workers = createWorkers(std::move(listeners.sockets));
+  adoptImportedConnections(workers);
+  startAll(workers);
+  std::lock_guard<std::mutex> lock(stateMutex_);
+  workers_ = std::move(workers);
+  port_ = listeners.port;
+  state_ = EPOLL_ECHO_STATE_RUNNING;
 }
 
 void Engine::stop() noexcept {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    // workers_ only changes under controlMutex_, which we hold: reading it unlocked here is safe,
-    // and stats() readers keep seeing the joined workers and their counters.
-    joinAll(workers_);
-    for (auto& worker : workers_) worker->closeAll();
-    importedListeners_.clear();
-    importedConnections_.clear();
-    setState(EPOLL_ECHO_STATE_STOPPED);
+  std::lock_guard<std::mutex> control(controlMutex_);
+  // workers_ only changes under controlMutex_, which we hold: reading it unlocked here is safe,
+  // and stats() readers keep seeing the joined workers and their counters.
+  joinAll(workers_);
+  for (auto& worker : workers_) worker->closeAll();
+  importedListeners_.clear();
+  importedConnections_.clear();
+  setState(EPOLL_ECHO_STATE_STOPPED);
 }
 
 void Engine::pause() {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_RUNNING, "pause");
-    joinAll(workers_);
-    setState(EPOLL_ECHO_STATE_PAUSED);
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_RUNNING, "pause");
+  joinAll(workers_);
+  setState(EPOLL_ECHO_STATE_PAUSED);
 }
 
 void Engine::resume() {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_PAUSED, "resume");
-    startAll(workers_);
-    setState(EPOLL_ECHO_STATE_RUNNING);
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_PAUSED, "resume");
+  startAll(workers_);
+  setState(EPOLL_ECHO_STATE_RUNNING);
 }
 
 epoll_echo_stats_t Engine::stats() const {
-    epoll_echo_stats_t stats{};
-    stats.size = sizeof stats;
-    std::lock_guard<std::mutex> lock(stateMutex_);
-    stats.listeners = workers_.empty() ? config_.listeners : static_cast<uint32_t>(workers_.size());
-    stats.state = state_;
-    stats.port = port_;
-    for (const auto& worker : workers_) worker->counters().addTo(stats.total);
-    return stats;
+  epoll_echo_stats_t stats{};
+  stats.size = sizeof stats;
+  std::lock_guard<std::mutex> lock(stateMutex_);
+  stats.listeners = workers_.empty() ? config_.listeners : static_cast<uint32_t>(workers_.size());
+  stats.state = state_;
+  stats.port = port_;
+  for (const auto& worker : workers_) worker->counters().addTo(stats.total);
+  return stats;
 }
 
 bool Engine::workerCounters(uint32_t index, epoll_echo_counters_t& out) const {
-    out = {};
-    std::lock_guard<std::mutex> lock(stateMutex_);
-    const size_t count = workers_.empty() ? config_.listeners : workers_.size();
-    if (index >= count) return false;
-    // Before start a worker exists only in the configuration: its counters are all zero.
-    if (index < workers_.size()) workers_[index]->counters().addTo(out);
-    return true;
+  out = {};
+  std::lock_guard<std::mutex> lock(stateMutex_);
+  const size_t count = workers_.empty() ? config_.listeners : workers_.size();
+  if (index >= count) return false;
+  // Before start a worker exists only in the configuration: its counters are all zero.
+  if (index < workers_.size()) workers_[index]->counters().addTo(out);
+  return true;
 }
 
 void Engine::setLastError(const std::string& detail) {
-    std::lock_guard<std::mutex> lock(stateMutex_);
-    lastError_ = detail;
+  std::lock_guard<std::mutex> lock(stateMutex_);
+  lastError_ = detail;
 }
 
 std::string Engine::lastError() const {
-    std::lock_guard<std::mutex> lock(stateMutex_);
-    return lastError_;
+  std::lock_guard<std::mutex> lock(stateMutex_);
+  return lastError_;
 }
 
 }  // namespace epoll_echo

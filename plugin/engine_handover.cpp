@@ -12,120 +12,121 @@ namespace epoll_echo {
 namespace {
 
 int socketOption(int fd, int name) {
-    int value = -1;
-    socklen_t length = sizeof value;
-    if (::getsockopt(fd, SOL_SOCKET, name, &value, &length) != 0) return -1;
-    return value;
+  int value = -1;
+  socklen_t length = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, name, &value, &length) != 0) return -1;
+  return value;
 }
 
 // Checks that fd is a TCP socket, listening or not as required, and returns our own copy of it.
 UniqueFd duplicateTcpSocket(int fd, bool listening, const char* what) {
-    const int domain = socketOption(fd, SO_DOMAIN);
-    if (socketOption(fd, SO_TYPE) != SOCK_STREAM || (domain != AF_INET && domain != AF_INET6)) {
-        throw EngineError(EPOLL_ECHO_EINVAL, std::string(what) + ": fd " + std::to_string(fd) + " is not a TCP socket");
-    }
-    if ((socketOption(fd, SO_ACCEPTCONN) == 1) != listening) {
-        throw EngineError(EPOLL_ECHO_EINVAL, std::string(what) + ": fd " + std::to_string(fd) +
-                                                 (listening ? " is not listening" : " is a listening socket"));
-    }
-    UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    if (!copy) throwErrno(EPOLL_ECHO_ESYSTEM, std::string(what) + ": fcntl F_DUPFD_CLOEXEC");
-    // O_NONBLOCK belongs to the shared open file description, which the exporter set already;
-    // setting it again covers a socket that came from elsewhere (socket activation).
-    const int flags = ::fcntl(copy.get(), F_GETFL);
-    if (flags < 0 || ::fcntl(copy.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-        throwErrno(EPOLL_ECHO_ESYSTEM, std::string(what) + ": fcntl O_NONBLOCK");
-    }
-    return copy;
+  const int domain = socketOption(fd, SO_DOMAIN);
+  if (socketOption(fd, SO_TYPE) != SOCK_STREAM || (domain != AF_INET && domain != AF_INET6)) {
+    throw EngineError(EPOLL_ECHO_EINVAL, std::string(what) + ": fd " + std::to_string(fd) + " is not a TCP socket");
+  }
+  if ((socketOption(fd, SO_ACCEPTCONN) == 1) != listening) {
+    throw EngineError(EPOLL_ECHO_EINVAL, std::string(what) + ": fd " + std::to_string(fd) +
+                                             (listening ? " is not listening" : " is a listening socket"));
+  }
+  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) throwErrno(EPOLL_ECHO_ESYSTEM, std::string(what) + ": fcntl F_DUPFD_CLOEXEC");
+  // O_NONBLOCK belongs to the shared open file description, which the exporter set already;
+  // setting it again covers a socket that came from elsewhere (socket activation).
+  const int flags = ::fcntl(copy.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(copy.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    throwErrno(EPOLL_ECHO_ESYSTEM, std::string(what) + ": fcntl O_NONBLOCK");
+  }
+  return copy;
 }
 
 }  // namespace
 
 void Engine::handoverCounts(uint32_t& listeners, uint32_t& connections) {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_PAUSED, "handover_counts");
-    listeners = static_cast<uint32_t>(workers_.size());
-    size_t total = 0;
-    for (const auto& worker : workers_) total += worker->connectionCount();
-    connections = static_cast<uint32_t>(total);
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_PAUSED, "handover_counts");
+  listeners = static_cast<uint32_t>(workers_.size());
+  size_t total = 0;
+  for (const auto& worker : workers_) total += worker->connectionCount();
+  connections = static_cast<uint32_t>(total);
 }
 
 int Engine::exportListener(uint32_t index) {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_PAUSED, "export_listener");
-    if (index >= workers_.size()) {
-        throw EngineError(EPOLL_ECHO_ERANGE, "export_listener: index " + std::to_string(index) + " >= " +
-                                                 std::to_string(workers_.size()) + " listeners");
-    }
-    return workers_[index]->listenerFd();
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_PAUSED, "export_listener");
+  if (index >= workers_.size()) {
+    throw EngineError(EPOLL_ECHO_ERANGE, "export_listener: index " + std::to_string(index) +
+                                             " >= " + std::to_string(workers_.size()) + " listeners");
+  }
+  return workers_[index]->listenerFd();
 }
 
 const Connection& Engine::connectionAt(uint32_t index, uint32_t& worker) const {
-    size_t remaining = index;
-    for (worker = 0; worker < workers_.size(); ++worker) {
-        const size_t count = workers_[worker]->connectionCount();
-        if (remaining < count) return workers_[worker]->connectionAt(remaining);
-        remaining -= count;
-    }
-    throw EngineError(EPOLL_ECHO_ERANGE, "export_connection: index " + std::to_string(index) + " is past the last connection");
+  size_t remaining = index;
+  for (worker = 0; worker < workers_.size(); ++worker) {
+    const size_t count = workers_[worker]->connectionCount();
+    if (remaining < count) return workers_[worker]->connectionAt(remaining);
+    remaining -= count;
+  }
+  throw EngineError(EPOLL_ECHO_ERANGE,
+                    "export_connection: index " + std::to_string(index) + " is past the last connection");
 }
 
 bool Engine::exportConnection(uint32_t index, epoll_echo_connection_state_t& state, void* pending, size_t capacity) {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_PAUSED, "export_connection");
-    state = {};
-    state.size = sizeof state;
-    const Connection& connection = connectionAt(index, state.worker);
-    state.fd = connection.fd.get();
-    state.flags = connection.peerClosed ? EPOLL_ECHO_CONNECTION_PEER_CLOSED : 0;
-    state.pending_bytes = connection.pending.size();
-    if (pending == nullptr) return true;
-    if (capacity < connection.pending.size()) return false;
-    if (!connection.pending.empty()) std::memcpy(pending, connection.pending.data(), connection.pending.size());
-    return true;
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_PAUSED, "export_connection");
+  state = {};
+  state.size = sizeof state;
+  const Connection& connection = connectionAt(index, state.worker);
+  state.fd = connection.fd.get();
+  state.flags = connection.peerClosed ? EPOLL_ECHO_CONNECTION_PEER_CLOSED : 0;
+  state.pending_bytes = connection.pending.size();
+  if (pending == nullptr) return true;
+  if (capacity < connection.pending.size()) return false;
+  if (!connection.pending.empty()) std::memcpy(pending, connection.pending.data(), connection.pending.size());
+  return true;
 }
 
 void Engine::completeHandover() {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_PAUSED, "handover_complete");
-    for (auto& worker : workers_) worker->releaseAll();
-    setState(EPOLL_ECHO_STATE_STOPPED);
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_PAUSED, "handover_complete");
+  for (auto& worker : workers_) worker->releaseAll();
+  setState(EPOLL_ECHO_STATE_STOPPED);
 }
 
 void Engine::importListener(int fd) {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_CREATED, "import_listener");
-    if (importedListeners_.size() >= kMaxListeners) {
-        throw EngineError(EPOLL_ECHO_EINVAL, "import_listener: more than " + std::to_string(kMaxListeners) + " listeners");
-    }
-    UniqueFd copy = duplicateTcpSocket(fd, true, "import_listener");
-    importedListeners_.push_back(std::move(copy));
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_CREATED, "import_listener");
+  if (importedListeners_.size() >= kMaxListeners) {
+    throw EngineError(EPOLL_ECHO_EINVAL, "import_listener: more than " + std::to_string(kMaxListeners) + " listeners");
+  }
+  UniqueFd copy = duplicateTcpSocket(fd, true, "import_listener");
+  importedListeners_.push_back(std::move(copy));
 }
 
 void Engine::importConnection(const epoll_echo_connection_state_t& state, const void* pending) {
-    std::lock_guard<std::mutex> control(controlMutex_);
-    requireState(EPOLL_ECHO_STATE_CREATED, "import_connection");
-    if (state.pending_bytes > 0 && pending == nullptr) {
-        throw EngineError(EPOLL_ECHO_EINVAL, "import_connection: pending is NULL with pending_bytes " +
-                                                 std::to_string(state.pending_bytes));
-    }
-    ImportedConnection imported;
-    imported.fd = duplicateTcpSocket(state.fd, false, "import_connection");
-    if (state.pending_bytes > 0) {
-        imported.pending.assign(static_cast<const char*>(pending), static_cast<size_t>(state.pending_bytes));
-    }
-    imported.worker = state.worker;
-    imported.peerClosed = (state.flags & EPOLL_ECHO_CONNECTION_PEER_CLOSED) != 0;
-    importedConnections_.push_back(std::move(imported));
+  std::lock_guard<std::mutex> control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_CREATED, "import_connection");
+  if (state.pending_bytes > 0 && pending == nullptr) {
+    throw EngineError(EPOLL_ECHO_EINVAL,
+                      "import_connection: pending is NULL with pending_bytes " + std::to_string(state.pending_bytes));
+  }
+  ImportedConnection imported;
+  imported.fd = duplicateTcpSocket(state.fd, false, "import_connection");
+  if (state.pending_bytes > 0) {
+    imported.pending.assign(static_cast<const char*>(pending), static_cast<size_t>(state.pending_bytes));
+  }
+  imported.worker = state.worker;
+  imported.peerClosed = (state.flags & EPOLL_ECHO_CONNECTION_PEER_CLOSED) != 0;
+  importedConnections_.push_back(std::move(imported));
 }
 
 void Engine::adoptImportedConnections(std::vector<std::unique_ptr<Worker>>& workers) {
-    for (ImportedConnection& imported : importedConnections_) {
-        Worker& worker = *workers[imported.worker % workers.size()];
-        worker.adoptConnection(std::move(imported.fd), imported.pending.data(), imported.pending.size(),
-                               imported.peerClosed);
-    }
-    importedConnections_.clear();
+  for (ImportedConnection& imported : importedConnections_) {
+    Worker& worker = *workers[imported.worker % workers.size()];
+    worker.adoptConnection(std::move(imported.fd), imported.pending.data(), imported.pending.size(),
+                           imported.peerClosed);
+  }
+  importedConnections_.clear();
 }
 
 }  // namespace epoll_echo

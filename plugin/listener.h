@@ -10,8 +10,8 @@
 namespace epoll_echo {
 
 struct ListenerSet {
-    std::vector<UniqueFd> sockets;  // bound, listening, non-blocking, close-on-exec
-    uint16_t port = 0;              // the port they share (the kernel's choice for port 0)
+  std::vector<UniqueFd> sockets;  // bound, listening, non-blocking, close-on-exec
+  uint16_t port = 0;              // the port they share (the kernel's choice for port 0)
 };
 
 // Binds config.listeners sockets to the configured address and port. Fails with EngineError

@@ -10,29 +10,29 @@ namespace epoll_echo {
 namespace {
 
 std::string stripBrackets(const std::string& text) {
-    if (text.size() >= 2 && text.front() == '[' && text.back() == ']') return text.substr(1, text.size() - 2);
-    return text;
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') return text.substr(1, text.size() - 2);
+  return text;
 }
 
 }  // namespace
 
 std::optional<SocketAddress> SocketAddress::parse(const std::string& text, uint16_t port) {
-    SocketAddress address;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&address.storage_);
-    if (::inet_pton(AF_INET, text.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        address.length_ = sizeof(sockaddr_in);
-        address.setPort(port);
-        return address;
-    }
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address.storage_);
-    if (::inet_pton(AF_INET6, stripBrackets(text).c_str(), &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        address.length_ = sizeof(sockaddr_in6);
-        address.setPort(port);
-        return address;
-    }
-    return std::nullopt;
+  SocketAddress address;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&address.storage_);
+  if (::inet_pton(AF_INET, text.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    address.length_ = sizeof(sockaddr_in);
+    address.setPort(port);
+    return address;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&address.storage_);
+  if (::inet_pton(AF_INET6, stripBrackets(text).c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    address.length_ = sizeof(sockaddr_in6);
+    address.setPort(port);
+    return address;
+  }
+  return std::nullopt;
 }
 
 SocketAddress SocketAddress::anyIpv6(uint16_t port) { return *parse("::", port); }
@@ -40,34 +40,34 @@ SocketAddress SocketAddress::anyIpv6(uint16_t port) { return *parse("::", port);
 SocketAddress SocketAddress::anyIpv4(uint16_t port) { return *parse("0.0.0.0", port); }
 
 std::optional<SocketAddress> SocketAddress::localOf(int fd) {
-    SocketAddress address;
-    address.length_ = sizeof address.storage_;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address.storage_), &address.length_) != 0) return std::nullopt;
-    return address;
+  SocketAddress address;
+  address.length_ = sizeof address.storage_;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address.storage_), &address.length_) != 0) return std::nullopt;
+  return address;
 }
 
 uint16_t SocketAddress::port() const {
-    if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
-    if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
-    return 0;
+  if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
+  if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
+  return 0;
 }
 
 void SocketAddress::setPort(uint16_t port) {
-    if (family() == AF_INET) reinterpret_cast<sockaddr_in*>(&storage_)->sin_port = htons(port);
-    if (family() == AF_INET6) reinterpret_cast<sockaddr_in6*>(&storage_)->sin6_port = htons(port);
+  if (family() == AF_INET) reinterpret_cast<sockaddr_in*>(&storage_)->sin_port = htons(port);
+  if (family() == AF_INET6) reinterpret_cast<sockaddr_in6*>(&storage_)->sin6_port = htons(port);
 }
 
 std::string SocketAddress::toString() const {
-    char text[INET6_ADDRSTRLEN] = "?";
-    if (family() == AF_INET) {
-        ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text, sizeof text);
-        return std::string(text) + ":" + std::to_string(port());
-    }
-    if (family() == AF_INET6) {
-        ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, text, sizeof text);
-        return "[" + std::string(text) + "]:" + std::to_string(port());
-    }
-    return "(unknown address family)";
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (family() == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(port());
+  }
+  if (family() == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, text, sizeof text);
+    return "[" + std::string(text) + "]:" + std::to_string(port());
+  }
+  return "(unknown address family)";
 }
 
 }  // namespace epoll_echo

@@ -11,25 +11,25 @@ namespace epoll_echo {
 
 // A value type; copy freely.
 class SocketAddress {
-public:
-    // Parses "127.0.0.1", "::1" or "[::1]" (numeric only: no name lookup inside a plugin).
-    static std::optional<SocketAddress> parse(const std::string& text, uint16_t port);
-    static SocketAddress anyIpv6(uint16_t port);
-    static SocketAddress anyIpv4(uint16_t port);
-    // Reads the local address of a bound socket.
-    static std::optional<SocketAddress> localOf(int fd);
+ public:
+  // Parses "127.0.0.1", "::1" or "[::1]" (numeric only: no name lookup inside a plugin).
+  static std::optional<SocketAddress> parse(const std::string& text, uint16_t port);
+  static SocketAddress anyIpv6(uint16_t port);
+  static SocketAddress anyIpv4(uint16_t port);
+  // Reads the local address of a bound socket.
+  static std::optional<SocketAddress> localOf(int fd);
 
-    int family() const { return storage_.ss_family; }
-    const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage_); }
-    socklen_t length() const { return length_; }
-    uint16_t port() const;
-    void setPort(uint16_t port);
-    // "127.0.0.1:8080" or "[::1]:8080".
-    std::string toString() const;
+  int family() const { return storage_.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage_); }
+  socklen_t length() const { return length_; }
+  uint16_t port() const;
+  void setPort(uint16_t port);
+  // "127.0.0.1:8080" or "[::1]:8080".
+  std::string toString() const;
 
-private:
-    sockaddr_storage storage_{};
-    socklen_t length_ = 0;
+ private:
+  sockaddr_storage storage_{};
+  socklen_t length_ = 0;
 };
 
 }  // namespace epoll_echo

@@ -30,57 +30,56 @@ char wakeupTag;
 
 // Errors that concern only the connection being accepted (see accept(2), "Error handling").
 bool isTransientAcceptError(int error) {
-    return error == ECONNABORTED || error == EPROTO || error == EPERM || error == ENETDOWN || error == ENOPROTOOPT ||
-           error == EHOSTDOWN || error == ENONET || error == EHOSTUNREACH || error == EOPNOTSUPP ||
-           error == ENETUNREACH;
+  return error == ECONNABORTED || error == EPROTO || error == EPERM || error == ENETDOWN || error == ENOPROTOOPT ||
+         error == EHOSTDOWN || error == ENONET || error == EHOSTUNREACH || error == EOPNOTSUPP || error == ENETUNREACH;
 }
 
 }  // namespace
 
 Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener)
     : index_(index), config_(config), listener_(std::move(listener)), readBuffer_(new char[kReadChunk]) {
-    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!epoll_) throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_create1 (worker " + std::to_string(index_) + ")");
-    wakeup_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!wakeup_) throwErrno(EPOLL_ECHO_ESYSTEM, "eventfd (worker " + std::to_string(index_) + ")");
-    epoll_event event{};
-    event.events = EPOLLIN;
-    event.data.ptr = &wakeupTag;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wakeup_.get(), &event) != 0) {
-        throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD eventfd");
-    }
-    // Edge-triggered: a paused listener (no fd left) must not wake the loop over and over.
-    // Exclusive: when workers share one listening socket (an inherited one), a new connection
-    // wakes one of them, not all; with a socket of its own it changes nothing.
-    event.events = EPOLLIN | EPOLLET | EPOLLEXCLUSIVE;
-    event.data.ptr = &listenerTag;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &event) != 0) {
-        throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD listener");
-    }
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_create1 (worker " + std::to_string(index_) + ")");
+  wakeup_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wakeup_) throwErrno(EPOLL_ECHO_ESYSTEM, "eventfd (worker " + std::to_string(index_) + ")");
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.ptr = &wakeupTag;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wakeup_.get(), &event) != 0) {
+    throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD eventfd");
+  }
+  // Edge-triggered: a paused listener (no fd left) must not wake the loop over and over.
+  // Exclusive: when workers share one listening socket (an inherited one), a new connection
+  // wakes one of them, not all; with a socket of its own it changes nothing.
+  event.events = EPOLLIN | EPOLLET | EPOLLEXCLUSIVE;
+  event.data.ptr = &listenerTag;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &event) != 0) {
+    throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD listener");
+  }
 }
 
 Worker::~Worker() {
-    requestStop();
-    join();
+  requestStop();
+  join();
 }
 
 void Worker::start() {
-    // After a pause the eventfd still holds the stop request that ended the previous run.
-    uint64_t stale = 0;
-    [[maybe_unused]] ssize_t ignored = ::read(wakeup_.get(), &stale, sizeof stale);
-    stopping_ = false;
-    thread_ = std::thread([this] { run(); });
+  // After a pause the eventfd still holds the stop request that ended the previous run.
+  uint64_t stale = 0;
+  [[maybe_unused]] ssize_t ignored = ::read(wakeup_.get(), &stale, sizeof stale);
+  stopping_ = false;
+  thread_ = std::thread([this] { run(); });
 }
 
 void Worker::requestStop() noexcept {
-    if (!wakeup_) return;
-    const uint64_t one = 1;
-    // EAGAIN means the counter is already non-zero: the worker will wake anyway.
-    [[maybe_unused]] ssize_t ignored = ::write(wakeup_.get(), &one, sizeof one);
+  if (!wakeup_) return;
+  const uint64_t one = 1;
+  // EAGAIN means the counter is already non-zero: the worker will wake anyway.
+  [[maybe_unused]] ssize_t ignored = ::write(wakeup_.get(), &one, sizeof one);
 }
 
 void Worker::join() noexcept {
-    if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 void Worker::closeAll() noexcept { dropAll(counters_.closed); }
@@ -88,289 +87,291 @@ void Worker::closeAll() noexcept { dropAll(counters_.closed); }
 void Worker::releaseAll() noexcept { dropAll(counters_.handedOver); }
 
 void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
-    for (auto& connection : connections_) connection->fd.reset();
-    countAs.add(connections_.size());
-    connections_.clear();
-    closedThisBatch_.clear();
-    resumeList_.clear();
-    listener_.reset();
+  for (auto& connection : connections_) connection->fd.reset();
+  countAs.add(connections_.size());
+  connections_.clear();
+  closedThisBatch_.clear();
+  resumeList_.clear();
+  listener_.reset();
 }
 
 void Worker::run() noexcept {
-    epoll_event events[kMaxEventsPerWait];
-    // The accept queue may already hold connections that arrived between listen() and now.
-    onAccept();
-    while (!stopping_) {
-        const int count = ::epoll_wait(epoll_.get(), events, kMaxEventsPerWait, waitTimeoutMs());
-        counters_.syscalls.add(1);
-        if (count < 0) {
-            if (errno == EINTR) continue;
-            break;  // EBADF/EINVAL cannot happen while we own the fd; leave rather than spin
-        }
-        if (count > 0) counters_.wakeups.add(1);
-        for (int i = 0; i < count; ++i) dispatch(events[i]);
-        runDeferredWork();
+  epoll_event events[kMaxEventsPerWait];
+  // The accept queue may already hold connections that arrived between listen() and now.
+  onAccept();
+  while (!stopping_) {
+    const int count = ::epoll_wait(epoll_.get(), events, kMaxEventsPerWait, waitTimeoutMs());
+    counters_.syscalls.add(1);
+    if (count < 0) {
+      if (errno == EINTR) continue;
+      break;  // EBADF/EINVAL cannot happen while we own the fd; leave rather than spin
     }
+    if (count > 0) counters_.wakeups.add(1);
+    for (int i = 0; i < count; ++i) dispatch(events[i]);
+    runDeferredWork();
+  }
 }
 
 int Worker::waitTimeoutMs() const {
-    if (!resumeList_.empty()) return 0;
-    if (acceptPaused_) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(acceptResumeAt_ - Clock::now());
-        return static_cast<int>(std::max<int64_t>(0, left.count()));
-    }
-    return acceptPending_ ? 0 : -1;
+  if (!resumeList_.empty()) return 0;
+  if (acceptPaused_) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(acceptResumeAt_ - Clock::now());
+    return static_cast<int>(std::max<int64_t>(0, left.count()));
+  }
+  return acceptPending_ ? 0 : -1;
 }
 
 void Worker::dispatch(const epoll_event& event) {
-    if (event.data.ptr == &wakeupTag) {
-        stopping_ = true;
-        return;
-    }
-    if (event.data.ptr == &listenerTag) {
-        onAccept();
-        return;
-    }
-    auto& connection = *static_cast<Connection*>(event.data.ptr);
-    if (connection.closed) return;  // closed earlier in this batch
-    if (event.events & EPOLLERR) {
-        closeConnection(connection);
-        return;
-    }
-    if (event.events & (EPOLLRDHUP | EPOLLHUP)) connection.finAnnounced = true;
-    if (event.events & EPOLLOUT) onWritable(connection);
-    if (!connection.closed && (event.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))) onReadable(connection);
+  if (event.data.ptr == &wakeupTag) {
+    stopping_ = true;
+    return;
+  }
+  if (event.data.ptr == &listenerTag) {
+    onAccept();
+    return;
+  }
+  auto& connection = *static_cast<Connection*>(event.data.ptr);
+  if (connection.closed) return;  // closed earlier in this batch
+  if (event.events & EPOLLERR) {
+    closeConnection(connection);
+    return;
+  }
+  if (event.events & (EPOLLRDHUP | EPOLLHUP)) connection.finAnnounced = true;
+  if (event.events & EPOLLOUT) onWritable(connection);
+  if (!connection.closed && (event.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))) onReadable(connection);
 }
 
 // Connections whose read budget ran out go after everything that was ready in this batch, and
 // closed connections are freed only now that no event of the batch can refer to them.
 void Worker::runDeferredWork() {
-    resuming_.swap(resumeList_);
-    for (Connection* connection : resuming_) {
-        connection->queued = false;
-        if (!connection->closed) onReadable(*connection);
-    }
-    resuming_.clear();
-    if (acceptPaused_ && Clock::now() >= acceptResumeAt_) acceptPaused_ = false;
-    if (acceptPending_ && !acceptPaused_) onAccept();
-    closedThisBatch_.clear();
+  resuming_.swap(resumeList_);
+  for (Connection* connection : resuming_) {
+    connection->queued = false;
+    if (!connection->closed) onReadable(*connection);
+  }
+  resuming_.clear();
+  if (acceptPaused_ && Clock::now() >= acceptResumeAt_) acceptPaused_ = false;
+  if (acceptPending_ && !acceptPaused_) onAccept();
+  closedThisBatch_.clear();
 }
 
 void Worker::onAccept() {
-    if (acceptPaused_) {
-        acceptPending_ = true;  // edge-triggered: remember the edge for when the pause ends
-        return;
-    }
-    acceptPending_ = false;
-    for (uint32_t i = 0; i < config_.acceptBudget; ++i) {
-        if (!acceptOne()) return;
-    }
-    acceptPending_ = true;  // edge-triggered: nobody will tell us about the rest
+  if (acceptPaused_) {
+    acceptPending_ = true;  // edge-triggered: remember the edge for when the pause ends
+    return;
+  }
+  acceptPending_ = false;
+  for (uint32_t i = 0; i < config_.acceptBudget; ++i) {
+    if (!acceptOne()) return;
+  }
+  acceptPending_ = true;  // edge-triggered: nobody will tell us about the rest
 }
 
 // Returns true when it is worth trying to accept another connection.
 bool Worker::acceptOne() {
-    int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    counters_.syscalls.add(1);
-    if (fd >= 0) {
-        acceptBackoff_ = std::chrono::milliseconds{0};
-        addConnection(UniqueFd(fd));
-        return true;
-    }
-    const int error = errno;
-    if (error == EAGAIN || error == EWOULDBLOCK) return false;
-    if (error == EINTR) return true;
-    counters_.acceptErrors.add(1);
-    if (isTransientAcceptError(error)) return true;
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM, or an error we do not know: waiting beats spinning on it.
-    pauseAccepting();
-    return false;
+  int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  counters_.syscalls.add(1);
+  if (fd >= 0) {
+    acceptBackoff_ = std::chrono::milliseconds{0};
+    addConnection(UniqueFd(fd));
+    return true;
+  }
+  const int error = errno;
+  if (error == EAGAIN || error == EWOULDBLOCK) return false;
+  if (error == EINTR) return true;
+  counters_.acceptErrors.add(1);
+  if (isTransientAcceptError(error)) return true;
+  // EMFILE, ENFILE, ENOBUFS, ENOMEM, or an error we do not know: waiting beats spinning on it.
+  pauseAccepting();
+  return false;
 }
 
 // Leaves the connection in the kernel's accept queue (the client waits instead of being reset)
 // and retries after a growing back-off, or as soon as one of our own connections closes.
 void Worker::pauseAccepting() {
-    acceptBackoff_ = std::clamp(acceptBackoff_ * 2, kFirstAcceptBackoff, kMaxAcceptBackoff);
-    acceptPaused_ = true;
-    acceptPending_ = true;
-    acceptResumeAt_ = Clock::now() + acceptBackoff_;
-    counters_.acceptPauses.add(1);
+  acceptBackoff_ = std::clamp(acceptBackoff_ * 2, kFirstAcceptBackoff, kMaxAcceptBackoff);
+  acceptPaused_ = true;
+  acceptPending_ = true;
+  acceptResumeAt_ = Clock::now() + acceptBackoff_;
+  counters_.acceptPauses.add(1);
 }
 
 void Worker::addConnection(UniqueFd socket) {
-    const int one = 1;
-    ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    counters_.syscalls.add(1);
-    if (registerConnection(std::move(socket))) {
-        counters_.accepted.add(1);
-    } else {
-        counters_.acceptErrors.add(1);
-    }
+  const int one = 1;
+  ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  counters_.syscalls.add(1);
+  if (registerConnection(std::move(socket))) {
+    counters_.accepted.add(1);
+  } else {
+    counters_.acceptErrors.add(1);
+  }
 }
 
 void Worker::adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) {
-    Connection* connection = registerConnection(std::move(socket));
-    if (connection == nullptr) {
-        throw EngineError(EPOLL_ECHO_ESYSTEM, "worker " + std::to_string(index_) + " cannot register an adopted connection");
-    }
-    connection->peerClosed = peerClosed;
-    connection->shared = true;
-    try {
-        connection->pending.append(pending, pendingBytes);
-    } catch (const std::bad_alloc&) {
-        closeConnection(*connection);
-        closedThisBatch_.clear();
-        throw;
-    }
-    counters_.adopted.add(1);
+  Connection* connection = registerConnection(std::move(socket));
+  if (connection == nullptr) {
+    throw EngineError(EPOLL_ECHO_ESYSTEM,
+                      "worker " + std::to_string(index_) + " cannot register an adopted connection");
+  }
+  connection->peerClosed = peerClosed;
+  connection->shared = true;
+  try {
+    connection->pending.append(pending, pendingBytes);
+  } catch (const std::bad_alloc&) {
+    closeConnection(*connection);
+    closedThisBatch_.clear();
+    throw;
+  }
+  counters_.adopted.add(1);
 }
 
 // Puts a socket in the connection table and the epoll set. Returns nullptr, having closed the
 // socket, when memory is short or epoll refuses it.
 Connection* Worker::registerConnection(UniqueFd socket) {
-    std::unique_ptr<Connection> connection;
-    try {
-        connection = std::make_unique<Connection>(std::move(socket));
-        // Reserved here so that closing a connection or queueing it for later never allocates.
-        const size_t tracked = connections_.size() + closedThisBatch_.size() + 1;
-        connections_.reserve(connections_.size() + 1);
-        closedThisBatch_.reserve(tracked);
-        resumeList_.reserve(tracked);
-        resuming_.reserve(tracked);
-    } catch (const std::bad_alloc&) {
-        return nullptr;  // the socket closes with `connection` or `socket`
-    }
-    epoll_event event{};
-    event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    event.data.ptr = connection.get();
-    counters_.syscalls.add(1);
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->fd.get(), &event) != 0) return nullptr;
-    connection->slot = static_cast<uint32_t>(connections_.size());
-    connections_.push_back(std::move(connection));
-    return connections_.back().get();
+  std::unique_ptr<Connection> connection;
+  try {
+    connection = std::make_unique<Connection>(std::move(socket));
+    // Reserved here so that closing a connection or queueing it for later never allocates.
+    const size_t tracked = connections_.size() + closedThisBatch_.size() + 1;
+    connections_.reserve(connections_.size() + 1);
+    closedThisBatch_.reserve(tracked);
+    resumeList_.reserve(tracked);
+    resuming_.reserve(tracked);
+  } catch (const std::bad_alloc&) {
+    return nullptr;  // the socket closes with `connection` or `socket`
+  }
+  epoll_event event{};
+  event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  event.data.ptr = connection.get();
+  counters_.syscalls.add(1);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->fd.get(), &event) != 0) return nullptr;
+  connection->slot = static_cast<uint32_t>(connections_.size());
+  connections_.push_back(std::move(connection));
+  return connections_.back().get();
 }
 
 void Worker::onReadable(Connection& connection) {
-    if (connection.readPaused || connection.peerClosed) return;
-    size_t budget = config_.readBudgetBytes;
-    while (!connection.closed) {
-        if (connection.pending.size() >= config_.highWaterBytes) {
-            connection.readPaused = true;
-            counters_.backpressurePauses.add(1);
-            return;
-        }
-        // Never more than the budget left, so one read can overshoot the high-water mark by at
-        // most the read budget: the documented memory bound per connection.
-        const size_t wanted = std::min(kReadChunk, budget);
-        const ssize_t count = ::read(connection.fd.get(), readBuffer_.get(), wanted);
-        counters_.syscalls.add(1);
-        if (count > 0) {
-            counters_.bytesIn.add(static_cast<uint64_t>(count));
-            if (!echo(connection, readBuffer_.get(), static_cast<size_t>(count))) return;
-            // After a FIN the short-read rule does not hold: read on until read() returns 0.
-            if (static_cast<size_t>(count) < wanted && !connection.finAnnounced) return;
-            if (budget <= static_cast<size_t>(count)) {
-                queueForResume(connection);
-                return;
-            }
-            budget -= static_cast<size_t>(count);
-        } else if (count == 0) {
-            connection.peerClosed = true;  // half-close: finish echoing, then close
-            if (connection.pending.empty()) closeConnection(connection);
-            return;
-        } else if (errno != EINTR) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK) closeConnection(connection);
-            return;
-        }
+  if (connection.readPaused || connection.peerClosed) return;
+  size_t budget = config_.readBudgetBytes;
+  while (!connection.closed) {
+    if (connection.pending.size() >= config_.highWaterBytes) {
+      connection.readPaused = true;
+      counters_.backpressurePauses.add(1);
+      return;
     }
+    // Never more than the budget left, so one read can overshoot the high-water mark by at
+    // most the read budget: the documented memory bound per connection.
+    const size_t wanted = std::min(kReadChunk, budget);
+    const ssize_t count = ::read(connection.fd.get(), readBuffer_.get(), wanted);
+    counters_.syscalls.add(1);
+    if (count > 0) {
+      counters_.bytesIn.add(static_cast<uint64_t>(count));
+      if (!echo(connection, readBuffer_.get(), static_cast<size_t>(count))) return;
+      // After a FIN the short-read rule does not hold: read on until read() returns 0.
+      if (static_cast<size_t>(count) < wanted && !connection.finAnnounced) return;
+      if (budget <= static_cast<size_t>(count)) {
+        queueForResume(connection);
+        return;
+      }
+      budget -= static_cast<size_t>(count);
+    } else if (count == 0) {
+      connection.peerClosed = true;  // half-close: finish echoing, then close
+      if (connection.pending.empty()) closeConnection(connection);
+      return;
+    } else if (errno != EINTR) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) closeConnection(connection);
+      return;
+    }
+  }
 }
 
 void Worker::onWritable(Connection& connection) {
-    if (connection.pending.empty() || !flushPending(connection)) return;
-    if (connection.pending.empty() && connection.peerClosed) {
-        closeConnection(connection);
-        return;
-    }
-    // Hysteresis: resume only well below the mark, so a connection does not flap per packet.
-    if (connection.readPaused && connection.pending.size() <= config_.highWaterBytes / 2) {
-        connection.readPaused = false;
-        queueForResume(connection);  // edge-triggered: the unread data will not be announced again
-    }
+  if (connection.pending.empty() || !flushPending(connection)) return;
+  if (connection.pending.empty() && connection.peerClosed) {
+    closeConnection(connection);
+    return;
+  }
+  // Hysteresis: resume only well below the mark, so a connection does not flap per packet.
+  if (connection.readPaused && connection.pending.size() <= config_.highWaterBytes / 2) {
+    connection.readPaused = false;
+    queueForResume(connection);  // edge-triggered: the unread data will not be announced again
+  }
 }
 
 // Sends what can be sent now and keeps the rest. Returns false when the connection was closed.
 bool Worker::echo(Connection& connection, const char* bytes, size_t count) {
-    if (connection.pending.empty()) {
-        ssize_t sent;
-        do {
-            sent = ::send(connection.fd.get(), bytes, count, MSG_NOSIGNAL);
-            counters_.syscalls.add(1);
-        } while (sent < 0 && errno == EINTR);
-        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            closeConnection(connection);
-            return false;
-        }
-        const size_t done = sent > 0 ? static_cast<size_t>(sent) : 0;
-        counters_.bytesOut.add(done);
-        bytes += done;
-        count -= done;
+  if (connection.pending.empty()) {
+    ssize_t sent;
+    do {
+      sent = ::send(connection.fd.get(), bytes, count, MSG_NOSIGNAL);
+      counters_.syscalls.add(1);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      closeConnection(connection);
+      return false;
     }
-    try {
-        connection.pending.append(bytes, count);
-    } catch (const std::bad_alloc&) {
-        closeConnection(connection);  // cannot keep the bytes: closing beats silently losing them
-        return false;
-    }
-    return true;
+    const size_t done = sent > 0 ? static_cast<size_t>(sent) : 0;
+    counters_.bytesOut.add(done);
+    bytes += done;
+    count -= done;
+  }
+  try {
+    connection.pending.append(bytes, count);
+  } catch (const std::bad_alloc&) {
+    closeConnection(connection);  // cannot keep the bytes: closing beats silently losing them
+    return false;
+  }
+  return true;
 }
 
 // Returns false when the connection was closed.
 bool Worker::flushPending(Connection& connection) {
-    while (!connection.pending.empty()) {
-        const ssize_t sent = ::send(connection.fd.get(), connection.pending.data(), connection.pending.size(), MSG_NOSIGNAL);
-        counters_.syscalls.add(1);
-        if (sent > 0) {
-            counters_.bytesOut.add(static_cast<uint64_t>(sent));
-            connection.pending.consume(static_cast<size_t>(sent));
-            continue;
-        }
-        if (sent < 0 && errno == EINTR) continue;
-        if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-        closeConnection(connection);
-        return false;
+  while (!connection.pending.empty()) {
+    const ssize_t sent =
+        ::send(connection.fd.get(), connection.pending.data(), connection.pending.size(), MSG_NOSIGNAL);
+    counters_.syscalls.add(1);
+    if (sent > 0) {
+      counters_.bytesOut.add(static_cast<uint64_t>(sent));
+      connection.pending.consume(static_cast<size_t>(sent));
+      continue;
     }
-    return true;
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    closeConnection(connection);
+    return false;
+  }
+  return true;
 }
 
 void Worker::queueForResume(Connection& connection) {
-    if (connection.queued) return;
-    connection.queued = true;
-    resumeList_.push_back(&connection);
+  if (connection.queued) return;
+  connection.queued = true;
+  resumeList_.push_back(&connection);
 }
 
 void Worker::closeConnection(Connection& connection) {
-    connection.closed = true;
-    if (connection.queued) {
-        // Rare (a busy connection failing): keep the resume list free of pointers to freed memory.
-        resumeList_.erase(std::remove(resumeList_.begin(), resumeList_.end(), &connection), resumeList_.end());
-        connection.queued = false;
-    }
-    if (connection.shared) {
-        // close() removes a descriptor from the epoll set only when it is the last copy of it.
-        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.fd.get(), nullptr);
-        counters_.syscalls.add(1);
-    }
-    connection.fd.reset();  // the last copy: close() also removes it from the epoll set
-    connection.pending.clear();
+  connection.closed = true;
+  if (connection.queued) {
+    // Rare (a busy connection failing): keep the resume list free of pointers to freed memory.
+    resumeList_.erase(std::remove(resumeList_.begin(), resumeList_.end(), &connection), resumeList_.end());
+    connection.queued = false;
+  }
+  if (connection.shared) {
+    // close() removes a descriptor from the epoll set only when it is the last copy of it.
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.fd.get(), nullptr);
     counters_.syscalls.add(1);
-    counters_.closed.add(1);
-    const uint32_t slot = connection.slot;
-    std::swap(connections_[slot], connections_.back());
-    connections_[slot]->slot = slot;
-    closedThisBatch_.push_back(std::move(connections_.back()));
-    connections_.pop_back();
-    // A freed descriptor is the best moment to try accepting again.
-    if (acceptPaused_) acceptResumeAt_ = Clock::now();
+  }
+  connection.fd.reset();  // the last copy: close() also removes it from the epoll set
+  connection.pending.clear();
+  counters_.syscalls.add(1);
+  counters_.closed.add(1);
+  const uint32_t slot = connection.slot;
+  std::swap(connections_[slot], connections_.back());
+  connections_[slot]->slot = slot;
+  closedThisBatch_.push_back(std::move(connections_.back()));
+  connections_.pop_back();
+  // A freed descriptor is the best moment to try accepting again.
+  if (acceptPaused_) acceptResumeAt_ = Clock::now();
 }
 
 }  // namespace epoll_echo

@@ -21,76 +21,76 @@ namespace epoll_echo {
 // between start() and join() runs on the worker's own thread, except requestStop() and
 // counters(), which any thread may call.
 class Worker {
-public:
-    // Takes ownership of a bound, listening, non-blocking socket. Throws EngineError.
-    Worker(uint32_t index, const EngineConfig& config, UniqueFd listener);
-    ~Worker();
-    Worker(const Worker&) = delete;
-    Worker& operator=(const Worker&) = delete;
+ public:
+  // Takes ownership of a bound, listening, non-blocking socket. Throws EngineError.
+  Worker(uint32_t index, const EngineConfig& config, UniqueFd listener);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
 
-    // Starts (or, after a pause, restarts) the thread. Throws std::system_error.
-    void start();
-    // Asks the thread to leave its loop; returns at once. Safe from any thread, any number of times.
-    void requestStop() noexcept;
-    // Waits for the thread to leave its loop (after requestStop()).
-    void join() noexcept;
-    // After join(): closes every connection and the listening socket.
-    void closeAll() noexcept;
-    // After join(): closes this worker's copies of its sockets, which now live on in another
-    // engine, counting the connections as handed over.
-    void releaseAll() noexcept;
+  // Starts (or, after a pause, restarts) the thread. Throws std::system_error.
+  void start();
+  // Asks the thread to leave its loop; returns at once. Safe from any thread, any number of times.
+  void requestStop() noexcept;
+  // Waits for the thread to leave its loop (after requestStop()).
+  void join() noexcept;
+  // After join(): closes every connection and the listening socket.
+  void closeAll() noexcept;
+  // After join(): closes this worker's copies of its sockets, which now live on in another
+  // engine, counting the connections as handed over.
+  void releaseAll() noexcept;
 
-    // Hand-over, only while the thread is not running.
-    int listenerFd() const noexcept { return listener_.get(); }
-    size_t connectionCount() const noexcept { return connections_.size(); }
-    const Connection& connectionAt(size_t index) const { return *connections_[index]; }
-    // Takes a connection from a previous engine with the bytes still owed to it. Throws.
-    void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed);
+  // Hand-over, only while the thread is not running.
+  int listenerFd() const noexcept { return listener_.get(); }
+  size_t connectionCount() const noexcept { return connections_.size(); }
+  const Connection& connectionAt(size_t index) const { return *connections_[index]; }
+  // Takes a connection from a previous engine with the bytes still owed to it. Throws.
+  void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed);
 
-    const WorkerCounters& counters() const noexcept { return counters_; }
+  const WorkerCounters& counters() const noexcept { return counters_; }
 
-private:
-    using Clock = std::chrono::steady_clock;
+ private:
+  using Clock = std::chrono::steady_clock;
 
-    void dropAll(SingleWriterCounter& countAs) noexcept;
-    void run() noexcept;
-    void dispatch(const epoll_event& event);
-    int waitTimeoutMs() const;
-    void runDeferredWork();
+  void dropAll(SingleWriterCounter& countAs) noexcept;
+  void run() noexcept;
+  void dispatch(const epoll_event& event);
+  int waitTimeoutMs() const;
+  void runDeferredWork();
 
-    void onAccept();
-    bool acceptOne();
-    void pauseAccepting();
-    void addConnection(UniqueFd socket);
-    Connection* registerConnection(UniqueFd socket);
+  void onAccept();
+  bool acceptOne();
+  void pauseAccepting();
+  void addConnection(UniqueFd socket);
+  Connection* registerConnection(UniqueFd socket);
 
-    void onReadable(Connection& connection);
-    void onWritable(Connection& connection);
-    bool echo(Connection& connection, const char* bytes, size_t count);
-    bool flushPending(Connection& connection);
-    void queueForResume(Connection& connection);
-    void closeConnection(Connection& connection);
+  void onReadable(Connection& connection);
+  void onWritable(Connection& connection);
+  bool echo(Connection& connection, const char* bytes, size_t count);
+  bool flushPending(Connection& connection);
+  void queueForResume(Connection& connection);
+  void closeConnection(Connection& connection);
 
-    const uint32_t index_;
-    const EngineConfig config_;
-    UniqueFd listener_;
-    UniqueFd epoll_;
-    UniqueFd wakeup_;
-    std::thread thread_;
-    bool stopping_ = false;  // worker thread only; set when the eventfd fires
+  const uint32_t index_;
+  const EngineConfig config_;
+  UniqueFd listener_;
+  UniqueFd epoll_;
+  UniqueFd wakeup_;
+  std::thread thread_;
+  bool stopping_ = false;  // worker thread only; set when the eventfd fires
 
-    std::vector<std::unique_ptr<Connection>> connections_;
-    std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch
-    std::vector<Connection*> resumeList_;  // connections with unread data left by their budget
-    std::vector<Connection*> resuming_;    // the resume list being worked through
-    std::unique_ptr<char[]> readBuffer_;   // one per worker: idle connections own no buffer
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch
+  std::vector<Connection*> resumeList_;                       // connections with unread data left by their budget
+  std::vector<Connection*> resuming_;                         // the resume list being worked through
+  std::unique_ptr<char[]> readBuffer_;                        // one per worker: idle connections own no buffer
 
-    bool acceptPending_ = false;  // the accept budget ran out with connections still queued
-    bool acceptPaused_ = false;   // no fd available: accepting waits until acceptResumeAt_
-    Clock::time_point acceptResumeAt_{};
-    std::chrono::milliseconds acceptBackoff_{0};
+  bool acceptPending_ = false;  // the accept budget ran out with connections still queued
+  bool acceptPaused_ = false;   // no fd available: accepting waits until acceptResumeAt_
+  Clock::time_point acceptResumeAt_{};
+  std::chrono::milliseconds acceptBackoff_{0};
 
-    WorkerCounters counters_;
+  WorkerCounters counters_;
 };
 
 }  // namespace epoll_echo

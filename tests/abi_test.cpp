@@ -59,16 +59,16 @@ TEST_F(AbiTest, VersionAndBuildIdAreNonEmpty) {
   EXPECT_EQ(std::sscanf(api().version(), "%u.%u.%u", &major, &minor, &patch), 3) << api().version();
   ASSERT_NE(api().buildId(), nullptr);
   const std::string buildId = api().buildId();
-  const bool hex = !buildId.empty() && buildId.size() % 2 == 0 &&
-                   buildId.find_first_not_of("0123456789abcdef") == std::string::npos;
+  const bool hex =
+      !buildId.empty() && buildId.size() % 2 == 0 && buildId.find_first_not_of("0123456789abcdef") == std::string::npos;
   EXPECT_TRUE(buildId == "unknown" || hex) << buildId;
 }
 
 TEST_F(AbiTest, StrerrorAndErrorNameCoverTheTable) {
-#define EPOLL_ECHO_CHECK_ENTRY(name, value, text)                       \
-  ASSERT_NE(api().strerror(value), nullptr);                           \
-  EXPECT_STREQ(api().strerror(value), text);                           \
-  ASSERT_NE(api().errorName(value), nullptr);                          \
+#define EPOLL_ECHO_CHECK_ENTRY(name, value, text) \
+  ASSERT_NE(api().strerror(value), nullptr);      \
+  EXPECT_STREQ(api().strerror(value), text);      \
+  ASSERT_NE(api().errorName(value), nullptr);     \
   EXPECT_STREQ(api().errorName(value), "EPOLL_ECHO_" #name);
   EPOLL_ECHO_ERROR_TABLE(EPOLL_ECHO_CHECK_ENTRY)
 #undef EPOLL_ECHO_CHECK_ENTRY

@@ -27,14 +27,36 @@ std::vector<size_t> runProbe(Probe probe) {
 
 // The layout as documented: fixed-width fields, explicit padding, identical on every compiler.
 // Pairs are (offset, size) in the order api_header_check.inc writes them.
-const std::vector<size_t> kDocumentedLayout = {
-    96,                                                                            // config
-    0, 4, 4, 4, 8, 4, 12, 4, 16, 4, 20, 4, 24, 4, 28, 4, 32, 64,                   //
-    96, 0, 72, 80, 88,                                                             // counters
-    112, 0, 4, 4, 4, 8, 4, 12, 4, 16, 96,                                          // stats
-    104, 0, 4, 4, 4, 8, 96,                                                        // worker stats
-    24, 0, 4, 4, 4, 8, 4, 12, 4, 16, 8,                                            // connection state
-    4, EPOLL_ECHO_ABI_PACK(EPOLL_ECHO_ABI_MAJOR, EPOLL_ECHO_ABI_MINOR)};
+const std::vector<size_t> kDocumentedLayout = {96,  // config
+                                               0,   4,
+                                               4,   4,
+                                               8,   4,
+                                               12,  4,
+                                               16,  4,
+                                               20,  4,
+                                               24,  4,
+                                               28,  4,
+                                               32,  64,  //
+                                               96,  0,
+                                               72,  80,
+                                               88,  // counters
+                                               112, 0,
+                                               4,   4,
+                                               4,   8,
+                                               4,   12,
+                                               4,   16,
+                                               96,  // stats
+                                               104, 0,
+                                               4,   4,
+                                               4,   8,
+                                               96,  // worker stats
+                                               24,  0,
+                                               4,   4,
+                                               4,   8,
+                                               4,   12,
+                                               4,   16,
+                                               8,  // connection state
+                                               4,   EPOLL_ECHO_ABI_PACK(EPOLL_ECHO_ABI_MAJOR, EPOLL_ECHO_ABI_MINOR)};
 
 TEST(ApiHeaderTest, CProbesSeeTheDocumentedLayout) {
   EXPECT_EQ(runProbe(epollEchoLayoutC99), kDocumentedLayout);

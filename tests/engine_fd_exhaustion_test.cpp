@@ -89,8 +89,9 @@ std::string exhaustAndRecover(const PluginApi& api, std::string& notes) {
   epoll_echo_stats_t stats = engine.waitForStats(
       [](const epoll_echo_stats_t& s) { return s.total.accept_errors > 0 || s.total.accept_pauses > 0; },
       deadlineIn(kTimeout), &ok);
-  if (!ok) return "accept never failed: accepted " + std::to_string(stats.total.accepted) + " with limit " +
-                  std::to_string(limit);
+  if (!ok)
+    return "accept never failed: accepted " + std::to_string(stats.total.accepted) + " with limit " +
+           std::to_string(limit);
 
   // A measurement window, not synchronisation: a spinning worker would burn the whole of it.
   const double cpuBefore = cpuSeconds();

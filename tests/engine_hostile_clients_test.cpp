@@ -94,8 +94,8 @@ TEST_F(EngineHostileClientsTest, NeverReadingClientsAreBoundedByBackpressure) {
     sent += job.sent;
   }
   ASSERT_EQ(runEchoJobs(jobs, deadlineIn(std::chrono::seconds(30))), "");
-  stats = engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.bytes_out == sent; },
-                              deadlineIn(kTimeout));
+  stats =
+      engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.bytes_out == sent; }, deadlineIn(kTimeout));
   EXPECT_EQ(stats.total.bytes_in, sent);
   EXPECT_EQ(stats.total.bytes_out, sent);
 }
@@ -125,9 +125,9 @@ TEST_F(EngineHostileClientsTest, ResetMidStreamLeavesOthersServed) {
     job.socket.reset();
   }
   bool ok = false;
-  epoll_echo_stats_t stats = engine.waitForStats(
-      [&](const epoll_echo_stats_t& s) { return s.total.closed == victims && s.total.active == 1; },
-      deadlineIn(kTimeout), &ok);
+  epoll_echo_stats_t stats =
+      engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.closed == victims && s.total.active == 1; },
+                          deadlineIn(kTimeout), &ok);
   EXPECT_TRUE(ok) << "closed " << stats.total.closed << " active " << stats.total.active;
   EXPECT_EQ(stats.state, EPOLL_ECHO_STATE_RUNNING);
 
@@ -140,8 +140,8 @@ TEST_F(EngineHostileClientsTest, ResetMidStreamLeavesOthersServed) {
 
 // Streams continuously (reading what comes back) until told to stop; counts echoed bytes. `error`
 // is only written by this thread and read after it was joined; `failed` is the shared signal.
-void runFirehose(uint16_t port, const std::atomic<bool>& stop, std::atomic<uint64_t>& echoed,
-                 std::atomic<bool>& failed, std::string& error) {
+void runFirehose(uint16_t port, const std::atomic<bool>& stop, std::atomic<uint64_t>& echoed, std::atomic<bool>& failed,
+                 std::string& error) {
   Fd socket = connectLoopback(port, deadlineIn(kTimeout), &error);
   if (!socket) {
     failed = true;

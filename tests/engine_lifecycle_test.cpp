@@ -74,8 +74,9 @@ TEST_F(EngineLifecycleTest, StopClosesLiveConnectionsAndLeaksNothing) {
     auto busy = makeEchoJobs(port, 8, 256 * 1024, false, 100, deadlineIn(kTimeout), &error);
     ASSERT_EQ(busy.size(), 8u) << error;
     for (auto& job : busy) {  // leave unsent echo queued in the engine
-      ASSERT_TRUE(sendAll(job.socket.get(), randomBytes(256 * 1024, job.seed).data(), 256 * 1024,
-                          deadlineIn(kTimeout), &error)) << error;
+      ASSERT_TRUE(
+          sendAll(job.socket.get(), randomBytes(256 * 1024, job.seed).data(), 256 * 1024, deadlineIn(kTimeout), &error))
+          << error;
     }
     engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 48; }, deadlineIn(kTimeout));
     EXPECT_GT(countThreads(), threadsBefore);

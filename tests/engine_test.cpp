@@ -70,8 +70,8 @@ void expectWorkersSumToTotal(const Engine& engine) {
 struct EchoCase {
   const char* name;
   uint32_t listeners;
-  uint32_t highWater;    // 0 = default
-  uint32_t readBudget;   // 0 = default
+  uint32_t highWater;   // 0 = default
+  uint32_t readBudget;  // 0 = default
 };
 
 class EngineEchoTest : public EngineTest, public ::testing::WithParamInterface<EchoCase> {};
@@ -121,8 +121,9 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
       jobs.push_back(std::move(one.front()));
     }
     ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "") << "high water " << highWater;
-    EXPECT_EQ(engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; },
-                                  deadlineIn(kTimeout)).total.closed, 4u)
+    EXPECT_EQ(engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; }, deadlineIn(kTimeout))
+                  .total.closed,
+              4u)
         << "the engine must close a half-closed connection once its echo is flushed";
   }
 }
@@ -235,8 +236,9 @@ TEST_F(EngineTest, PingPongCostsFewSystemCallsPerMessage) {
   ASSERT_TRUE(sendAll(client.get(), "warm", deadlineIn(kTimeout), &error)) << error;
   char reply[64];
   ASSERT_TRUE(receiveExactly(client.get(), reply, 4, deadlineIn(kTimeout), &error)) << error;
-  const uint64_t before = engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.bytes_out == 4; },
-                                              deadlineIn(kTimeout)).total.syscalls;
+  const uint64_t before =
+      engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.bytes_out == 4; }, deadlineIn(kTimeout))
+          .total.syscalls;
   const int messages = 500;
   for (int i = 0; i < messages; ++i) {
     ASSERT_TRUE(sendAll(client.get(), std::string(64, static_cast<char>('a' + i % 26)), deadlineIn(kTimeout), &error));

@@ -78,8 +78,7 @@ class ElfImage {
         if (!copy(section.sh_offset + offset, &note, sizeof note)) break;
         Elf64_Xword nameStart = offset + sizeof note;
         Elf64_Xword descStart = nameStart + ((note.n_namesz + 3) & ~3u);
-        if (note.n_type == NT_GNU_BUILD_ID && note.n_namesz == 4 &&
-            descStart + note.n_descsz <= section.sh_size) {
+        if (note.n_type == NT_GNU_BUILD_ID && note.n_namesz == 4 && descStart + note.n_descsz <= section.sh_size) {
           std::string hex;
           for (Elf64_Word i = 0; i < note.n_descsz; ++i) {
             char digits[3];
@@ -127,8 +126,10 @@ std::string stripCommentsAndDirectives(const std::string& text) {
     } else if (text.compare(i, 2, "//") == 0 || (lineStart && text[i] == '#')) {
       while (i < text.size() && !(text[i] == '\n' && text[i - 1] != '\\')) ++i;
     } else {
-      if (text[i] == '\n') lineStart = true;
-      else if (text[i] != ' ' && text[i] != '\t') lineStart = false;
+      if (text[i] == '\n')
+        lineStart = true;
+      else if (text[i] != ' ' && text[i] != '\t')
+        lineStart = false;
       code += text[i++];
     }
   }

@@ -31,7 +31,9 @@ Completed runServer(const std::vector<std::string>& arguments) {
   return runToCompletion(EPOLL_ECHO_SERVER_PATH, arguments, deadlineIn(kExitTimeout));
 }
 
-std::size_t lineCount(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+std::size_t lineCount(const std::string& text) {
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
 
 // A fresh directory under $TMPDIR (or /tmp), removed with its content by the destructor.
 class TemporaryDirectory {
@@ -116,7 +118,8 @@ void expectOneLineFailure(const Completed& run, const std::vector<std::string>& 
   ASSERT_TRUE(run.status) << "did not exit";
   EXPECT_TRUE(run.status->exited && run.status->code == 1) << run.status->describe();
   EXPECT_EQ(lineCount(run.err), 1u) << run.err;
-  for (const std::string& part : parts) EXPECT_NE(run.err.find(part), std::string::npos) << part << " not in: " << run.err;
+  for (const std::string& part : parts)
+    EXPECT_NE(run.err.find(part), std::string::npos) << part << " not in: " << run.err;
 }
 
 TEST(HostStartupTest, MissingPluginFileIsOneLineNamingThePath) {

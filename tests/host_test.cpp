@@ -12,8 +12,8 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -37,10 +37,10 @@ constexpr seconds kOutputTimeout{10};
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 // The keys of both stats formats, in order ("event" aside).
-const std::vector<std::string> kStatsKeys = {"state",     "port",      "listeners",           "accepted",
-                                             "active",    "closed",    "bytes_in",            "bytes_out",
-                                             "backpressure_pauses", "accept_errors", "accept_pauses",
-                                             "build_id",  "reloads"};
+const std::vector<std::string> kStatsKeys = {
+    "state",    "port",      "listeners",           "accepted",      "active",        "closed",
+    "bytes_in", "bytes_out", "backpressure_pauses", "accept_errors", "accept_pauses", "build_id",
+    "reloads"};
 
 struct StartLine {
   uint16_t port = 0;
@@ -120,8 +120,8 @@ class HostServerTest : public ::testing::Test {
     server_.emplace(EPOLL_ECHO_SERVER_PATH, arguments);
     std::optional<StartLine> start;
     const auto started = [&] { return (start = parseStartLine(server_->capturedStderr())).has_value(); };
-    ASSERT_TRUE(server_->waitUntil(started, deadlineIn(kStartTimeout)))
-        << "no start line; stderr:\n" << server_->capturedStderr();
+    ASSERT_TRUE(server_->waitUntil(started, deadlineIn(kStartTimeout))) << "no start line; stderr:\n"
+                                                                        << server_->capturedStderr();
     port_ = start->port;
     listeners_ = start->listeners;
     ASSERT_NE(port_, 0);
@@ -175,8 +175,8 @@ TEST_F(HostServerTest, EchoesWithFourListeners) {
   EXPECT_EQ(listeners_, 4);
   // Many connections so SO_REUSEPORT spreads them over the workers; every byte is checked.
   std::string error;
-  std::vector<EchoJob> jobs = makeEchoJobs(port_, 16, scaledForSanitizers(256 * 1024), true, 7,
-                                           deadlineIn(kOutputTimeout), &error);
+  std::vector<EchoJob> jobs =
+      makeEchoJobs(port_, 16, scaledForSanitizers(256 * 1024), true, 7, deadlineIn(kOutputTimeout), &error);
   ASSERT_EQ(jobs.size(), 16u) << error;
   EXPECT_EQ(runEchoJobs(jobs, deadlineIn(seconds(60))), "");
 }
@@ -204,8 +204,7 @@ TEST_P(HostStopTest, StopSignalClosesEveryConnectionAndExitsZero) {
   const auto status = server_->waitForExit(deadlineIn(kStopTimeout));
   ASSERT_TRUE(status) << "still running after the stop signal";
   EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server_->capturedStderr();
-  EXPECT_NE(server_->capturedStderr().find(std::string("stopped on SIG") + sigabbrev_np(GetParam())),
-            std::string::npos)
+  EXPECT_NE(server_->capturedStderr().find(std::string("stopped on SIG") + sigabbrev_np(GetParam())), std::string::npos)
       << server_->capturedStderr();
 }
 
@@ -235,12 +234,13 @@ TEST_F(HostServerTest, Sigusr1PrintsATextStatsLine) {
   Fd client = connectToServer();
   ASSERT_TRUE(client);
   expectEcho(client.get(), std::string(100, 'x'));
-  const std::map<std::string, std::string> expected = {
-      {"state", "running"}, {"listeners", "1"}, {"accepted", "1"},     {"active", "1"},
-      {"closed", "0"},      {"bytes_in", "100"}, {"bytes_out", "100"}, {"accept_errors", "0"}};
+  const std::map<std::string, std::string> expected = {{"state", "running"}, {"listeners", "1"},    {"accepted", "1"},
+                                                       {"active", "1"},      {"closed", "0"},       {"bytes_in", "100"},
+                                                       {"bytes_out", "100"}, {"accept_errors", "0"}};
   EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
     return statsFieldsMatch(textStatsFields(line), expected);
-  })) << "stdout:\n" << server_->capturedStdout();
+  })) << "stdout:\n"
+      << server_->capturedStdout();
 }
 
 TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
@@ -248,15 +248,16 @@ TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
   Fd client = connectToServer();
   ASSERT_TRUE(client);
   expectEcho(client.get(), std::string(64, 'j'));
-  const std::map<std::string, std::string> expected = {
-      {"state", "running"}, {"listeners", "1"}, {"accepted", "1"},    {"active", "1"},
-      {"closed", "0"},      {"bytes_in", "64"}, {"bytes_out", "64"}, {"accept_errors", "0"}};
+  const std::map<std::string, std::string> expected = {{"state", "running"}, {"listeners", "1"},    {"accepted", "1"},
+                                                       {"active", "1"},      {"closed", "0"},       {"bytes_in", "64"},
+                                                       {"bytes_out", "64"},  {"accept_errors", "0"}};
   EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
     Fields fields = jsonStatsFields(line);
     if (fields.empty() || fields.front() != std::make_pair(std::string("event"), std::string("stats"))) return false;
     fields.erase(fields.begin());
     return statsFieldsMatch(fields, expected);
-  })) << "stdout:\n" << server_->capturedStdout();
+  })) << "stdout:\n"
+      << server_->capturedStdout();
 }
 
 TEST_F(HostServerTest, StatsIntervalPrintsWithoutASignal) {
@@ -274,8 +275,7 @@ TEST_F(HostServerTest, SighupReloadsAndServingContinues) {
   Fd client = connectToServer();
   ASSERT_TRUE(client);
   ASSERT_TRUE(server_->sendSignal(SIGHUP));
-  EXPECT_TRUE(server_->waitForStderr("reloaded: build ", deadlineIn(kOutputTimeout)))
-      << server_->capturedStderr();
+  EXPECT_TRUE(server_->waitForStderr("reloaded: build ", deadlineIn(kOutputTimeout))) << server_->capturedStderr();
   expectEcho(client.get(), "still here");
   Fd another = connectToServer();
   ASSERT_TRUE(another);

@@ -145,8 +145,8 @@ class HotSwapTest : public ::testing::Test {
   }
 
   void startServer(std::vector<std::string> extra) {
-    std::vector<std::string> arguments = {"--bind", "127.0.0.1", "--port", "0", "--maxListeners", "2",
-                                          "--plugin", plugin_.string()};
+    std::vector<std::string> arguments = {"--bind",         "127.0.0.1", "--port",   "0",
+                                          "--maxListeners", "2",         "--plugin", plugin_.string()};
     arguments.insert(arguments.end(), extra.begin(), extra.end());
     server_.emplace(EPOLL_ECHO_SERVER_PATH, arguments);
     const auto started = [&] { return (port_ = startLinePort(server_->capturedStderr())) != 0; };
@@ -278,7 +278,9 @@ TEST_F(HotSwapTest, WatchSurvivesACopyOverThePluginInPlace) {
 TEST_F(HotSwapTest, WatchRetriesAFileThatDoesNotLoadThenRejectsItAndKeepsServing) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
   PingPongLoad load(port_, 4);
-  installText("\x7f" "ELF truncated");
+  installText(
+      "\x7f"
+      "ELF truncated");
   ASSERT_TRUE(waitForLogCount("rejected: cannot load plugin", 1)) << server_->capturedStderr();
   EXPECT_NE(server_->capturedStderr().find("not loadable yet (attempt 1 of 4)"), std::string::npos)
       << server_->capturedStderr();
@@ -304,12 +306,14 @@ TEST_F(HotSwapTest, BadBuildsAreRejectedWithOneLineWhileTheOldOneServes) {
                       {fs::path(HOT_SWAP_FAKE_PLUGIN_ABI10), "has ABI 1.0, a hot-swap needs ABI 1.1"}};
   std::size_t rejections = 0;
   for (const Bad& bad : bads) {
-    if (bad.file) install(*bad.file); else installText(std::string(4096, 'x'));  // past the ELF header's size
+    if (bad.file)
+      install(*bad.file);
+    else
+      installText(std::string(4096, 'x'));  // past the ELF header's size
     ASSERT_TRUE(server_->sendSignal(SIGHUP));
     ASSERT_TRUE(waitForLogCount(" rejected: ", ++rejections)) << server_->capturedStderr();
     EXPECT_EQ(countOccurrences(server_->capturedStderr(), bad.reason), 1u) << server_->capturedStderr();
-    EXPECT_EQ(countOccurrences(server_->capturedStderr(), "reload of " + plugin_.string() + " rejected: "),
-              rejections);
+    EXPECT_EQ(countOccurrences(server_->capturedStderr(), "reload of " + plugin_.string() + " rejected: "), rejections);
     EXPECT_EQ(reloadCopiesLeft(), std::vector<std::string>{});
     ASSERT_TRUE(load.waitForProgress(4, deadlineIn(kIoTimeout))) << load.error();
   }

@@ -65,9 +65,9 @@ void buildAndRunConsumer(const fs::path& prefix, const fs::path& buildDir) {
   // pkg-config finds the .pc file through PKG_CONFIG_PATH; the CMake package through the prefix.
   const std::string pkgConfigPath = (prefix / EPOLL_ECHO_INSTALL_LIBDIR / "pkgconfig").string();
   ASSERT_EQ(::setenv("PKG_CONFIG_PATH", pkgConfigPath.c_str(), 1), 0);
-  ASSERT_TRUE(run(CMAKE_COMMAND, {"-S", EPOLL_ECHO_CONSUMER_DIR, "-B", buildDir.string(),
-                                  "-DCMAKE_PREFIX_PATH=" + prefix.string(), "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-                                  "-DCONSUMER_EXTRA_FLAGS=" EPOLL_ECHO_SANITIZE_FLAGS}));
+  ASSERT_TRUE(run(CMAKE_COMMAND,
+                  {"-S", EPOLL_ECHO_CONSUMER_DIR, "-B", buildDir.string(), "-DCMAKE_PREFIX_PATH=" + prefix.string(),
+                   "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DCONSUMER_EXTRA_FLAGS=" EPOLL_ECHO_SANITIZE_FLAGS}));
   ASSERT_TRUE(run(CMAKE_COMMAND, {"--build", buildDir.string()}));
   std::ifstream foundFile(buildDir / "found.txt");
   std::stringstream found;
@@ -118,7 +118,8 @@ TEST(InstallTest, InstallsTheDocumentedLayout) {
   const fs::path lib = prefix / EPOLL_ECHO_INSTALL_LIBDIR;
   for (const fs::path& file :
        {prefix / EPOLL_ECHO_INSTALL_BINDIR / "epoll-server", lib / "epoll_echo" / "libepoll_echo.so",
-        prefix / EPOLL_ECHO_INSTALL_INCLUDEDIR / "epoll_echo.h", lib / "cmake" / "epoll_echo" / "epoll_echoConfig.cmake",
+        prefix / EPOLL_ECHO_INSTALL_INCLUDEDIR / "epoll_echo.h",
+        lib / "cmake" / "epoll_echo" / "epoll_echoConfig.cmake",
         lib / "cmake" / "epoll_echo" / "epoll_echoConfigVersion.cmake", lib / "pkgconfig" / "epoll_echo.pc",
         prefix / EPOLL_ECHO_INSTALL_DOCDIR / "README.md", prefix / EPOLL_ECHO_INSTALL_DOCDIR / "operations.md",
         prefix / EPOLL_ECHO_INSTALL_DOCDIR / "examples" / "embed.c",

@@ -57,7 +57,8 @@ TEST(ManPageTest, ListsEveryOptionOfHelp) {
   const std::string page = readFile(EPOLL_ECHO_MAN_PAGE);
   ASSERT_FALSE(page.empty()) << EPOLL_ECHO_MAN_PAGE;
   for (const std::string& option : options) {
-    EXPECT_NE(page.find(roffEscaped(option)), std::string::npos) << option << " is missing from " << EPOLL_ECHO_MAN_PAGE;
+    EXPECT_NE(page.find(roffEscaped(option)), std::string::npos)
+        << option << " is missing from " << EPOLL_ECHO_MAN_PAGE;
   }
 }
 
@@ -76,8 +77,8 @@ TEST(ManPageTest, RendersWithoutWarnings) {
   const std::optional<std::string> groff = findInPath("groff");
   if (!groff) GTEST_SKIP() << "groff is not installed (Debian package groff-base)";
   // -ww: every warning; -z: format but print nothing, so stderr holds only the diagnostics.
-  const Completed render = runToCompletion(*groff, {"-man", "-Tutf8", "-ww", "-z", EPOLL_ECHO_MAN_PAGE},
-                                           deadlineIn(kTimeout));
+  const Completed render =
+      runToCompletion(*groff, {"-man", "-Tutf8", "-ww", "-z", EPOLL_ECHO_MAN_PAGE}, deadlineIn(kTimeout));
   ASSERT_TRUE(render.status.has_value());
   EXPECT_TRUE(render.status->succeeded()) << render.status->describe() << "\n" << render.err;
   EXPECT_EQ(render.err, "");

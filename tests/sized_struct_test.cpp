@@ -10,78 +10,78 @@ namespace epoll_echo {
 namespace {
 
 struct Sample {
-    uint32_t size;
-    uint32_t a;
-    uint64_t b;
+  uint32_t size;
+  uint32_t a;
+  uint64_t b;
 };
 
 TEST(SizedStructTest, ReadsAnOlderSmallerStructWithMissingFieldsAsZero) {
-    Sample caller{};
-    caller.size = 8;
-    caller.a = 7;
-    caller.b = 99;  // beyond the caller's size: must not be read
-    Sample out{};
-    ASSERT_EQ(copyStructIn(&caller, out), EPOLL_ECHO_OK);
-    EXPECT_EQ(out.a, 7u);
-    EXPECT_EQ(out.b, 0u);
+  Sample caller{};
+  caller.size = 8;
+  caller.a = 7;
+  caller.b = 99;  // beyond the caller's size: must not be read
+  Sample out{};
+  ASSERT_EQ(copyStructIn(&caller, out), EPOLL_ECHO_OK);
+  EXPECT_EQ(out.a, 7u);
+  EXPECT_EQ(out.b, 0u);
 }
 
 TEST(SizedStructTest, AcceptsALargerStructWithAZeroTail) {
-    std::vector<unsigned char> bytes(sizeof(Sample) + 32, 0);
-    const uint32_t size = static_cast<uint32_t>(bytes.size());
-    std::memcpy(bytes.data(), &size, sizeof size);
-    bytes[4] = 5;
-    Sample out{};
-    ASSERT_EQ(copyStructIn(bytes.data(), out), EPOLL_ECHO_OK);
-    EXPECT_EQ(out.a, 5u);
+  std::vector<unsigned char> bytes(sizeof(Sample) + 32, 0);
+  const uint32_t size = static_cast<uint32_t>(bytes.size());
+  std::memcpy(bytes.data(), &size, sizeof size);
+  bytes[4] = 5;
+  Sample out{};
+  ASSERT_EQ(copyStructIn(bytes.data(), out), EPOLL_ECHO_OK);
+  EXPECT_EQ(out.a, 5u);
 }
 
 TEST(SizedStructTest, RefusesALargerStructWithANonZeroTail) {
-    std::vector<unsigned char> bytes(sizeof(Sample) + 32, 0);
-    const uint32_t size = static_cast<uint32_t>(bytes.size());
-    std::memcpy(bytes.data(), &size, sizeof size);
-    bytes.back() = 1;
-    Sample out{};
-    EXPECT_EQ(copyStructIn(bytes.data(), out), EPOLL_ECHO_ESIZE);
+  std::vector<unsigned char> bytes(sizeof(Sample) + 32, 0);
+  const uint32_t size = static_cast<uint32_t>(bytes.size());
+  std::memcpy(bytes.data(), &size, sizeof size);
+  bytes.back() = 1;
+  Sample out{};
+  EXPECT_EQ(copyStructIn(bytes.data(), out), EPOLL_ECHO_ESIZE);
 }
 
 TEST(SizedStructTest, RefusesSizesOutsideTheAllowedRange) {
-    // A buffer as large as the largest refused size the test can back, so a wrong acceptance
-    // would show as a wrong code rather than as an out-of-bounds access.
-    std::vector<unsigned char> bytes(kMaxStructSize + 16, 0);
-    Sample out{};
-    for (uint32_t size : {0u, 4u, 7u, kMaxStructSize + 1, 0xffffffffu}) {
-        std::memcpy(bytes.data(), &size, sizeof size);
-        EXPECT_EQ(copyStructIn(bytes.data(), out), EPOLL_ECHO_ESIZE) << size;
-        EXPECT_EQ(copyStructOut(out, bytes.data()), EPOLL_ECHO_ESIZE) << size;
-    }
+  // A buffer as large as the largest refused size the test can back, so a wrong acceptance
+  // would show as a wrong code rather than as an out-of-bounds access.
+  std::vector<unsigned char> bytes(kMaxStructSize + 16, 0);
+  Sample out{};
+  for (uint32_t size : {0u, 4u, 7u, kMaxStructSize + 1, 0xffffffffu}) {
+    std::memcpy(bytes.data(), &size, sizeof size);
+    EXPECT_EQ(copyStructIn(bytes.data(), out), EPOLL_ECHO_ESIZE) << size;
+    EXPECT_EQ(copyStructOut(out, bytes.data()), EPOLL_ECHO_ESIZE) << size;
+  }
 }
 
 TEST(SizedStructTest, WritesOnlyUpToTheCallersSize) {
-    unsigned char bytes[sizeof(Sample) + 8];
-    std::memset(bytes, 0xab, sizeof bytes);
-    const uint32_t callerSize = 8;
-    std::memcpy(bytes, &callerSize, sizeof callerSize);
-    Sample value{sizeof(Sample), 42, 43};
-    ASSERT_EQ(copyStructOut(value, bytes), EPOLL_ECHO_OK);
-    uint32_t written = 0;
-    std::memcpy(&written, bytes, sizeof written);
-    EXPECT_EQ(written, 8u);
-    EXPECT_EQ(bytes[4], 42);
-    EXPECT_EQ(bytes[8], 0xab);  // untouched beyond the caller's struct
+  unsigned char bytes[sizeof(Sample) + 8];
+  std::memset(bytes, 0xab, sizeof bytes);
+  const uint32_t callerSize = 8;
+  std::memcpy(bytes, &callerSize, sizeof callerSize);
+  Sample value{sizeof(Sample), 42, 43};
+  ASSERT_EQ(copyStructOut(value, bytes), EPOLL_ECHO_OK);
+  uint32_t written = 0;
+  std::memcpy(&written, bytes, sizeof written);
+  EXPECT_EQ(written, 8u);
+  EXPECT_EQ(bytes[4], 42);
+  EXPECT_EQ(bytes[8], 0xab);  // untouched beyond the caller's struct
 }
 
 TEST(SizedStructTest, ZeroesFieldsTheCallerHasButThePluginDoesNotKnow) {
-    unsigned char bytes[sizeof(Sample) + 8];
-    std::memset(bytes, 0xab, sizeof bytes);
-    const uint32_t callerSize = sizeof bytes;
-    std::memcpy(bytes, &callerSize, sizeof callerSize);
-    Sample value{sizeof(Sample), 1, 2};
-    ASSERT_EQ(copyStructOut(value, bytes), EPOLL_ECHO_OK);
-    uint32_t written = 0;
-    std::memcpy(&written, bytes, sizeof written);
-    EXPECT_EQ(written, sizeof(Sample));
-    for (size_t i = sizeof(Sample); i < sizeof bytes; ++i) EXPECT_EQ(bytes[i], 0) << i;
+  unsigned char bytes[sizeof(Sample) + 8];
+  std::memset(bytes, 0xab, sizeof bytes);
+  const uint32_t callerSize = sizeof bytes;
+  std::memcpy(bytes, &callerSize, sizeof callerSize);
+  Sample value{sizeof(Sample), 1, 2};
+  ASSERT_EQ(copyStructOut(value, bytes), EPOLL_ECHO_OK);
+  uint32_t written = 0;
+  std::memcpy(&written, bytes, sizeof written);
+  EXPECT_EQ(written, sizeof(Sample));
+  for (size_t i = sizeof(Sample); i < sizeof bytes; ++i) EXPECT_EQ(bytes[i], 0) << i;
 }
 
 }  // namespace

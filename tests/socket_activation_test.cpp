@@ -70,7 +70,8 @@ TEST(SocketActivationTest, ServesTheInheritedSocketWithEveryWorker) {
   const std::string& log = server.capturedStderr();
   EXPECT_NE(log.find("--port and --bind are ignored"), std::string::npos) << log;
   EXPECT_NE(log.find("listening on 127.0.0.1:" + std::to_string(port) + " (3 listeners, socket-activated"),
-            std::string::npos) << log;
+            std::string::npos)
+      << log;
   std::vector<Fd> clients;
   for (int i = 0; i < 6; ++i) {
     clients.push_back(echoThrough(port, "activated " + std::to_string(i) + "\n"));
@@ -91,7 +92,8 @@ std::string socketsWithoutCloexec(pid_t pid) {
     std::ifstream info(proc / "fdinfo" / entry.path().filename());
     std::string key;
     std::string flags;
-    while (info >> key >> flags && key != "flags:") {}
+    while (info >> key >> flags && key != "flags:") {
+    }
     if ((std::stoul(flags, nullptr, 8) & O_CLOEXEC) == 0) leaks += "fd " + entry.path().filename().string() + "\n";
   }
   return leaks;
@@ -137,7 +139,8 @@ TEST(SocketActivationTest, RefusesAnInheritedSocketThatIsNotListening) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(status->exited && status->code == 1) << status->describe();
   EXPECT_NE(server.capturedStderr().find("socket activation: inherited fd 3 is not a stream (TCP) socket"),
-            std::string::npos) << server.capturedStderr();
+            std::string::npos)
+      << server.capturedStderr();
 }
 
 TEST(SocketActivationTest, IgnoresVariablesMeantForAnotherProcess) {
@@ -232,8 +235,8 @@ TEST(SocketActivationTest, WorksUnderSystemdSocketActivate) {
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
     const uint16_t port = releasedFreePort();
     ASSERT_NE(port, 0);
-    ChildProcess server(*tool, {"-l", "127.0.0.1:" + std::to_string(port), EPOLL_ECHO_SERVER_PATH,
-                                "--maxListeners", "2"});
+    ChildProcess server(*tool,
+                        {"-l", "127.0.0.1:" + std::to_string(port), EPOLL_ECHO_SERVER_PATH, "--maxListeners", "2"});
     // It listens first and execs the server only when a connection arrives (the same pid).
     if (!server.waitForStderr("Listening on 127.0.0.1:" + std::to_string(port), deadlineIn(kTimeout))) {
       const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));

@@ -20,11 +20,13 @@ constexpr std::uint64_t kImportsPerImporter = 64;
 // A buffer of `declared` bytes (at least the size field) plus canaries after it.
 class GuardedBuffer {
  public:
-  explicit GuardedBuffer(std::size_t size) : bytes_(std::max<std::size_t>(size, 4) + kCanaryBytes, kCanary), size_(std::max<std::size_t>(size, 4)) {}
+  explicit GuardedBuffer(std::size_t size)
+      : bytes_(std::max<std::size_t>(size, 4) + kCanaryBytes, kCanary), size_(std::max<std::size_t>(size, 4)) {}
   unsigned char* data() { return bytes_.data(); }
   std::size_t size() const { return size_; }
   bool canaryIntact() const {
-    return std::all_of(bytes_.begin() + static_cast<std::ptrdiff_t>(size_), bytes_.end(), [](unsigned char b) { return b == kCanary; });
+    return std::all_of(bytes_.begin() + static_cast<std::ptrdiff_t>(size_), bytes_.end(),
+                       [](unsigned char b) { return b == kCanary; });
   }
 
  private:
@@ -41,13 +43,20 @@ std::string describe(const char* call, int code, std::uint32_t declared) {
 // Declared sizes: the exact one, every valid size, the sizes just around both limits, tiny, huge.
 std::uint32_t pickSize(const ChoiceSource& next, std::uint32_t own) {
   switch (next() % 8) {
-    case 0: return own;
-    case 1: return own + static_cast<std::uint32_t>(next() % 17) - 8;
-    case 2: return static_cast<std::uint32_t>(next() % 8);
-    case 3: return 4096 + static_cast<std::uint32_t>(next() % 3) - 1;
-    case 4: return 4097 + static_cast<std::uint32_t>(next() % 60000);
-    case 5: return static_cast<std::uint32_t>(next());
-    default: return 8 + static_cast<std::uint32_t>(next() % 4089);
+    case 0:
+      return own;
+    case 1:
+      return own + static_cast<std::uint32_t>(next() % 17) - 8;
+    case 2:
+      return static_cast<std::uint32_t>(next() % 8);
+    case 3:
+      return 4096 + static_cast<std::uint32_t>(next() % 3) - 1;
+    case 4:
+      return 4097 + static_cast<std::uint32_t>(next() % 60000);
+    case 5:
+      return static_cast<std::uint32_t>(next());
+    default:
+      return 8 + static_cast<std::uint32_t>(next() % 4089);
   }
 }
 
@@ -78,7 +87,8 @@ bool tailNonZero(const GuardedBuffer& buffer, std::uint32_t declared, std::size_
 std::string checkFilled(const char* call, GuardedBuffer& buffer, std::uint32_t declared, std::size_t own) {
   std::uint32_t written = 0;
   std::memcpy(&written, buffer.data(), sizeof written);
-  if (written != std::min<std::size_t>(declared, own)) return std::string(call) + " set size " + std::to_string(written);
+  if (written != std::min<std::size_t>(declared, own))
+    return std::string(call) + " set size " + std::to_string(written);
   if (tailNonZero(buffer, declared, own)) return std::string(call) + " left bytes beyond its struct non-zero";
   return "";
 }
@@ -89,11 +99,14 @@ AbiStructFuzzer::AbiStructFuzzer(const PluginApi& api) : api_(api), fakeEngine_(
   for (int i = 0; i < 64; ++i) fakeEngine_[i] = static_cast<unsigned char>(i * 37 + 11);
   running_ = std::make_unique<Engine>(api_);
   paused_ = std::make_unique<Engine>(api_);
-  if (!running_->createAndStart(loopbackConfig(1), &setupError_) || !paused_->createAndStart(loopbackConfig(1), &setupError_)) return;
+  if (!running_->createAndStart(loopbackConfig(1), &setupError_) ||
+      !paused_->createAndStart(loopbackConfig(1), &setupError_))
+    return;
   client_ = connectLoopback(paused_->port(), deadlineIn(std::chrono::seconds(5)), &setupError_);
   if (!client_) return;
   bool accepted = false;
-  paused_->waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 1; }, deadlineIn(std::chrono::seconds(5)), &accepted);
+  paused_->waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 1; },
+                        deadlineIn(std::chrono::seconds(5)), &accepted);
   if (!accepted) setupError_ = "the paused engine never accepted its connection";
   if (api_.pause(paused_->handle()) != EPOLL_ECHO_OK) setupError_ = "epoll_echo_pause failed: " + paused_->lastError();
 }
@@ -102,22 +115,33 @@ AbiStructFuzzer::~AbiStructFuzzer() = default;
 
 epoll_echo_engine_t* AbiStructFuzzer::pickEngine(const ChoiceSource& next) {
   switch (next() % 6) {
-    case 0: return nullptr;
-    case 1: return reinterpret_cast<epoll_echo_engine_t*>(fakeEngine_.get());
-    case 2: return paused_->handle();
-    case 3: return importer_ ? importer_->handle() : nullptr;
-    default: return running_->handle();
+    case 0:
+      return nullptr;
+    case 1:
+      return reinterpret_cast<epoll_echo_engine_t*>(fakeEngine_.get());
+    case 2:
+      return paused_->handle();
+    case 3:
+      return importer_ ? importer_->handle() : nullptr;
+    default:
+      return running_->handle();
   }
 }
 
 std::string AbiStructFuzzer::step(const ChoiceSource& next) {
   switch (next() % 6) {
-    case 0: return fuzzCreate(next);
-    case 1: return fuzzStats(next);
-    case 2: return fuzzWorkerStats(next);
-    case 3: return fuzzExportConnection(next);
-    case 4: return fuzzImportConnection(next);
-    default: return fuzzLastError(next);
+    case 0:
+      return fuzzCreate(next);
+    case 1:
+      return fuzzStats(next);
+    case 2:
+      return fuzzWorkerStats(next);
+    case 3:
+      return fuzzExportConnection(next);
+    case 4:
+      return fuzzImportConnection(next);
+    default:
+      return fuzzLastError(next);
   }
 }
 
@@ -134,13 +158,16 @@ std::string AbiStructFuzzer::fuzzCreate(const ChoiceSource& next) {
   const bool mustRefuseSize = !sizeValid(declared) || tailNonZero(config, declared, sizeof valid);
   std::string failure;
   if (!documented(code) || (mustRefuseSize && code != EPOLL_ECHO_ESIZE)) failure = describe("create", code, declared);
-  if ((code == EPOLL_ECHO_OK) != (engine != nullptr)) failure = "create returned " + std::to_string(code) + " with engine " + (engine ? "set" : "NULL");
-  if (detailSize > 0 && std::memchr(detail.data(), 0, detailSize) == nullptr) failure = "create's detail is not NUL-terminated";
+  if ((code == EPOLL_ECHO_OK) != (engine != nullptr))
+    failure = "create returned " + std::to_string(code) + " with engine " + (engine ? "set" : "NULL");
+  if (detailSize > 0 && std::memchr(detail.data(), 0, detailSize) == nullptr)
+    failure = "create's detail is not NUL-terminated";
   if (!config.canaryIntact() || !detail.canaryIntact()) failure = "create wrote past a buffer";
   if (engine != nullptr) {
     epoll_echo_stats_t stats{};
     stats.size = sizeof stats;
-    if (api_.stats(engine, &stats) != EPOLL_ECHO_OK || stats.state != EPOLL_ECHO_STATE_CREATED) failure = "a created engine has bad stats";
+    if (api_.stats(engine, &stats) != EPOLL_ECHO_OK || stats.state != EPOLL_ECHO_STATE_CREATED)
+      failure = "a created engine has bad stats";
     api_.destroy(engine);
   }
   return failure;
@@ -167,7 +194,8 @@ std::string AbiStructFuzzer::fuzzStats(const ChoiceSource& next) {
 std::string AbiStructFuzzer::fuzzWorkerStats(const ChoiceSource& next) {
   epoll_echo_engine_t* engine = pickEngine(next);
   const std::uint32_t declared = pickSize(next, sizeof(epoll_echo_worker_stats_t));
-  const std::uint32_t index = next() % 2 == 0 ? static_cast<std::uint32_t>(next() % 3) : static_cast<std::uint32_t>(next());
+  const std::uint32_t index =
+      next() % 2 == 0 ? static_cast<std::uint32_t>(next() % 3) : static_cast<std::uint32_t>(next());
   GuardedBuffer stats(bufferSizeFor(declared));
   fillStruct(next, stats, declared, &declared, sizeof declared);
   const int code = api_.workerStats(engine, index, reinterpret_cast<epoll_echo_worker_stats_t*>(stats.data()));
@@ -176,7 +204,8 @@ std::string AbiStructFuzzer::fuzzWorkerStats(const ChoiceSource& next) {
   if (!live) {
     if (code != EPOLL_ECHO_EINVAL) failure = describe("worker_stats on a non-engine", code, declared);
   } else if (!sizeValid(declared)) {
-    if (code != EPOLL_ECHO_ESIZE && !(index != 0 && code == EPOLL_ECHO_ERANGE)) failure = describe("worker_stats", code, declared);
+    if (code != EPOLL_ECHO_ESIZE && !(index != 0 && code == EPOLL_ECHO_ERANGE))
+      failure = describe("worker_stats", code, declared);
   } else if (code != (index == 0 ? EPOLL_ECHO_OK : EPOLL_ECHO_ERANGE)) {
     failure = describe("worker_stats", code, declared) + " at index " + std::to_string(index);
   } else if (code == EPOLL_ECHO_OK) {
@@ -203,7 +232,8 @@ std::string AbiStructFuzzer::fuzzExportConnection(const ChoiceSource& next) {
   if (engine == paused_->handle() && sizeValid(declared) && code != (index == 0 ? EPOLL_ECHO_OK : EPOLL_ECHO_ERANGE)) {
     failure = describe("export_connection", code, declared) + " at index " + std::to_string(index);
   }
-  if (code == EPOLL_ECHO_OK) failure = checkFilled("export_connection", state, declared, sizeof(epoll_echo_connection_state_t));
+  if (code == EPOLL_ECHO_OK)
+    failure = checkFilled("export_connection", state, declared, sizeof(epoll_echo_connection_state_t));
   if (!state.canaryIntact() || !pending.canaryIntact()) failure = "export_connection wrote past a buffer";
   return failure;
 }
@@ -225,13 +255,15 @@ std::string AbiStructFuzzer::fuzzImportConnection(const ChoiceSource& next) {
   fillStruct(next, state, declared, &valid, sizeof valid);
   // The contract: `pending` holds state->pending_bytes bytes, or is NULL when that is 0.
   std::uint64_t pendingBytes = 0;
-  if (declared >= sizeof valid && declared <= state.size()) std::memcpy(&pendingBytes, state.data() + 16, sizeof pendingBytes);
+  if (declared >= sizeof valid && declared <= state.size())
+    std::memcpy(&pendingBytes, state.data() + 16, sizeof pendingBytes);
   const bool mustRefuseSize = !sizeValid(declared) || tailNonZero(state, declared, sizeof valid);
   std::vector<unsigned char> pending(pendingBytes <= 1 << 20 ? pendingBytes : 0, 0x5a);
   if (!mustRefuseSize && pendingBytes > (1 << 20)) return "";  // no buffer that large to offer
   const int code = api_.importConnection(engine, reinterpret_cast<const epoll_echo_connection_state_t*>(state.data()),
                                          pending.empty() ? nullptr : pending.data());
-  if (!documented(code) || (mustRefuseSize && code != EPOLL_ECHO_ESIZE)) return describe("import_connection", code, declared);
+  if (!documented(code) || (mustRefuseSize && code != EPOLL_ECHO_ESIZE))
+    return describe("import_connection", code, declared);
   return state.canaryIntact() ? "" : "import_connection wrote into its input";
 }
 

@@ -29,7 +29,8 @@ struct Pacing {
 };
 
 std::string sendSome(EchoJob& job, Pacing& pacing, std::vector<unsigned char>& buffer) {
-  const std::size_t size = static_cast<std::size_t>(std::min<std::uint64_t>(randomChunk(pacing.rng), job.total - job.sent));
+  const std::size_t size =
+      static_cast<std::size_t>(std::min<std::uint64_t>(randomChunk(pacing.rng), job.total - job.sent));
   fillPattern(job.seed, job.sent, buffer.data(), size);
   const ssize_t written = ::send(job.socket.get(), buffer.data(), size, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (written > 0) job.sent += static_cast<std::uint64_t>(written);
@@ -168,7 +169,8 @@ std::string vanishMidWrite(std::uint16_t port, std::uint64_t seed, Deadline dead
   if (!client) return error;
   setNonBlocking(client.get(), true);
   std::vector<std::uint64_t> sent;
-  const std::string failure = sendUntilStalled({client.get()}, seed, 8u << 20, std::chrono::milliseconds(50), deadline, sent);
+  const std::string failure =
+      sendUntilStalled({client.get()}, seed, 8u << 20, std::chrono::milliseconds(50), deadline, sent);
   if (!failure.empty()) return "vanishing client: " + failure;
   setLingerZero(client.get());
   return "";

@@ -84,10 +84,14 @@ TEST(StressFairnessTest, FirehoseDoesNotDelayItsNeighbour) {
 
   reportFigures("ping-pong alone p50 " + fixed(alone.p50) + " us, p99 " + fixed(alone.p99) +
                     " us; next to a firehose (" + fixed(firehoseMibPerSecond) + " MiB/s echoed) p50 " +
-                    fixed(loaded.p50) + " us, p99 " + fixed(loaded.p99) + " us, max " +
-                    fixed(loaded.max) + " us (p99 of each attempt: " + attempts + " us)",
-                {{"alone_p50_us", alone.p50}, {"alone_p99_us", alone.p99}, {"loaded_p50_us", loaded.p50},
-                 {"loaded_p99_us", loaded.p99}, {"loaded_max_us", loaded.max}, {"firehose_mib_per_s", firehoseMibPerSecond}});
+                    fixed(loaded.p50) + " us, p99 " + fixed(loaded.p99) + " us, max " + fixed(loaded.max) +
+                    " us (p99 of each attempt: " + attempts + " us)",
+                {{"alone_p50_us", alone.p50},
+                 {"alone_p99_us", alone.p99},
+                 {"loaded_p50_us", loaded.p50},
+                 {"loaded_p99_us", loaded.p99},
+                 {"loaded_max_us", loaded.max},
+                 {"firehose_mib_per_s", firehoseMibPerSecond}});
   EXPECT_GT(firehoseBytes, 0u);
   // Sanitizers slow every system call several times over: the figure is reported, not judged.
   if (!kSanitizedBuild) {

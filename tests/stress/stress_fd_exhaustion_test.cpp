@@ -10,7 +10,7 @@
 namespace epoll_echo::test {
 namespace {
 
-constexpr int kSpareFds = 16;        // descriptors the server may still open above its baseline
+constexpr int kSpareFds = 16;  // descriptors the server may still open above its baseline
 constexpr int kStormConnections = 300;
 constexpr std::ptrdiff_t kQueuedProbes = 8;  // storm connections still queued when the storm ends
 constexpr auto kHeldWindow = std::chrono::milliseconds(1500);
@@ -75,14 +75,16 @@ TEST(StressFdExhaustionTest, HeldStormNeitherSpinsNorFloodsAndRecovers) {
   const std::size_t warnings = server.stderrLines() - 1;  // all but the start line
 
   reportFigures("fd limit " + std::to_string(baselineFds + kSpareFds) + ", " + std::to_string(kStormConnections) +
-                    " held connections: server CPU " + fixed(cpuShare * 100) + " % over " +
-                    fixed(window) + " s, " + std::to_string(windowLines) + " log lines in the window, " +
-                    std::to_string(warnings) + " in total, accept_errors=" + std::to_string(stats->acceptErrors) +
-                    " accept_pauses=" + std::to_string(stats->acceptPauses) + "; the queued clients and a new one echoed " +
-                    fixed(recoverMs) + " ms after the storm closed",
-                {{"held_cpu_percent", cpuShare * 100}, {"held_log_lines", static_cast<double>(windowLines)},
+                    " held connections: server CPU " + fixed(cpuShare * 100) + " % over " + fixed(window) + " s, " +
+                    std::to_string(windowLines) + " log lines in the window, " + std::to_string(warnings) +
+                    " in total, accept_errors=" + std::to_string(stats->acceptErrors) +
+                    " accept_pauses=" + std::to_string(stats->acceptPauses) +
+                    "; the queued clients and a new one echoed " + fixed(recoverMs) + " ms after the storm closed",
+                {{"held_cpu_percent", cpuShare * 100},
+                 {"held_log_lines", static_cast<double>(windowLines)},
                  {"accept_errors", static_cast<double>(stats->acceptErrors)},
-                 {"accept_pauses", static_cast<double>(stats->acceptPauses)}, {"recover_ms", recoverMs}});
+                 {"accept_pauses", static_cast<double>(stats->acceptPauses)},
+                 {"recover_ms", recoverMs}});
   EXPECT_LE(cpuShare, kMaxCpuShare);
   EXPECT_LE(windowLines, kMaxWarningLines);
   EXPECT_LE(warnings, kMaxWarningLines);

@@ -30,7 +30,8 @@ TEST(StressHostileTest, AbusiveClientsLeaveNoConnectionOrFdBehind) {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
   // Still serving, and nothing left behind.
-  std::vector<EchoJob> probe = makeEchoJobs(server.port(), 1, 65536, true, kSeed, deadlineIn(std::chrono::seconds(5)), &error);
+  std::vector<EchoJob> probe =
+      makeEchoJobs(server.port(), 1, 65536, true, kSeed, deadlineIn(std::chrono::seconds(5)), &error);
   ASSERT_EQ(probe.size(), 1u) << error;
   EXPECT_EQ(runEchoJobs(probe, deadlineIn(std::chrono::seconds(10))), "");
   probe.clear();

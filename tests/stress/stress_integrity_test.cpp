@@ -17,8 +17,8 @@ TEST(StressIntegrityTest, RandomChunksAndPacingLoseNoByte) {
   ASSERT_TRUE(server.started()) << server.error();
   const int baselineFds = server.openFds();
   std::string error;
-  std::vector<EchoJob> jobs = makeEchoJobs(server.port(), kConnections, kBytesEach, false, kSeed,
-                                           deadlineIn(std::chrono::seconds(10)), &error);
+  std::vector<EchoJob> jobs =
+      makeEchoJobs(server.port(), kConnections, kBytesEach, false, kSeed, deadlineIn(std::chrono::seconds(10)), &error);
   ASSERT_EQ(jobs.size(), kConnections) << error;
 
   const auto start = Clock::now();
@@ -32,11 +32,11 @@ TEST(StressIntegrityTest, RandomChunksAndPacingLoseNoByte) {
   EXPECT_EQ(stats->bytesIn, total);
   EXPECT_EQ(stats->bytesOut, total);
   const double megabytes = static_cast<double>(total) / (1 << 20);
-  reportFigures(std::to_string(kConnections) + " connections x " + std::to_string(kBytesEach >> 20) + " MiB = " +
-                    std::to_string(static_cast<long>(megabytes)) + " MiB echoed and checked in " +
-                    fixed(seconds) + " s (" + fixed(megabytes / seconds) + " MiB/s), server RSS " +
-                    std::to_string(server.rssKib() / 1024) + " MiB",
-                {{"integrity_mib", megabytes}, {"integrity_seconds", seconds}, {"integrity_mib_per_s", megabytes / seconds}});
+  reportFigures(
+      std::to_string(kConnections) + " connections x " + std::to_string(kBytesEach >> 20) + " MiB = " +
+          std::to_string(static_cast<long>(megabytes)) + " MiB echoed and checked in " + fixed(seconds) + " s (" +
+          fixed(megabytes / seconds) + " MiB/s), server RSS " + std::to_string(server.rssKib() / 1024) + " MiB",
+      {{"integrity_mib", megabytes}, {"integrity_seconds", seconds}, {"integrity_mib_per_s", megabytes / seconds}});
 
   jobs.clear();  // closes every client
   EXPECT_EQ(server.waitForQuiet(0, baselineFds, deadlineIn(std::chrono::seconds(10))), "");

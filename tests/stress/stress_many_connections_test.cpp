@@ -123,8 +123,10 @@ TEST(StressManyConnectionsTest, TenThousandConcurrentConnectionsAllEcho) {
                     fixed(echoSeconds) + " s; server RSS " + std::to_string(rssKib / 1024) + " MiB (" +
                     fixed(static_cast<double>(rssKib) / kConnections) + " KiB per connection), " +
                     std::to_string(openFds) + " fds",
-                {{"connections", static_cast<double>(kConnections)}, {"connect_seconds", connectSeconds},
-                 {"echo_seconds", echoSeconds}, {"rss_kib", static_cast<double>(rssKib)}});
+                {{"connections", static_cast<double>(kConnections)},
+                 {"connect_seconds", connectSeconds},
+                 {"echo_seconds", echoSeconds},
+                 {"rss_kib", static_cast<double>(rssKib)}});
 
   jobs.clear();
   EXPECT_EQ(server.waitForQuiet(0, baselineFds, deadlineIn(std::chrono::seconds(30))), "");

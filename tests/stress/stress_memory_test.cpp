@@ -24,15 +24,16 @@ TEST(StressMemoryTest, NonReadingClientsKeepServerMemoryBounded) {
   ASSERT_TRUE(server.started()) << server.error();
   std::string error;
   {  // Warm up: touch each worker's read buffer once so the baseline is the steady state.
-    std::vector<EchoJob> warmUp = makeEchoJobs(server.port(), 4, 256 * 1024, false, kSeed, deadlineIn(std::chrono::seconds(5)), &error);
+    std::vector<EchoJob> warmUp =
+        makeEchoJobs(server.port(), 4, 256 * 1024, false, kSeed, deadlineIn(std::chrono::seconds(5)), &error);
     ASSERT_EQ(runEchoJobs(warmUp, deadlineIn(std::chrono::seconds(10))), "");
   }
   ASSERT_EQ(server.waitForQuiet(0, -1, deadlineIn(std::chrono::seconds(10))), "");
   const long baselineKib = server.rssKib();
   const int baselineFds = server.openFds();
 
-  std::vector<EchoJob> stalled = makeEchoJobs(server.port(), kStalledClients, 0, false, kSeed + 100,
-                                              deadlineIn(std::chrono::seconds(10)), &error);
+  std::vector<EchoJob> stalled =
+      makeEchoJobs(server.port(), kStalledClients, 0, false, kSeed + 100, deadlineIn(std::chrono::seconds(10)), &error);
   ASSERT_EQ(stalled.size(), kStalledClients) << error;
   std::vector<int> fds;
   for (EchoJob& job : stalled) {
@@ -41,7 +42,8 @@ TEST(StressMemoryTest, NonReadingClientsKeepServerMemoryBounded) {
   }
   std::vector<std::uint64_t> sent;
   ASSERT_EQ(sendUntilStalled(fds, kSeed + 100, kStalledLimit, std::chrono::milliseconds(300),
-                             deadlineIn(std::chrono::seconds(30)), sent), "");
+                             deadlineIn(std::chrono::seconds(30)), sent),
+            "");
   const long stalledKib = server.rssKib();
   long peakKib = stalledKib;
 
@@ -63,12 +65,13 @@ TEST(StressMemoryTest, NonReadingClientsKeepServerMemoryBounded) {
   const long boundKib = baselineKib + connections * kPerConnectionKib + kConstantKib;
   const long stalledBoundKib = baselineKib + static_cast<long>(kStalledClients) * kPerConnectionKib + kConstantKib;
   reportFigures(std::to_string(kStalledClients) + " non-reading clients pushed " + std::to_string(stalledBytes >> 20) +
-                    " MiB; server RSS " + std::to_string(baselineKib / 1024) + " -> peak " + std::to_string(peakKib / 1024) +
-                    " MiB (growth " + std::to_string((peakKib - baselineKib) / 1024) + " MiB = " +
-                    std::to_string((stalledKib - baselineKib) / static_cast<long>(kStalledClients)) + " KiB per stalled connection, bound " +
-                    std::to_string((boundKib - baselineKib) / 1024) + " MiB); " + std::to_string(kServedClients) +
-                    " normal clients echoed " + std::to_string(kServedClients * kServedBytes >> 20) + " MiB in " +
-                    fixed(servedSeconds) + " s meanwhile",
+                    " MiB; server RSS " + std::to_string(baselineKib / 1024) + " -> peak " +
+                    std::to_string(peakKib / 1024) + " MiB (growth " + std::to_string((peakKib - baselineKib) / 1024) +
+                    " MiB = " + std::to_string((stalledKib - baselineKib) / static_cast<long>(kStalledClients)) +
+                    " KiB per stalled connection, bound " + std::to_string((boundKib - baselineKib) / 1024) +
+                    " MiB); " + std::to_string(kServedClients) + " normal clients echoed " +
+                    std::to_string(kServedClients * kServedBytes >> 20) + " MiB in " + fixed(servedSeconds) +
+                    " s meanwhile",
                 {{"rss_baseline_kib", static_cast<double>(baselineKib)},
                  {"rss_peak_kib", static_cast<double>(peakKib)},
                  {"rss_bound_kib", static_cast<double>(boundKib)},

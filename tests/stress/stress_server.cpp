@@ -24,8 +24,8 @@ constexpr char kStartText[] = "listening on 127.0.0.1:";
 
 // EPOLL_ECHO_STRESS_PLUGIN runs the suite against another build of the plugin (to try a fix).
 std::vector<std::string> serverArguments(std::uint32_t listeners) {
-  std::vector<std::string> arguments{"--port", "0", "--bind", "127.0.0.1", "--maxListeners", std::to_string(listeners),
-                                     "--stats-format", "json"};
+  std::vector<std::string> arguments{
+      "--port", "0", "--bind", "127.0.0.1", "--maxListeners", std::to_string(listeners), "--stats-format", "json"};
   if (const char* plugin = std::getenv("EPOLL_ECHO_STRESS_PLUGIN"); plugin != nullptr && *plugin != '\0') {
     arguments.insert(arguments.end(), {"--plugin", plugin});
   }

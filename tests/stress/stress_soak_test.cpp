@@ -22,7 +22,8 @@ constexpr long kAllowedGrowthKib = 8 * 1024;
 // One round of every behaviour at once-ish; "" or the first failure.
 std::string soakRound(std::uint16_t port, std::uint64_t seed) {
   std::string error;
-  std::vector<EchoJob> stalled = makeEchoJobs(port, kStalledClients, 0, false, seed, deadlineIn(std::chrono::seconds(10)), &error);
+  std::vector<EchoJob> stalled =
+      makeEchoJobs(port, kStalledClients, 0, false, seed, deadlineIn(std::chrono::seconds(10)), &error);
   if (stalled.empty()) return error;
   std::vector<int> fds;
   for (EchoJob& job : stalled) {
@@ -30,7 +31,8 @@ std::string soakRound(std::uint16_t port, std::uint64_t seed) {
     fds.push_back(job.socket.get());
   }
   std::vector<std::uint64_t> sent;
-  error = sendUntilStalled(fds, seed, 8u << 20, std::chrono::milliseconds(100), deadlineIn(std::chrono::seconds(20)), sent);
+  error =
+      sendUntilStalled(fds, seed, 8u << 20, std::chrono::milliseconds(100), deadlineIn(std::chrono::seconds(20)), sent);
   if (!error.empty()) return "stalled clients: " + error;
   std::vector<EchoJob> echo = makeEchoJobs(port, kEchoClients, kEchoBytes, seed % 2 == 0, seed + 1000,
                                            deadlineIn(std::chrono::seconds(10)), &error);
@@ -66,8 +68,8 @@ TEST(StressSoakTest, MixedAbuseLeavesNoGrowth) {
   const long secondHalfKib = half == rssAfterRound.end() ? firstHalfKib : *std::max_element(half, rssAfterRound.end());
   reportFigures(std::to_string(rssAfterRound.size()) + " soak rounds in " + std::to_string(soakSeconds) +
                     " s: server RSS after round 1 " + std::to_string(rssAfterRound.front() / 1024) +
-                    " MiB, peak of the first half " + std::to_string(firstHalfKib / 1024) + " MiB, of the second half " +
-                    std::to_string(secondHalfKib / 1024) + " MiB, after the last " +
+                    " MiB, peak of the first half " + std::to_string(firstHalfKib / 1024) +
+                    " MiB, of the second half " + std::to_string(secondHalfKib / 1024) + " MiB, after the last " +
                     std::to_string(rssAfterRound.back() / 1024) + " MiB; fds back to " + std::to_string(baselineFds) +
                     " after every round",
                 {{"soak_rounds", static_cast<double>(rssAfterRound.size())},

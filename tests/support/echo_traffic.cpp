@@ -100,8 +100,8 @@ std::string runEchoJobs(std::vector<EchoJob>& jobs, Deadline deadline) {
     if (ready < 0 && errno != EINTR) return std::string("poll: ") + std::strerror(errno);
     if (ready == 0) {
       const std::size_t first = indexOf.front();
-      return jobError(first, jobs[first], "timed out with " + std::to_string(polled.size()) +
-                                              " connections unfinished");
+      return jobError(first, jobs[first],
+                      "timed out with " + std::to_string(polled.size()) + " connections unfinished");
     }
     for (std::size_t k = 0; k < polled.size() && ready > 0; ++k) {
       if (polled[k].revents == 0) continue;

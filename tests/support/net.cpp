@@ -225,11 +225,16 @@ bool receiveExactly(int fd, void* data, std::size_t size, Deadline deadline, std
 
 const char* toString(PeerClose outcome) {
   switch (outcome) {
-    case PeerClose::Eof: return "EOF";
-    case PeerClose::Reset: return "reset";
-    case PeerClose::Timeout: return "timeout";
-    case PeerClose::UnexpectedData: return "unexpected data";
-    case PeerClose::Error: return "error";
+    case PeerClose::Eof:
+      return "EOF";
+    case PeerClose::Reset:
+      return "reset";
+    case PeerClose::Timeout:
+      return "timeout";
+    case PeerClose::UnexpectedData:
+      return "unexpected data";
+    case PeerClose::Error:
+      return "error";
   }
   return "?";
 }

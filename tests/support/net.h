@@ -35,7 +35,7 @@ class Fd {
   int get() const noexcept { return fd_; }
   bool valid() const noexcept { return fd_ >= 0; }
   explicit operator bool() const noexcept { return valid(); }
-  int release() noexcept;       // gives up ownership, returns the fd
+  int release() noexcept;            // gives up ownership, returns the fd
   void reset(int fd = -1) noexcept;  // closes the owned fd (if any) and takes `fd`
 
  private:

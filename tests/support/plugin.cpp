@@ -28,13 +28,26 @@ bool lookUp(void* handle, const char* name, Function& out, std::string& error) {
 }  // namespace
 
 const std::vector<std::string>& apiFunctionNames() {
-  static const std::vector<std::string> names = {
-      "epoll_echo_abi_version", "epoll_echo_version", "epoll_echo_build_id", "epoll_echo_strerror",
-      "epoll_echo_error_name",  "epoll_echo_create",  "epoll_echo_start",    "epoll_echo_stop",
-      "epoll_echo_destroy",     "epoll_echo_stats",   "epoll_echo_worker_stats", "epoll_echo_last_error",
-      "epoll_echo_pause",       "epoll_echo_resume",  "epoll_echo_handover_counts", "epoll_echo_export_listener",
-      "epoll_echo_export_connection", "epoll_echo_handover_complete", "epoll_echo_import_listener",
-      "epoll_echo_import_connection"};
+  static const std::vector<std::string> names = {"epoll_echo_abi_version",
+                                                 "epoll_echo_version",
+                                                 "epoll_echo_build_id",
+                                                 "epoll_echo_strerror",
+                                                 "epoll_echo_error_name",
+                                                 "epoll_echo_create",
+                                                 "epoll_echo_start",
+                                                 "epoll_echo_stop",
+                                                 "epoll_echo_destroy",
+                                                 "epoll_echo_stats",
+                                                 "epoll_echo_worker_stats",
+                                                 "epoll_echo_last_error",
+                                                 "epoll_echo_pause",
+                                                 "epoll_echo_resume",
+                                                 "epoll_echo_handover_counts",
+                                                 "epoll_echo_export_listener",
+                                                 "epoll_echo_export_connection",
+                                                 "epoll_echo_handover_complete",
+                                                 "epoll_echo_import_listener",
+                                                 "epoll_echo_import_connection"};
   return names;
 }
 

@@ -105,8 +105,8 @@ class Engine {
 
   // Polls stats() until `settled` holds or the deadline passes (the engine's counters move
   // asynchronously to the client's view). Returns the last snapshot either way; `ok` says which.
-  epoll_echo_stats_t waitForStats(const std::function<bool(const epoll_echo_stats_t&)>& settled,
-                                  Deadline deadline, bool* ok = nullptr) const;
+  epoll_echo_stats_t waitForStats(const std::function<bool(const epoll_echo_stats_t&)>& settled, Deadline deadline,
+                                  bool* ok = nullptr) const;
 
  private:
   PluginApi api_;

@@ -188,8 +188,7 @@ std::optional<ExitStatus> ChildProcess::waitForExit(Deadline deadline) {
   return status_;
 }
 
-Completed runToCompletion(const std::string& program, const std::vector<std::string>& arguments,
-                          Deadline deadline) {
+Completed runToCompletion(const std::string& program, const std::vector<std::string>& arguments, Deadline deadline) {
   ChildProcess child(program, arguments);
   Completed result;
   result.status = child.waitForExit(deadline);

@@ -79,7 +79,6 @@ struct Completed {
   std::string out;
   std::string err;
 };
-Completed runToCompletion(const std::string& program, const std::vector<std::string>& arguments,
-                          Deadline deadline);
+Completed runToCompletion(const std::string& program, const std::vector<std::string>& arguments, Deadline deadline);
 
 }  // namespace epoll_echo::test
