@@ -19,7 +19,9 @@ std::vector<Field> counterFields(const epoll_echo_counters_t& counters) {
           {"bytes_out", counters.bytes_out},
           {"backpressure_pauses", counters.backpressure_pauses},
           {"accept_errors", counters.accept_errors},
-          {"accept_pauses", counters.accept_pauses}};
+          {"accept_pauses", counters.accept_pauses},
+          {"syscalls", counters.syscalls},
+          {"wakeups", counters.wakeups}};
 }
 
 std::string formatText(const epoll_echo_stats_t& stats) {

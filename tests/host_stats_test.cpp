@@ -28,19 +28,22 @@ epoll_echo_stats_t sampleStats() {
   stats.total.backpressure_pauses = 2;
   stats.total.accept_errors = 1;
   stats.total.accept_pauses = 5;
+  stats.total.syscalls = 70;
+  stats.total.wakeups = 20;
   return stats;
 }
 
 TEST(HostStatsTest, TextLineHasEveryCounterAsKeyValue) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kText),
             "stats state=running port=8080 listeners=4 accepted=12 active=3 closed=9 bytes_in=4096 "
-            "bytes_out=4000 backpressure_pauses=2 accept_errors=1 accept_pauses=5");
+            "bytes_out=4000 backpressure_pauses=2 accept_errors=1 accept_pauses=5 syscalls=70 wakeups=20");
 }
 
 TEST(HostStatsTest, JsonLineIsOneObject) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kJson),
             R"({"event":"stats","state":"running","port":8080,"listeners":4,"accepted":12,"active":3,"closed":9,)"
-            R"("bytes_in":4096,"bytes_out":4000,"backpressure_pauses":2,"accept_errors":1,"accept_pauses":5})");
+            R"("bytes_in":4096,"bytes_out":4000,"backpressure_pauses":2,"accept_errors":1,"accept_pauses":5,)"
+            R"("syscalls":70,"wakeups":20})");
 }
 
 TEST(HostStatsTest, LinesEndWithTheServingBuildAndTheReloadCount) {
@@ -49,7 +52,7 @@ TEST(HostStatsTest, LinesEndWithTheServingBuildAndTheReloadCount) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kJson, {"a\"b c", 0}),
             R"({"event":"stats","state":"running","port":8080,"listeners":4,"accepted":12,"active":3,"closed":9,)"
             R"("bytes_in":4096,"bytes_out":4000,"backpressure_pauses":2,"accept_errors":1,"accept_pauses":5,)"
-            R"("build_id":"a?b?c","reloads":0})");
+            R"("syscalls":70,"wakeups":20,"build_id":"a?b?c","reloads":0})");
 }
 
 TEST(HostStatsTest, AddsFinishedEnginesCountersExceptActive) {
