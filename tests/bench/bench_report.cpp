@@ -1,0 +1,98 @@
+// bench_report.cpp — derived figures (rates, per-CPU-second efficiency, user share) and their two
+// renderings. Latencies are in microseconds, CPU in seconds, RSS in KiB.
+#include "bench_report.h"
+
+#include <cstdio>
+
+namespace epoll_echo::bench {
+namespace {
+
+struct Derived {
+  double messagesPerSecond = 0;
+  double megabytesPerSecond = 0;  // echoed payload, one direction, 10^6 bytes
+  double serverCpuSeconds = 0;    // schedstat run time when available, else utime + stime
+  double serverUserShare = 0;
+  double messagesPerServerCpuSecond = 0;
+  double clientCpuSeconds = 0;
+};
+
+Derived derive(const BenchOptions& options, const BenchReport& report) {
+  Derived d;
+  if (report.windowSeconds > 0) {
+    d.messagesPerSecond = static_cast<double>(report.messages) / report.windowSeconds;
+    d.megabytesPerSecond = d.messagesPerSecond * options.messageSize / 1e6;
+  }
+  if (report.serverBefore.valid && report.serverAfter.valid) {
+    const double user = report.serverAfter.userSeconds - report.serverBefore.userSeconds;
+    const double system = report.serverAfter.systemSeconds - report.serverBefore.systemSeconds;
+    d.serverCpuSeconds = user + system;
+    if (d.serverCpuSeconds > 0) d.serverUserShare = user / d.serverCpuSeconds;
+    // The exact run time when schedstat has it; utime + stime only count 10 ms ticks.
+    const double run = report.serverAfter.runSeconds - report.serverBefore.runSeconds;
+    if (run > 0) d.serverCpuSeconds = run;
+    if (d.serverCpuSeconds > 0) {
+      d.messagesPerServerCpuSecond = static_cast<double>(report.messages) / d.serverCpuSeconds;
+    }
+  }
+  if (report.clientBefore.valid && report.clientAfter.valid) {
+    d.clientCpuSeconds = report.clientAfter.userSeconds + report.clientAfter.systemSeconds -
+                         report.clientBefore.userSeconds - report.clientBefore.systemSeconds;
+  }
+  return d;
+}
+
+double micros(uint64_t nanoseconds) { return static_cast<double>(nanoseconds) / 1000.0; }
+
+const char* modeName(Mode mode) { return mode == Mode::Echo ? "echo" : "connect"; }
+
+}  // namespace
+
+void printTable(const BenchOptions& options, const BenchReport& report) {
+  const Derived d = derive(options, report);
+  const LatencyHistogram& h = report.latency;
+  std::printf("mode %s, %u connections, %u B messages, depth %u, %u threads, %.1f s window\n", modeName(options.mode),
+              options.connections, options.messageSize, options.depth, options.threads, report.windowSeconds);
+  std::printf("  messages/s        %12.0f\n", d.messagesPerSecond);
+  std::printf("  MB/s (payload)    %12.2f\n", d.megabytesPerSecond);
+  std::printf("  latency us        p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", micros(h.percentile(0.5)),
+              micros(h.percentile(0.9)), micros(h.percentile(0.99)), micros(h.percentile(0.999)), micros(h.max()));
+  if (options.mode == Mode::Echo) {
+    std::printf("  per connection    min %llu  max %llu messages\n",
+                static_cast<unsigned long long>(report.minPerConnection),
+                static_cast<unsigned long long>(report.maxPerConnection));
+  }
+  if (options.serverPid != 0) {
+    std::printf("  server CPU        %.2f s (user share %.0f %%), %.0f messages per CPU-second\n", d.serverCpuSeconds,
+                100 * d.serverUserShare, d.messagesPerServerCpuSecond);
+    std::printf("  server RSS        %llu -> %llu KiB\n", static_cast<unsigned long long>(report.serverBefore.rssKib),
+                static_cast<unsigned long long>(report.serverAfter.rssKib));
+  }
+  std::printf("  client CPU        %.2f s\n", d.clientCpuSeconds);
+  std::printf("  verified bytes    %llu, mismatches %llu, connection errors %llu%s%s\n",
+              static_cast<unsigned long long>(report.bytesVerified), static_cast<unsigned long long>(report.mismatches),
+              static_cast<unsigned long long>(report.errors),
+              report.firstError.empty() ? "" : " — first: ", report.firstError.c_str());
+}
+
+void printJson(const BenchOptions& options, const BenchReport& report) {
+  const Derived d = derive(options, report);
+  const LatencyHistogram& h = report.latency;
+  std::printf(
+      "{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%u,\"size\":%u,\"depth\":%u,\"threads\":%u,"
+      "\"window_s\":%.3f,\"messages\":%llu,\"messages_per_s\":%.1f,\"mb_per_s\":%.3f,"
+      "\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,"
+      "\"min_per_connection\":%llu,\"max_per_connection\":%llu,"
+      "\"server_cpu_s\":%.3f,\"server_user_share\":%.4f,\"messages_per_server_cpu_s\":%.1f,"
+      "\"server_rss_kib\":%llu,\"client_cpu_s\":%.3f,"
+      "\"bytes_verified\":%llu,\"mismatches\":%llu,\"errors\":%llu}\n",
+      options.label.c_str(), modeName(options.mode), options.connections, options.messageSize, options.depth,
+      options.threads, report.windowSeconds, static_cast<unsigned long long>(report.messages), d.messagesPerSecond,
+      d.megabytesPerSecond, micros(h.percentile(0.5)), micros(h.percentile(0.9)), micros(h.percentile(0.99)),
+      micros(h.percentile(0.999)), micros(h.max()), static_cast<unsigned long long>(report.minPerConnection),
+      static_cast<unsigned long long>(report.maxPerConnection), d.serverCpuSeconds, d.serverUserShare,
+      d.messagesPerServerCpuSecond, static_cast<unsigned long long>(report.serverAfter.rssKib), d.clientCpuSeconds,
+      static_cast<unsigned long long>(report.bytesVerified), static_cast<unsigned long long>(report.mismatches),
+      static_cast<unsigned long long>(report.errors));
+}
+
+}  // namespace epoll_echo::bench

@@ -1,0 +1,30 @@
+// bench_report.h — the figures of one run, printed as a human table and as one JSON line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "bench_options.h"
+#include "latency_histogram.h"
+#include "process_sampler.h"
+
+namespace epoll_echo::bench {
+
+struct BenchReport {
+  double windowSeconds = 0;
+  uint64_t messages = 0;
+  uint64_t bytesVerified = 0;
+  uint64_t mismatches = 0;
+  uint64_t errors = 0;
+  uint64_t minPerConnection = 0;  // echo mode: messages of the least served connection
+  uint64_t maxPerConnection = 0;
+  LatencyHistogram latency;
+  ProcessSample serverBefore, serverAfter;
+  ProcessSample clientBefore, clientAfter;
+  std::string firstError;
+};
+
+void printTable(const BenchOptions& options, const BenchReport& report);
+void printJson(const BenchOptions& options, const BenchReport& report);
+
+}  // namespace epoll_echo::bench

@@ -1,0 +1,25 @@
+// client_connection.h — the state of one client connection (echo mode) or one connect attempt
+// (connect mode), private to ClientThread: stream offsets sent, expected and received.
+#pragma once
+
+#include <vector>
+
+#include "client_thread.h"
+
+namespace epoll_echo::bench {
+
+struct ClientThread::Connection {
+  int fd = -1;
+  uint64_t stream = 0;
+  uint64_t sentBytes = 0;      // stream offset handed to send()
+  uint64_t issuedBytes = 0;    // stream offset of the end of the last message issued
+  uint64_t receivedBytes = 0;  // stream offset verified so far
+  uint64_t issued = 0;         // messages issued
+  uint64_t completed = 0;      // messages fully echoed
+  uint64_t windowMessages = 0;
+  bool connecting = false;  // connect mode: waiting for the connect to finish
+  bool dead = false;
+  std::vector<Nanoseconds> issueTimes;  // ring of depth entries, indexed by message number
+};
+
+}  // namespace epoll_echo::bench

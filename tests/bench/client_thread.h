@@ -1,0 +1,76 @@
+// client_thread.h — one load-generating thread: its own epoll instance (edge-triggered,
+// non-blocking sockets), its own connections, its own results; nothing is shared while it runs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_options.h"
+#include "echo_pattern.h"
+#include "latency_histogram.h"
+
+namespace epoll_echo::bench {
+
+using Nanoseconds = int64_t;
+Nanoseconds nowNanoseconds();
+
+// Start of measurement and end of the run, on the steady clock.
+struct Timeline {
+  Nanoseconds measureStart = 0;
+  Nanoseconds measureEnd = 0;
+};
+
+// What one thread measured inside the window (messages completed in it, their latency).
+struct ThreadResult {
+  LatencyHistogram latency;
+  uint64_t messages = 0;
+  uint64_t bytesVerified = 0;                   // every byte received, window or not
+  uint64_t mismatches = 0;                      // connections that received a wrong byte
+  uint64_t errors = 0;                          // connections lost or refused
+  std::vector<uint64_t> messagesPerConnection;  // echo mode only
+  std::string firstError;
+};
+
+// Owns its sockets (closes them when run() ends) and its epoll fd. Use from one thread.
+class ClientThread {
+ public:
+  ClientThread(const BenchOptions& options, const EchoPattern& pattern, const Timeline& timeline);
+  ~ClientThread();
+  ClientThread(const ClientThread&) = delete;
+  ClientThread& operator=(const ClientThread&) = delete;
+
+  // Echo mode: takes a connected non-blocking socket; `stream` selects its byte pattern.
+  void addConnection(int fd, uint64_t stream);
+  // Connect mode: `slots` attempts in flight; stream ids are first, first + step, ...
+  void setConnectSlots(uint32_t slots, uint64_t firstStream, uint64_t streamStep);
+  void run();
+  ThreadResult& result() { return result_; }
+
+ private:
+  struct Connection;
+  void runEcho();
+  void runConnectRate();
+  void issue(Connection& connection, Nanoseconds now);
+  bool trySend(Connection& connection);
+  bool onReadable(Connection& connection, Nanoseconds now);
+  void complete(Connection& connection, Nanoseconds now);
+  void startAttempt(Connection& slot);
+  void finishAttempt(Connection& slot, Nanoseconds now);
+  void fail(Connection& connection, const std::string& why, bool mismatch);
+  int waitMs(Nanoseconds now) const;
+  bool inWindow(Nanoseconds now) const { return now >= timeline_.measureStart && now < timeline_.measureEnd; }
+
+  const BenchOptions& options_;
+  const EchoPattern& pattern_;
+  const Timeline& timeline_;
+  int epoll_ = -1;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<char> readBuffer_;
+  uint64_t nextStream_ = 0;
+  uint64_t streamStep_ = 1;
+  ThreadResult result_;
+};
+
+}  // namespace epoll_echo::bench

@@ -1,0 +1,113 @@
+// load_generator.cpp — epoll-echo-bench: drives an echo server on loopback with N connections
+// (or a connect/echo/close loop), verifies every byte, and reports rates, latency percentiles,
+// fairness and the server's CPU and memory over a fixed window after a warm-up.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "bench_options.h"
+#include "bench_report.h"
+#include "client_thread.h"
+#include "echo_pattern.h"
+#include "socket_util.h"
+
+namespace epoll_echo::bench {
+namespace {
+
+void sleepUntil(Nanoseconds deadline) {
+  const Nanoseconds left = deadline - nowNanoseconds();
+  if (left > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(left));
+}
+
+// Echo mode: every connection is established (blocking connect) before the clock starts.
+void connectAll(const BenchOptions& options, std::vector<std::unique_ptr<ClientThread>>& threads) {
+  for (uint32_t i = 0; i < options.connections; ++i) {
+    std::string error;
+    const int fd = openSocket(options.host, options.port, /*blocking=*/true, error);
+    if (fd < 0) throw std::runtime_error(error + " (connection " + std::to_string(i) + ")");
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    threads[i % threads.size()]->addConnection(fd, i);
+  }
+}
+
+BenchReport collect(std::vector<std::unique_ptr<ClientThread>>& threads) {
+  BenchReport report;
+  report.minPerConnection = UINT64_MAX;
+  for (auto& thread : threads) {
+    ThreadResult& result = thread->result();
+    report.latency.merge(result.latency);
+    report.messages += result.messages;
+    report.bytesVerified += result.bytesVerified;
+    report.mismatches += result.mismatches;
+    report.errors += result.errors;
+    if (report.firstError.empty()) report.firstError = result.firstError;
+    for (uint64_t count : result.messagesPerConnection) {
+      report.minPerConnection = std::min(report.minPerConnection, count);
+      report.maxPerConnection = std::max(report.maxPerConnection, count);
+    }
+  }
+  if (report.minPerConnection == UINT64_MAX) report.minPerConnection = 0;
+  return report;
+}
+
+int runBench(const BenchOptions& options) {
+  const EchoPattern pattern;
+  Timeline timeline;
+  std::vector<std::unique_ptr<ClientThread>> threads;
+  for (uint32_t t = 0; t < options.threads; ++t) {
+    threads.push_back(std::make_unique<ClientThread>(options, pattern, timeline));
+    if (options.mode == Mode::ConnectRate) {
+      const uint32_t slots = options.connections / options.threads + (t < options.connections % options.threads);
+      threads.back()->setConnectSlots(slots, t, options.threads);
+    }
+  }
+  if (options.mode == Mode::Echo) connectAll(options, threads);
+  const Nanoseconds start = nowNanoseconds();
+  timeline.measureStart = start + static_cast<Nanoseconds>(options.warmupSeconds * 1e9);
+  timeline.measureEnd = timeline.measureStart + static_cast<Nanoseconds>(options.durationSeconds * 1e9);
+  std::vector<std::thread> running;
+  for (auto& thread : threads) running.emplace_back([&thread] { thread->run(); });
+  BenchReport before;
+  sleepUntil(timeline.measureStart);
+  if (options.serverPid != 0) before.serverBefore = sampleProcess(options.serverPid);
+  before.clientBefore = sampleProcess(::getpid());
+  sleepUntil(timeline.measureEnd);
+  ProcessSample serverAfter;
+  if (options.serverPid != 0) serverAfter = sampleProcess(options.serverPid);
+  const ProcessSample clientAfter = sampleProcess(::getpid());
+  for (auto& thread : running) thread.join();
+  BenchReport report = collect(threads);
+  report.windowSeconds = static_cast<double>(timeline.measureEnd - timeline.measureStart) / 1e9;
+  report.serverBefore = before.serverBefore;
+  report.serverAfter = serverAfter;
+  report.clientBefore = before.clientBefore;
+  report.clientAfter = clientAfter;
+  if (!options.jsonOnly) printTable(options, report);
+  printJson(options, report);
+  const bool failed = report.mismatches > 0 || report.errors > 0 || report.messages == 0;
+  if (failed)
+    std::fprintf(stderr, "epoll-echo-bench: FAILED: %s\n",
+                 report.firstError.empty() ? "no message echoed" : report.firstError.c_str());
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace epoll_echo::bench
+
+int main(int argc, char** argv) {
+  const auto options = epoll_echo::bench::parseOptions(argc, argv);
+  try {
+    return epoll_echo::bench::runBench(options);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "epoll-echo-bench: %s\n", error.what());
+    return 1;
+  }
+}

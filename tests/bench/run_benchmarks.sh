@@ -1,0 +1,163 @@
+#!/bin/bash
+# run_benchmarks.sh — epoll-server (--maxListeners 1) against the Boost.Asio reference server
+# (--threads 1), alternated A B A B per round, the server pinned to one core and the load generator
+# to another. Prints a per-scenario comparison and writes BUILD/bench-results.{jsonl,json,txt}.
+#
+#   tests/bench/run_benchmarks.sh [--quick] [--rounds N] [--build DIR] [--server-cpu N] [--client-cpu N]
+#                                 [--only SCENARIO]
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$root/build-bench
+rounds=3
+warmup=1
+duration=4
+server_cpu=0
+client_cpu=1
+only=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) rounds=1; warmup=0.3; duration=1 ;;
+        --rounds) rounds=$2; shift ;;
+        --build) build=$(cd "$2" && pwd); shift ;;
+        --server-cpu) server_cpu=$2; shift ;;
+        --client-cpu) client_cpu=$2; shift ;;
+        --only) only=$2; shift ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "run_benchmarks.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+bin=$build/bin
+for program in epoll-server epoll-echo-bench asio-echo-server; do
+    [ -x "$bin/$program" ] || { echo "run_benchmarks.sh: $bin/$program missing; build it:" \
+        "cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench" >&2; exit 1; }
+done
+
+# name | generator arguments
+scenarios=(
+    "latency_1conn_64B|--connections 1 --size 64 --depth 1"
+    "pingpong_100conn_64B|--connections 100 --size 64 --depth 1"
+    "depth8_100conn_64B|--connections 100 --size 64 --depth 8"
+    "pingpong_100conn_4KiB|--connections 100 --size 4096 --depth 1"
+    "pingpong_100conn_64KiB|--connections 100 --size 65536 --depth 1"
+    "pingpong_1000conn_64B|--connections 1000 --size 64 --depth 1"
+    "connect_rate_8par_64B|--mode connect --connections 8 --size 64"
+)
+
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v load="${load_at_start%% *}" 'BEGIN { exit !(load > 1.0) }'; then
+    echo "run_benchmarks.sh: warning: load average $load_at_start: other work on this machine will add noise" >&2
+fi
+
+raw=$build/bench-results.jsonl
+: >"$raw"
+server_pid=
+server_log=$(mktemp)
+server_out=$(mktemp)
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    rm -f "$server_log" "$server_out"
+}
+trap cleanup EXIT
+
+# start_server engine|asio — sets server_pid and port.
+start_server() {
+    : >"$server_log"
+    : >"$server_out"
+    if [ "$1" = engine ]; then
+        taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners 1 \
+            --stats-format json >"$server_out" 2>"$server_log" &
+    else
+        taskset -c "$server_cpu" "$bin/asio-echo-server" --port 0 --bind 127.0.0.1 --threads 1 \
+            >"$server_out" 2>"$server_log" &
+    fi
+    server_pid=$!
+    port=
+    for _ in $(seq 200); do
+        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$server_log")
+        [ -n "$port" ] && return 0
+        sleep 0.05
+    done
+    echo "run_benchmarks.sh: $1 server did not start:" >&2; cat "$server_log" >&2; exit 1
+}
+
+calc() { awk "BEGIN { print $* }"; }
+
+stop_server() {
+    kill -TERM "$server_pid"
+    wait "$server_pid" || true
+    server_pid=
+}
+
+# run_generator LABEL ARGS... — one measured run, its JSON line appended to the raw file.
+run_generator() {
+    local label=$1; shift
+    local line
+    if ! line=$(taskset -c "$client_cpu" "$bin/epoll-echo-bench" --port "$port" --server-pid "$server_pid" \
+            --warmup "$warmup" --duration "$duration" --json --label "$label" "$@"); then
+        echo "run_benchmarks.sh: $label: the generator reported an error (see its JSON)" >&2
+    fi
+    echo "$line" >>"$raw"
+    echo "$line"
+}
+
+# Engine system calls in the window: the engine's own counter when the host prints it (stats
+# JSON "syscalls"), else perf counting raw_syscalls:sys_enter of the whole server process.
+syscall_pass() {
+    local scenario=$1 server=$2; shift 2
+    start_server "$server"
+    taskset -c "$client_cpu" "$bin/epoll-echo-bench" --port "$port" --server-pid "$server_pid" \
+        --warmup "$warmup" --duration "$duration" --json --label "$scenario/$server/syscalls" "$@" >"$server_log.gen" &
+    local generator=$!
+    sleep "$warmup"; sleep 0.1
+    local source=none count=
+    if [ "$server" = engine ] && { kill -USR1 "$server_pid"; sleep 0.05; grep -q '"syscalls"' "$server_out"; }; then
+        local before; before=$(grep -o '"syscalls":[0-9]*' "$server_out" | tail -1 | cut -d: -f2)
+        local start; start=$(date +%s.%N)
+        sleep "$(calc "$duration - 0.3")"
+        kill -USR1 "$server_pid"; sleep 0.05
+        local after; after=$(grep -o '"syscalls":[0-9]*' "$server_out" | tail -1 | cut -d: -f2)
+        local end; end=$(date +%s.%N)
+        count=$(calc "($after - $before) / ($end - $start)"); source=engine-counter
+    elif command -v perf >/dev/null; then
+        local seconds; seconds=$(calc "$duration - 0.3")
+        local total
+        total=$(perf stat -x, -e raw_syscalls:sys_enter -p "$server_pid" -- sleep "$seconds" 2>&1 >/dev/null |
+                awk -F, '/raw_syscalls/ {print $1}')
+        [ -n "$total" ] && [ "$total" != "<not supported>" ] && { count=$(calc "$total / $seconds"); source=perf; }
+    fi
+    wait "$generator" || true
+    stop_server
+    local rate; rate=$(grep -o '"messages_per_s":[0-9.]*' "$server_log.gen" | cut -d: -f2)
+    rm -f "$server_log.gen"
+    echo "{\"label\":\"$scenario/$server/syscalls\",\"syscalls_per_s\":${count:-null},\"messages_per_s\":${rate:-null},\"source\":\"$source\"}" >>"$raw"
+}
+
+for entry in "${scenarios[@]}"; do
+    scenario=${entry%%|*}
+    arguments=${entry#*|}
+    [ -n "$only" ] && [ "$only" != "$scenario" ] && continue
+    echo "== $scenario ($arguments)" >&2
+    for round in $(seq "$rounds"); do
+        for server in engine asio; do
+            start_server "$server"
+            # shellcheck disable=SC2086
+            run_generator "$scenario/$server/$round" $arguments >&2
+            stop_server
+        done
+    done
+    for server in engine asio; do
+        # shellcheck disable=SC2086
+        syscall_pass "$scenario" "$server" $arguments
+    done
+done
+
+{
+    echo "$(date -u +%FT%TZ), kernel $(uname -r),$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cores"
+    echo "rounds $rounds, warm-up ${warmup} s, window ${duration} s, server on CPU $server_cpu, generator on CPU" \
+        "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    python3 "$root/tests/bench/summarize.py" "$raw" "$build/bench-results.json"
+} | tee "$build/bench-results.txt"
+echo "results: $build/bench-results.txt, $build/bench-results.json, raw runs $raw" >&2
