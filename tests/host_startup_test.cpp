@@ -18,6 +18,7 @@
 
 #include "support/plugin.h"
 #include "support/process.h"
+#include "support/temporary_directory.h"
 
 namespace epoll_echo::test {
 namespace {
@@ -34,26 +35,6 @@ Completed runServer(const std::vector<std::string>& arguments) {
 std::size_t lineCount(const std::string& text) {
   return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
 }
-
-// A fresh directory under $TMPDIR (or /tmp), removed with its content by the destructor.
-class TemporaryDirectory {
- public:
-  TemporaryDirectory() {
-    std::string pattern = (fs::temp_directory_path() / "epoll-server-test-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern + ": " + strerror(errno));
-    path_ = pattern;
-  }
-  TemporaryDirectory(const TemporaryDirectory&) = delete;
-  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-  ~TemporaryDirectory() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 struct BadFlag {
   std::vector<std::string> arguments;
@@ -123,13 +104,13 @@ void expectOneLineFailure(const Completed& run, const std::vector<std::string>& 
 }
 
 TEST(HostStartupTest, MissingPluginFileIsOneLineNamingThePath) {
-  TemporaryDirectory directory;
+  TemporaryDirectory directory("epoll-server-test");
   const std::string path = (directory.path() / "libepoll_echo.so").string();
   expectOneLineFailure(runServer({"--plugin", path}), {"cannot load plugin " + path, "no such file"});
 }
 
 TEST(HostStartupTest, TextFileIsRefusedAsNotAPlugin) {
-  TemporaryDirectory directory;
+  TemporaryDirectory directory("epoll-server-test");
   const std::string path = (directory.path() / "notes.so").string();
   std::ofstream text(path);
   for (int line = 0; line < 20; ++line) text << "A text file is longer than an ELF header, but is not one.\n";
@@ -159,7 +140,7 @@ TEST(HostStartupTest, MissingSymbolIsNamedWithThePath) {
 }
 
 TEST(HostStartupTest, FindsThePluginInTheInstalledLayout) {
-  TemporaryDirectory prefix;
+  TemporaryDirectory prefix("epoll-server-test");
   fs::create_directories(prefix.path() / "bin");
   fs::create_directories(prefix.path() / "lib" / "epoll_echo");
   const fs::path server = prefix.path() / "bin" / "epoll-server";
@@ -173,7 +154,7 @@ TEST(HostStartupTest, FindsThePluginInTheInstalledLayout) {
 }
 
 TEST(HostStartupTest, NamesBothSearchedPathsWhenNoPluginIsFound) {
-  TemporaryDirectory prefix;
+  TemporaryDirectory prefix("epoll-server-test");
   fs::create_directories(prefix.path() / "bin");
   const fs::path server = prefix.path() / "bin" / "epoll-server";
   fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);

@@ -22,6 +22,7 @@
 #include "support/echo_traffic.h"
 #include "support/net.h"
 #include "support/process.h"
+#include "support/temporary_directory.h"
 
 namespace epoll_echo::test {
 namespace {
@@ -130,19 +131,7 @@ class PingPongLoad {
 // ChildProcess destructor kills and reaps the server whatever the test does.
 class HotSwapTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "epoll-echo-hot-swap-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr) << "mkdtemp " << pattern << ": " << std::strerror(errno);
-    directory_ = pattern;
-    plugin_ = directory_ / kPluginName;
-    fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugin_);
-  }
-
-  void TearDown() override {
-    server_.reset();
-    std::error_code ignored;
-    fs::remove_all(directory_, ignored);
-  }
+  void SetUp() override { fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugin_); }
 
   void startServer(std::vector<std::string> extra) {
     std::vector<std::string> arguments = {"--bind",         "127.0.0.1", "--port",   "0",
@@ -216,8 +205,10 @@ class HotSwapTest : public ::testing::Test {
     EXPECT_EQ(echoed, message);
   }
 
-  fs::path directory_;
-  fs::path plugin_;
+  // Declared before server_, so the server is gone before its directory is removed.
+  TemporaryDirectory temporary_{"epoll-echo-hot-swap"};
+  const fs::path directory_ = temporary_.path();
+  const fs::path plugin_ = directory_ / kPluginName;
   std::optional<ChildProcess> server_;
   uint16_t port_ = 0;
 };

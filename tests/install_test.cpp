@@ -15,6 +15,7 @@
 
 #include "support/net.h"
 #include "support/process.h"
+#include "support/temporary_directory.h"
 
 namespace epoll_echo::test {
 namespace {
@@ -24,26 +25,6 @@ namespace fs = std::filesystem;
 // Configuring and building a project takes seconds; sanitizer builds on two busy cores take more.
 constexpr std::chrono::seconds kBuildTimeout{240};
 constexpr std::chrono::seconds kServerTimeout{30};
-
-// A fresh directory under $TMPDIR (or /tmp), removed with its content by the destructor.
-class TemporaryDirectory {
- public:
-  TemporaryDirectory() {
-    std::string pattern = (fs::temp_directory_path() / "epoll-echo-install-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern);
-    path_ = pattern;
-  }
-  TemporaryDirectory(const TemporaryDirectory&) = delete;
-  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-  ~TemporaryDirectory() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Runs a command to completion; on failure the assertion message holds its whole output.
 ::testing::AssertionResult run(const std::string& program, const std::vector<std::string>& arguments) {
@@ -112,7 +93,7 @@ void runInstalledServer(const fs::path& prefix) {
 }
 
 TEST(InstallTest, InstallsTheDocumentedLayout) {
-  TemporaryDirectory work;
+  TemporaryDirectory work("epoll-echo-install");
   const fs::path prefix = work.path() / "prefix";
   ASSERT_TRUE(install(prefix));
   const fs::path lib = prefix / EPOLL_ECHO_INSTALL_LIBDIR;
@@ -129,7 +110,7 @@ TEST(InstallTest, InstallsTheDocumentedLayout) {
 }
 
 TEST(InstallTest, ConsumerAndServerWorkFromTheInstalledTree) {
-  TemporaryDirectory work;
+  TemporaryDirectory work("epoll-echo-install");
   const fs::path prefix = work.path() / "prefix";
   ASSERT_TRUE(install(prefix));
   buildAndRunConsumer(prefix, work.path() / "consumer-build");
@@ -137,7 +118,7 @@ TEST(InstallTest, ConsumerAndServerWorkFromTheInstalledTree) {
 }
 
 TEST(InstallTest, MovedPrefixStillWorks) {
-  TemporaryDirectory work;
+  TemporaryDirectory work("epoll-echo-install");
   const fs::path original = work.path() / "prefix";
   ASSERT_TRUE(install(original));
   const fs::path moved = work.path() / "moved" / "elsewhere";

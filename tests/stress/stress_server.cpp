@@ -91,16 +91,7 @@ double StressServer::cpuSeconds() const {
   return static_cast<double>(userTicks + systemTicks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-int StressServer::openFds() const {
-  DIR* directory = ::opendir(("/proc/" + std::to_string(pid()) + "/fd").c_str());
-  if (directory == nullptr) return -1;
-  int count = 0;
-  while (dirent* entry = ::readdir(directory)) {
-    if (entry->d_name[0] != '.') ++count;
-  }
-  ::closedir(directory);
-  return count;
-}
+int StressServer::openFds() const { return countDirectoryEntries("/proc/" + std::to_string(pid()) + "/fd"); }
 
 std::optional<ServerStats> StressServer::stats(Deadline deadline) {
   const std::size_t before = countStatsLines(process_.capturedStdout());

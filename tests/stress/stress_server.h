@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/net.h"
 #include "support/process.h"
 
 namespace epoll_echo::test {

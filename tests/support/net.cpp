@@ -270,19 +270,8 @@ bool waitForEof(int fd, Deadline deadline, std::string* error) {
   return false;
 }
 
-int countOpenFds() {
-  DIR* directory = ::opendir("/proc/self/fd");
-  if (directory == nullptr) return -1;
-  int count = 0;
-  while (dirent* entry = ::readdir(directory)) {
-    if (entry->d_name[0] != '.') ++count;
-  }
-  ::closedir(directory);
-  return count - 1;  // the directory's own descriptor
-}
-
-int countThreads() {
-  DIR* directory = ::opendir("/proc/self/task");
+int countDirectoryEntries(const std::string& path) {
+  DIR* directory = ::opendir(path.c_str());
   if (directory == nullptr) return -1;
   int count = 0;
   while (dirent* entry = ::readdir(directory)) {
@@ -291,6 +280,13 @@ int countThreads() {
   ::closedir(directory);
   return count;
 }
+
+int countOpenFds() {
+  const int count = countDirectoryEntries("/proc/self/fd");
+  return count < 0 ? -1 : count - 1;  // the directory's own descriptor
+}
+
+int countThreads() { return countDirectoryEntries("/proc/self/task"); }
 
 std::string describeOpenFds() {
   std::string text;

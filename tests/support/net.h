@@ -82,6 +82,10 @@ PeerClose waitForClose(int fd, Deadline deadline, bool allowData = true, std::si
 // True when the next thing on the socket is an orderly EOF (no data first) before the deadline.
 bool waitForEof(int fd, Deadline deadline, std::string* error = nullptr);
 
+// Entries of a directory other than "." and "..", or -1 when it cannot be opened. On /proc/PID/fd
+// of another process, that process's open descriptors.
+int countDirectoryEntries(const std::string& path);
+
 // Number of open file descriptors of this process (entries of /proc/self/fd, not counting the
 // descriptor used to read the directory), or -1 if /proc is unavailable.
 int countOpenFds();
