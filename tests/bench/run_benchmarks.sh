@@ -105,8 +105,15 @@ run_generator() {
 
 # Engine system calls in the window: the engine's own counter when the host prints it (stats
 # JSON "syscalls"), else perf counting raw_syscalls:sys_enter of the whole server process.
+# The value of `name` in the server's last JSON stats line.
+last_stat() { grep -o "\"$1\":[0-9]*" "$server_out" | tail -1 | cut -d: -f2; }
+
+# The --size argument among the generator's arguments.
+size_of() { while [ $# -gt 0 ]; do [ "$1" = --size ] && { echo "$2"; return; }; shift; done; echo 64; }
+
 syscall_pass() {
     local scenario=$1 server=$2; shift 2
+    local per_message=""
     start_server "$server"
     taskset -c "$client_cpu" "$bin/epoll-echo-bench" --port "$port" --server-pid "$server_pid" \
         --warmup "$warmup" --duration "$duration" --json --label "$scenario/$server/syscalls" "$@" >"$server_log.gen" &
@@ -114,13 +121,16 @@ syscall_pass() {
     sleep "$warmup"; sleep 0.1
     local source=none count=
     if [ "$server" = engine ] && { kill -USR1 "$server_pid"; sleep 0.05; grep -q '"syscalls"' "$server_out"; }; then
-        local before; before=$(grep -o '"syscalls":[0-9]*' "$server_out" | tail -1 | cut -d: -f2)
-        local start; start=$(date +%s.%N)
+        # Both figures from the same two stats lines: system calls over messages echoed in between
+        # (bytes out / message size), so no clock or window mismatch enters the ratio.
+        local before; before=$(last_stat syscalls)
+        local out_before; out_before=$(last_stat bytes_out)
         sleep "$(calc "$duration - 0.3")"
         kill -USR1 "$server_pid"; sleep 0.05
-        local after; after=$(grep -o '"syscalls":[0-9]*' "$server_out" | tail -1 | cut -d: -f2)
-        local end; end=$(date +%s.%N)
-        count=$(calc "($after - $before) / ($end - $start)"); source=engine-counter
+        local after; after=$(last_stat syscalls)
+        local out_after; out_after=$(last_stat bytes_out)
+        per_message=$(calc "($after - $before) * $(size_of "$@") / ($out_after - $out_before)")
+        source=engine-counter
     elif command -v perf >/dev/null; then
         local seconds; seconds=$(calc "$duration - 0.3")
         local total
@@ -132,6 +142,8 @@ syscall_pass() {
     stop_server
     local rate; rate=$(grep -o '"messages_per_s":[0-9.]*' "$server_log.gen" | cut -d: -f2)
     rm -f "$server_log.gen"
+    # The counter gives system calls per message directly; perf gives a rate to divide.
+    [ -n "${per_message:-}" ] && [ -n "$rate" ] && count=$(calc "$per_message * $rate")
     echo "{\"label\":\"$scenario/$server/syscalls\",\"syscalls_per_s\":${count:-null},\"messages_per_s\":${rate:-null},\"source\":\"$source\"}" >>"$raw"
 }
 
