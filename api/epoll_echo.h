@@ -267,6 +267,33 @@ int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
 int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_connection_state_t* state,
                                  const void* pending);
 
+/* ------------------------------------------------------------------------------------------------
+ * Every exported function as X(name, minor): its name without the epoll_echo_ prefix and the ABI
+ * minor that added it. A host that looks the functions up with dlsym() can generate its table of
+ * pointers (and skip the functions its plugin's minor does not have) instead of copying the list.
+ * ---------------------------------------------------------------------------------------------- */
+#define EPOLL_ECHO_FUNCTION_TABLE(X) \
+  X(abi_version, 0)                  \
+  X(version, 0)                      \
+  X(build_id, 0)                     \
+  X(strerror, 0)                     \
+  X(error_name, 0)                   \
+  X(create, 0)                       \
+  X(start, 0)                        \
+  X(stop, 0)                         \
+  X(destroy, 0)                      \
+  X(stats, 0)                        \
+  X(worker_stats, 0)                 \
+  X(last_error, 0)                   \
+  X(pause, 1)                        \
+  X(resume, 1)                       \
+  X(handover_counts, 1)              \
+  X(export_listener, 1)              \
+  X(export_connection, 1)            \
+  X(handover_complete, 1)            \
+  X(import_listener, 1)              \
+  X(import_connection, 1)
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

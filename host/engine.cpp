@@ -60,15 +60,15 @@ void Engine::pause() { check("pause", functions_.pause(engine_)); }
 
 void Engine::resume() { check("resume", functions_.resume(engine_)); }
 
-void Engine::handoverComplete() { check("complete the hand-over of", functions_.handoverComplete(engine_)); }
+void Engine::handoverComplete() { check("complete the hand-over of", functions_.handover_complete(engine_)); }
 
 void Engine::handoverCounts(uint32_t& listeners, uint32_t& connections) const {
-  check("count the sockets of", functions_.handoverCounts(engine_, &listeners, &connections));
+  check("count the sockets of", functions_.handover_counts(engine_, &listeners, &connections));
 }
 
 int Engine::exportListener(uint32_t index) const {
   int32_t fd = -1;
-  check("export a listener of", functions_.exportListener(engine_, index, &fd));
+  check("export a listener of", functions_.export_listener(engine_, index, &fd));
   return fd;
 }
 
@@ -77,21 +77,21 @@ ExportedConnection Engine::exportConnection(uint32_t index) const {
   // only means the buffer was too small, and the state is filled regardless).
   ExportedConnection connection;
   connection.state.size = sizeof connection.state;
-  int code = functions_.exportConnection(engine_, index, &connection.state, nullptr, 0);
+  int code = functions_.export_connection(engine_, index, &connection.state, nullptr, 0);
   check("export a connection of", code);
   if (connection.state.pending_bytes == 0) return connection;
   connection.pending.resize(static_cast<std::size_t>(connection.state.pending_bytes));
-  code = functions_.exportConnection(engine_, index, &connection.state, connection.pending.data(),
-                                     connection.pending.size());
+  code = functions_.export_connection(engine_, index, &connection.state, connection.pending.data(),
+                                      connection.pending.size());
   check("export a connection of", code);
   return connection;
 }
 
-void Engine::importListener(int fd) { check("import a listener into", functions_.importListener(engine_, fd)); }
+void Engine::importListener(int fd) { check("import a listener into", functions_.import_listener(engine_, fd)); }
 
 void Engine::importConnection(const ExportedConnection& connection) {
   const void* pending = connection.pending.empty() ? nullptr : connection.pending.data();
-  check("import a connection into", functions_.importConnection(engine_, &connection.state, pending));
+  check("import a connection into", functions_.import_connection(engine_, &connection.state, pending));
 }
 
 void Engine::check(const char* call, int code) const {
@@ -100,11 +100,11 @@ void Engine::check(const char* call, int code) const {
 
 std::string Engine::lastError() const {
   std::vector<char> buffer(kDetailSize, '\0');
-  const int length = functions_.lastError(engine_, buffer.data(), buffer.size());
+  const int length = functions_.last_error(engine_, buffer.data(), buffer.size());
   if (length < 0) return "";
   if (static_cast<std::size_t>(length) >= buffer.size()) {  // truncated: the full length is known now
     buffer.assign(static_cast<std::size_t>(length) + 1, '\0');
-    functions_.lastError(engine_, buffer.data(), buffer.size());
+    functions_.last_error(engine_, buffer.data(), buffer.size());
   }
   return buffer.data();
 }
@@ -112,7 +112,7 @@ std::string Engine::lastError() const {
 std::string Engine::describeFailure(const char* call, int code, const std::string& detail) const {
   std::string message = std::string("cannot ") + call + " the engine: ";
   message += detail.empty() ? functions_.strerror(code) : detail;
-  return message + " (" + functions_.errorName(code) + ")";
+  return message + " (" + functions_.error_name(code) + ")";
 }
 
 }  // namespace epoll_echo::host

@@ -12,6 +12,17 @@
 namespace epoll_echo::host {
 namespace {
 
+// A function, not an inline `minor >= since`: with since = 0 that comparison is always true and
+// -Wtype-limits says so for every 1.0 function.
+bool promises(uint32_t minor, uint32_t since) { return minor >= since; }
+
+// What a missing function means: a broken plugin, or one that claims a minor it does not have.
+std::string incompleteMeaning(uint32_t since) {
+  if (since == 0) return "is an incomplete epoll-echo plugin";
+  return "is an incomplete epoll-echo ABI " + std::to_string(EPOLL_ECHO_ABI_MAJOR) + "." + std::to_string(since) +
+         " plugin";
+}
+
 constexpr const char* kPluginFileName = "libepoll_echo.so";
 
 std::string lastDlError() {
@@ -56,8 +67,8 @@ void PluginLibrary::resolve(Function*& target, const char* name, const char* mis
 void PluginLibrary::checkAbiVersion() {
   // The version function comes first: a different major may have different symbols, and a file
   // without it is not a plugin at all rather than a broken one.
-  resolve(functions_.abiVersion, "epoll_echo_abi_version", "is not an epoll-echo plugin");
-  abiVersion_ = functions_.abiVersion();
+  resolve(functions_.abi_version, "epoll_echo_abi_version", "is not an epoll-echo plugin");
+  abiVersion_ = functions_.abi_version();
   if (EPOLL_ECHO_ABI_MAJOR_OF(abiVersion_) != EPOLL_ECHO_ABI_MAJOR) {
     throw PluginError("plugin " + path_.string() + " has ABI " + formatAbiVersion(abiVersion_) +
                       ", but this epoll-server needs ABI major " + std::to_string(EPOLL_ECHO_ABI_MAJOR) +
@@ -67,41 +78,23 @@ void PluginLibrary::checkAbiVersion() {
 }
 
 void PluginLibrary::resolveFunctions() {
-  constexpr const char* kBroken = "is an incomplete epoll-echo plugin";
-  resolve(functions_.version, "epoll_echo_version", kBroken);
-  resolve(functions_.buildId, "epoll_echo_build_id", kBroken);
-  resolve(functions_.strerror, "epoll_echo_strerror", kBroken);
-  resolve(functions_.errorName, "epoll_echo_error_name", kBroken);
-  resolve(functions_.create, "epoll_echo_create", kBroken);
-  resolve(functions_.start, "epoll_echo_start", kBroken);
-  resolve(functions_.stop, "epoll_echo_stop", kBroken);
-  resolve(functions_.destroy, "epoll_echo_destroy", kBroken);
-  resolve(functions_.stats, "epoll_echo_stats", kBroken);
-  resolve(functions_.lastError, "epoll_echo_last_error", kBroken);
-  if (EPOLL_ECHO_ABI_MINOR_OF(abiVersion_) >= 1) resolveHandoverFunctions();
-}
-
-void PluginLibrary::resolveHandoverFunctions() {
-  // A plugin that claims 1.1 must have all of them: a partial set would fail mid-hand-over.
-  constexpr const char* kBroken = "is an incomplete epoll-echo ABI 1.1 plugin";
-  resolve(functions_.pause, "epoll_echo_pause", kBroken);
-  resolve(functions_.resume, "epoll_echo_resume", kBroken);
-  resolve(functions_.handoverCounts, "epoll_echo_handover_counts", kBroken);
-  resolve(functions_.exportListener, "epoll_echo_export_listener", kBroken);
-  resolve(functions_.exportConnection, "epoll_echo_export_connection", kBroken);
-  resolve(functions_.handoverComplete, "epoll_echo_handover_complete", kBroken);
-  resolve(functions_.importListener, "epoll_echo_import_listener", kBroken);
-  resolve(functions_.importConnection, "epoll_echo_import_connection", kBroken);
+  const uint32_t minor = EPOLL_ECHO_ABI_MINOR_OF(abiVersion_);
+  // Every function the plugin's minor promises, so a 1.1 plugin with a partial hand-over set is
+  // refused at load rather than failing mid-hand-over; later functions stay null (1.0 plugin).
+#define EPOLL_ECHO_HOST_RESOLVE(name, since) \
+  if (promises(minor, since)) resolve(functions_.name, "epoll_echo_" #name, incompleteMeaning(since).c_str());
+  EPOLL_ECHO_FUNCTION_TABLE(EPOLL_ECHO_HOST_RESOLVE)
+#undef EPOLL_ECHO_HOST_RESOLVE
 }
 
 const char* PluginLibrary::buildId() const {
-  const char* buildId = functions_.buildId();
+  const char* buildId = functions_.build_id();
   return buildId ? buildId : "unknown";
 }
 
 std::string PluginLibrary::describe() const {
   const char* version = functions_.version();
-  const char* buildId = functions_.buildId();
+  const char* buildId = functions_.build_id();
   return std::string("version ") + (version ? version : "?") + ", ABI " + formatAbiVersion(abiVersion_) +
          ", build id " + (buildId ? buildId : "unknown");
 }

@@ -21,26 +21,9 @@ class PluginError : public std::runtime_error {
 
 // The C ABI as function pointers; valid while the PluginLibrary that filled them is alive.
 struct PluginFunctions {
-  decltype(&epoll_echo_abi_version) abiVersion = nullptr;
-  decltype(&epoll_echo_version) version = nullptr;
-  decltype(&epoll_echo_build_id) buildId = nullptr;
-  decltype(&epoll_echo_strerror) strerror = nullptr;
-  decltype(&epoll_echo_error_name) errorName = nullptr;
-  decltype(&epoll_echo_create) create = nullptr;
-  decltype(&epoll_echo_start) start = nullptr;
-  decltype(&epoll_echo_stop) stop = nullptr;
-  decltype(&epoll_echo_destroy) destroy = nullptr;
-  decltype(&epoll_echo_stats) stats = nullptr;
-  decltype(&epoll_echo_last_error) lastError = nullptr;
-  // ABI 1.1, hot-swap hand-over: all set, or all null for a 1.0 plugin (see supportsHandover()).
-  decltype(&epoll_echo_pause) pause = nullptr;
-  decltype(&epoll_echo_resume) resume = nullptr;
-  decltype(&epoll_echo_handover_counts) handoverCounts = nullptr;
-  decltype(&epoll_echo_export_listener) exportListener = nullptr;
-  decltype(&epoll_echo_export_connection) exportConnection = nullptr;
-  decltype(&epoll_echo_handover_complete) handoverComplete = nullptr;
-  decltype(&epoll_echo_import_listener) importListener = nullptr;
-  decltype(&epoll_echo_import_connection) importConnection = nullptr;
+#define EPOLL_ECHO_HOST_MEMBER(name, since) decltype(&epoll_echo_##name) name = nullptr;
+  EPOLL_ECHO_FUNCTION_TABLE(EPOLL_ECHO_HOST_MEMBER)
+#undef EPOLL_ECHO_HOST_MEMBER
 };
 
 // Owns the one handle of a plugin file; the destructor unloads it, so every engine made from it
@@ -69,7 +52,6 @@ class PluginLibrary {
   void load();
   void checkAbiVersion();
   void resolveFunctions();
-  void resolveHandoverFunctions();
   // Resolves `name`; throws PluginError naming path, symbol and dlerror() when it is missing.
   template <typename Function>
   void resolve(Function*& target, const char* name, const char* missingMeaning);

@@ -154,10 +154,10 @@ TEST_F(AbiStateTest, WorkerStatsChecksIndexAndArguments) {
     engine.workerStats(index, &code);
     EXPECT_EQ(code, EPOLL_ECHO_ERANGE) << index;
   }
-  EXPECT_EQ(api().workerStats(engine.handle(), 0, nullptr), EPOLL_ECHO_EINVAL);
+  EXPECT_EQ(api().worker_stats(engine.handle(), 0, nullptr), EPOLL_ECHO_EINVAL);
   epoll_echo_worker_stats_t bad{};
   bad.size = 2;
-  EXPECT_EQ(api().workerStats(engine.handle(), 0, &bad), EPOLL_ECHO_ESIZE);
+  EXPECT_EQ(api().worker_stats(engine.handle(), 0, &bad), EPOLL_ECHO_ESIZE);
 }
 
 TEST_F(AbiStateTest, LastErrorIsEmptyOnAFreshEngine) {
@@ -165,7 +165,7 @@ TEST_F(AbiStateTest, LastErrorIsEmptyOnAFreshEngine) {
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   char buffer[16] = "garbage";
-  EXPECT_EQ(api().lastError(engine.handle(), buffer, sizeof buffer), 0);
+  EXPECT_EQ(api().last_error(engine.handle(), buffer, sizeof buffer), 0);
   EXPECT_STREQ(buffer, "");
 }
 
@@ -175,21 +175,21 @@ TEST_F(AbiStateTest, LastErrorTruncatesAndReturnsTheFullLength) {
   Fd occupier;
   ASSERT_NO_FATAL_FAILURE(failStartOnBusyPort(engine, occupier));
   char full[512] = {};
-  int length = api().lastError(engine.handle(), full, sizeof full);
+  int length = api().last_error(engine.handle(), full, sizeof full);
   ASSERT_GT(length, 4) << full;
   EXPECT_EQ(static_cast<size_t>(length), std::strlen(full));
 
   char small[8];
   std::memset(small, 'x', sizeof small);
-  EXPECT_EQ(api().lastError(engine.handle(), small, 5), length);
+  EXPECT_EQ(api().last_error(engine.handle(), small, 5), length);
   EXPECT_EQ(std::string(small), std::string(full, 4));
   EXPECT_EQ(std::string(small + 5, 3), "xxx") << "wrote past buffer_size";
 
   std::memset(small, 'x', sizeof small);
-  EXPECT_EQ(api().lastError(engine.handle(), small, 0), length);
+  EXPECT_EQ(api().last_error(engine.handle(), small, 0), length);
   EXPECT_EQ(small[0], 'x') << "wrote into a 0-byte buffer";
-  EXPECT_EQ(api().lastError(engine.handle(), nullptr, 10), EPOLL_ECHO_EINVAL);
-  int probe = api().lastError(engine.handle(), nullptr, 0);  // snprintf(NULL, 0) style length query
+  EXPECT_EQ(api().last_error(engine.handle(), nullptr, 10), EPOLL_ECHO_EINVAL);
+  int probe = api().last_error(engine.handle(), nullptr, 0);  // snprintf(NULL, 0) style length query
   EXPECT_TRUE(probe == length || probe == EPOLL_ECHO_EINVAL) << probe;
 }
 
@@ -208,7 +208,7 @@ TEST_F(AbiStateTest, StatsAndLastErrorAreSafeDuringControlCalls) {
       lastState = state;
       engine.workerStats(static_cast<uint32_t>(i % 3));
       char buffer[64];
-      api().lastError(engine.handle(), buffer, sizeof buffer);
+      api().last_error(engine.handle(), buffer, sizeof buffer);
     }
   });
   EXPECT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();

@@ -48,7 +48,7 @@ class AbiTest : public ::testing::Test {
 };
 
 TEST_F(AbiTest, AbiVersionMajorMatchesTheHeader) {
-  uint32_t version = api().abiVersion();
+  uint32_t version = api().abi_version();
   EXPECT_EQ(EPOLL_ECHO_ABI_MAJOR_OF(version), static_cast<uint32_t>(EPOLL_ECHO_ABI_MAJOR));
   EXPECT_GE(EPOLL_ECHO_ABI_MINOR_OF(version), static_cast<uint32_t>(EPOLL_ECHO_ABI_MINOR));
 }
@@ -57,8 +57,8 @@ TEST_F(AbiTest, VersionAndBuildIdAreNonEmpty) {
   ASSERT_NE(api().version(), nullptr);
   unsigned major = 0, minor = 0, patch = 0;
   EXPECT_EQ(std::sscanf(api().version(), "%u.%u.%u", &major, &minor, &patch), 3) << api().version();
-  ASSERT_NE(api().buildId(), nullptr);
-  const std::string buildId = api().buildId();
+  ASSERT_NE(api().build_id(), nullptr);
+  const std::string buildId = api().build_id();
   const bool hex =
       !buildId.empty() && buildId.size() % 2 == 0 && buildId.find_first_not_of("0123456789abcdef") == std::string::npos;
   EXPECT_TRUE(buildId == "unknown" || hex) << buildId;
@@ -68,8 +68,8 @@ TEST_F(AbiTest, StrerrorAndErrorNameCoverTheTable) {
 #define EPOLL_ECHO_CHECK_ENTRY(name, value, text) \
   ASSERT_NE(api().strerror(value), nullptr);      \
   EXPECT_STREQ(api().strerror(value), text);      \
-  ASSERT_NE(api().errorName(value), nullptr);     \
-  EXPECT_STREQ(api().errorName(value), "EPOLL_ECHO_" #name);
+  ASSERT_NE(api().error_name(value), nullptr);    \
+  EXPECT_STREQ(api().error_name(value), "EPOLL_ECHO_" #name);
   EPOLL_ECHO_ERROR_TABLE(EPOLL_ECHO_CHECK_ENTRY)
 #undef EPOLL_ECHO_CHECK_ENTRY
 }
@@ -78,8 +78,8 @@ TEST_F(AbiTest, StrerrorAndErrorNameOfUnknownCodes) {
   for (int code : {1, 2, -10, -100, 4096, std::numeric_limits<int>::min(), std::numeric_limits<int>::max()}) {
     ASSERT_NE(api().strerror(code), nullptr) << code;
     EXPECT_STREQ(api().strerror(code), "unknown error") << code;
-    ASSERT_NE(api().errorName(code), nullptr) << code;
-    EXPECT_STREQ(api().errorName(code), "EPOLL_ECHO_UNKNOWN") << code;
+    ASSERT_NE(api().error_name(code), nullptr) << code;
+    EXPECT_STREQ(api().error_name(code), "EPOLL_ECHO_UNKNOWN") << code;
   }
 }
 
@@ -240,9 +240,9 @@ TEST_F(AbiTest, NullEngineIsRejectedEverywhere) {
   EXPECT_EQ(api().stats(nullptr, &stats), EPOLL_ECHO_EINVAL);
   epoll_echo_worker_stats_t workerStats{};
   workerStats.size = sizeof workerStats;
-  EXPECT_EQ(api().workerStats(nullptr, 0, &workerStats), EPOLL_ECHO_EINVAL);
+  EXPECT_EQ(api().worker_stats(nullptr, 0, &workerStats), EPOLL_ECHO_EINVAL);
   char buffer[16];
-  EXPECT_EQ(api().lastError(nullptr, buffer, sizeof buffer), EPOLL_ECHO_EINVAL);
+  EXPECT_EQ(api().last_error(nullptr, buffer, sizeof buffer), EPOLL_ECHO_EINVAL);
 }
 
 }  // namespace

@@ -198,7 +198,7 @@ TEST_F(ExportedSymbolsTest, BuildIdIsTheElfNote) {
   ASSERT_FALSE(expected.empty()) << "no NT_GNU_BUILD_ID note (linked without --build-id?)";
   Plugin plugin;
   ASSERT_TRUE(plugin.loaded()) << plugin.error();
-  EXPECT_EQ(std::string(plugin.api().buildId()), expected);
+  EXPECT_EQ(std::string(plugin.api().build_id()), expected);
 }
 
 // Run an engine (threads started and joined, sockets opened) before unloading: any leftover

@@ -90,7 +90,7 @@ TEST(HostStartupTest, VersionNamesHostAbiAndTheBuiltPluginsBuildId) {
   EXPECT_TRUE(run.status->succeeded()) << run.status->describe() << "\n" << run.err;
   EXPECT_EQ(run.out.rfind("epoll-server ", 0), 0u) << run.out;
   EXPECT_NE(run.out.find(" (built against C ABI 1."), std::string::npos) << run.out;
-  EXPECT_NE(run.out.find(std::string("build id ") + plugin.api().buildId()), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find(std::string("build id ") + plugin.api().build_id()), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("ABI 1."), std::string::npos) << run.out;
 }
 

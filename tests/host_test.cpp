@@ -37,10 +37,11 @@ constexpr seconds kOutputTimeout{10};
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 // The keys of both stats formats, in order ("event" aside).
-const std::vector<std::string> kStatsKeys = {
-    "state",    "port",      "listeners",           "accepted",      "active",        "closed",
-    "bytes_in", "bytes_out", "backpressure_pauses", "accept_errors", "accept_pauses", "syscalls",
-    "wakeups",  "build_id",  "reloads"};
+const std::vector<std::string> kStatsKeys = {"state",         "port",          "listeners",
+                                             "accepted",      "active",        "closed",
+                                             "bytes_in",      "bytes_out",     "backpressure_pauses",
+                                             "accept_errors", "accept_pauses", "syscalls",
+                                             "wakeups",       "build_id",      "reloads"};
 
 struct StartLine {
   uint16_t port = 0;

@@ -198,7 +198,7 @@ std::string AbiStructFuzzer::fuzzWorkerStats(const ChoiceSource& next) {
       next() % 2 == 0 ? static_cast<std::uint32_t>(next() % 3) : static_cast<std::uint32_t>(next());
   GuardedBuffer stats(bufferSizeFor(declared));
   fillStruct(next, stats, declared, &declared, sizeof declared);
-  const int code = api_.workerStats(engine, index, reinterpret_cast<epoll_echo_worker_stats_t*>(stats.data()));
+  const int code = api_.worker_stats(engine, index, reinterpret_cast<epoll_echo_worker_stats_t*>(stats.data()));
   const bool live = engine != nullptr && engine != reinterpret_cast<epoll_echo_engine_t*>(fakeEngine_.get());
   std::string failure;
   if (!live) {
@@ -223,8 +223,8 @@ std::string AbiStructFuzzer::fuzzExportConnection(const ChoiceSource& next) {
   fillStruct(next, state, declared, &declared, sizeof declared);
   const bool withPending = next() % 2 == 0;
   GuardedBuffer pending(next() % 1024);
-  const int code = api_.exportConnection(engine, index, reinterpret_cast<epoll_echo_connection_state_t*>(state.data()),
-                                         withPending ? pending.data() : nullptr, withPending ? pending.size() : 0);
+  const int code = api_.export_connection(engine, index, reinterpret_cast<epoll_echo_connection_state_t*>(state.data()),
+                                          withPending ? pending.data() : nullptr, withPending ? pending.size() : 0);
   std::string failure;
   if (!documented(code) || (!sizeValid(declared) && code != EPOLL_ECHO_ESIZE && code != EPOLL_ECHO_EINVAL)) {
     failure = describe("export_connection", code, declared);
@@ -260,8 +260,8 @@ std::string AbiStructFuzzer::fuzzImportConnection(const ChoiceSource& next) {
   const bool mustRefuseSize = !sizeValid(declared) || tailNonZero(state, declared, sizeof valid);
   std::vector<unsigned char> pending(pendingBytes <= 1 << 20 ? pendingBytes : 0, 0x5a);
   if (!mustRefuseSize && pendingBytes > (1 << 20)) return "";  // no buffer that large to offer
-  const int code = api_.importConnection(engine, reinterpret_cast<const epoll_echo_connection_state_t*>(state.data()),
-                                         pending.empty() ? nullptr : pending.data());
+  const int code = api_.import_connection(engine, reinterpret_cast<const epoll_echo_connection_state_t*>(state.data()),
+                                          pending.empty() ? nullptr : pending.data());
   if (!documented(code) || (mustRefuseSize && code != EPOLL_ECHO_ESIZE))
     return describe("import_connection", code, declared);
   return state.canaryIntact() ? "" : "import_connection wrote into its input";
@@ -273,7 +273,7 @@ std::string AbiStructFuzzer::fuzzLastError(const ChoiceSource& next) {
   const bool nullBuffer = next() % 8 == 0;
   const std::size_t size = next() % 4 == 0 ? 0 : buffer.size();
   std::memset(buffer.data(), 'x', buffer.size());
-  const int code = api_.lastError(engine, nullBuffer ? nullptr : reinterpret_cast<char*>(buffer.data()), size);
+  const int code = api_.last_error(engine, nullBuffer ? nullptr : reinterpret_cast<char*>(buffer.data()), size);
   const bool live = engine != nullptr && engine != reinterpret_cast<epoll_echo_engine_t*>(fakeEngine_.get());
   if (!live || (nullBuffer && size != 0)) return code == EPOLL_ECHO_EINVAL ? "" : describe("last_error", code, 0);
   if (code < 0) return describe("last_error", code, static_cast<std::uint32_t>(size));

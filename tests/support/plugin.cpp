@@ -28,26 +28,9 @@ bool lookUp(void* handle, const char* name, Function& out, std::string& error) {
 }  // namespace
 
 const std::vector<std::string>& apiFunctionNames() {
-  static const std::vector<std::string> names = {"epoll_echo_abi_version",
-                                                 "epoll_echo_version",
-                                                 "epoll_echo_build_id",
-                                                 "epoll_echo_strerror",
-                                                 "epoll_echo_error_name",
-                                                 "epoll_echo_create",
-                                                 "epoll_echo_start",
-                                                 "epoll_echo_stop",
-                                                 "epoll_echo_destroy",
-                                                 "epoll_echo_stats",
-                                                 "epoll_echo_worker_stats",
-                                                 "epoll_echo_last_error",
-                                                 "epoll_echo_pause",
-                                                 "epoll_echo_resume",
-                                                 "epoll_echo_handover_counts",
-                                                 "epoll_echo_export_listener",
-                                                 "epoll_echo_export_connection",
-                                                 "epoll_echo_handover_complete",
-                                                 "epoll_echo_import_listener",
-                                                 "epoll_echo_import_connection"};
+#define EPOLL_ECHO_TEST_API_NAME(name, minor) "epoll_echo_" #name,
+  static const std::vector<std::string> names = {EPOLL_ECHO_FUNCTION_TABLE(EPOLL_ECHO_TEST_API_NAME)};
+#undef EPOLL_ECHO_TEST_API_NAME
   return names;
 }
 
@@ -59,26 +42,9 @@ Plugin::Plugin(const std::string& path) : path_(path) {
     return;
   }
   std::string missing;
-  lookUp(handle_, "epoll_echo_abi_version", api_.abiVersion, missing);
-  lookUp(handle_, "epoll_echo_version", api_.version, missing);
-  lookUp(handle_, "epoll_echo_build_id", api_.buildId, missing);
-  lookUp(handle_, "epoll_echo_strerror", api_.strerror, missing);
-  lookUp(handle_, "epoll_echo_error_name", api_.errorName, missing);
-  lookUp(handle_, "epoll_echo_create", api_.create, missing);
-  lookUp(handle_, "epoll_echo_start", api_.start, missing);
-  lookUp(handle_, "epoll_echo_stop", api_.stop, missing);
-  lookUp(handle_, "epoll_echo_destroy", api_.destroy, missing);
-  lookUp(handle_, "epoll_echo_stats", api_.stats, missing);
-  lookUp(handle_, "epoll_echo_worker_stats", api_.workerStats, missing);
-  lookUp(handle_, "epoll_echo_last_error", api_.lastError, missing);
-  lookUp(handle_, "epoll_echo_pause", api_.pause, missing);
-  lookUp(handle_, "epoll_echo_resume", api_.resume, missing);
-  lookUp(handle_, "epoll_echo_handover_counts", api_.handoverCounts, missing);
-  lookUp(handle_, "epoll_echo_export_listener", api_.exportListener, missing);
-  lookUp(handle_, "epoll_echo_export_connection", api_.exportConnection, missing);
-  lookUp(handle_, "epoll_echo_handover_complete", api_.handoverComplete, missing);
-  lookUp(handle_, "epoll_echo_import_listener", api_.importListener, missing);
-  lookUp(handle_, "epoll_echo_import_connection", api_.importConnection, missing);
+#define EPOLL_ECHO_TEST_API_LOOKUP(name, minor) lookUp(handle_, "epoll_echo_" #name, api_.name, missing);
+  EPOLL_ECHO_FUNCTION_TABLE(EPOLL_ECHO_TEST_API_LOOKUP)
+#undef EPOLL_ECHO_TEST_API_LOOKUP
   if (!missing.empty()) error_ = path + ": " + missing;
 }
 
@@ -163,14 +129,14 @@ epoll_echo_worker_stats_t Engine::workerStats(uint32_t index, int* code) const {
   epoll_echo_worker_stats_t snapshot;
   std::memset(&snapshot, 0, sizeof snapshot);
   snapshot.size = sizeof snapshot;
-  int result = api_.workerStats(engine_, index, &snapshot);
+  int result = api_.worker_stats(engine_, index, &snapshot);
   if (code != nullptr) *code = result;
   return snapshot;
 }
 
 std::string Engine::lastError() const {
   char buffer[512] = {};
-  int length = api_.lastError(engine_, buffer, sizeof buffer);
+  int length = api_.last_error(engine_, buffer, sizeof buffer);
   return length < 0 ? "(last_error failed: " + describeCode(api_, length) + ")" : std::string(buffer);
 }
 
@@ -189,7 +155,7 @@ epoll_echo_stats_t Engine::waitForStats(const std::function<bool(const epoll_ech
 }
 
 std::string describeCode(const PluginApi& api, int code) {
-  const char* name = api.errorName != nullptr ? api.errorName(code) : nullptr;
+  const char* name = api.error_name != nullptr ? api.error_name(code) : nullptr;
   return std::string(name != nullptr ? name : "?") + " (" + std::to_string(code) + ")";
 }
 

@@ -17,30 +17,12 @@ namespace epoll_echo::test {
 // Every function of the C ABI, looked up by name. Plain data: copies stay valid while the
 // Plugin that filled it stays loaded.
 struct PluginApi {
-  decltype(&epoll_echo_abi_version) abiVersion = nullptr;
-  decltype(&epoll_echo_version) version = nullptr;
-  decltype(&epoll_echo_build_id) buildId = nullptr;
-  decltype(&epoll_echo_strerror) strerror = nullptr;
-  decltype(&epoll_echo_error_name) errorName = nullptr;
-  decltype(&epoll_echo_create) create = nullptr;
-  decltype(&epoll_echo_start) start = nullptr;
-  decltype(&epoll_echo_stop) stop = nullptr;
-  decltype(&epoll_echo_destroy) destroy = nullptr;
-  decltype(&epoll_echo_stats) stats = nullptr;
-  decltype(&epoll_echo_worker_stats) workerStats = nullptr;
-  decltype(&epoll_echo_last_error) lastError = nullptr;
-  // ABI 1.1: hot-swap hand-over.
-  decltype(&epoll_echo_pause) pause = nullptr;
-  decltype(&epoll_echo_resume) resume = nullptr;
-  decltype(&epoll_echo_handover_counts) handoverCounts = nullptr;
-  decltype(&epoll_echo_export_listener) exportListener = nullptr;
-  decltype(&epoll_echo_export_connection) exportConnection = nullptr;
-  decltype(&epoll_echo_handover_complete) handoverComplete = nullptr;
-  decltype(&epoll_echo_import_listener) importListener = nullptr;
-  decltype(&epoll_echo_import_connection) importConnection = nullptr;
+#define EPOLL_ECHO_TEST_API_MEMBER(name, minor) decltype(&epoll_echo_##name) name = nullptr;
+  EPOLL_ECHO_FUNCTION_TABLE(EPOLL_ECHO_TEST_API_MEMBER)
+#undef EPOLL_ECHO_TEST_API_MEMBER
 };
 
-// The names PluginApi resolves, in declaration order of the header.
+// The names PluginApi resolves ("epoll_echo_create", ...), from EPOLL_ECHO_FUNCTION_TABLE.
 const std::vector<std::string>& apiFunctionNames();
 
 // One dlopen() handle of a plugin file (RTLD_NOW | RTLD_LOCAL), closed by the destructor or
