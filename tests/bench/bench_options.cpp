@@ -16,8 +16,10 @@ namespace {
 constexpr const char* kUsage =
     "usage: epoll-echo-bench --port PORT [options]\n"
     "  --host ADDRESS        loopback address of the server (default 127.0.0.1; ::1 allowed)\n"
-    "  --mode echo|connect   echo: long-lived connections; connect: connect, echo one message, close\n"
-    "  --connections N       echo: connections (default 100); connect: concurrent attempts\n"
+    "  --mode echo|connect|idle  echo: long-lived connections; connect: connect, echo one message,\n"
+    "                        close; idle: open N connections, echo one message on each, leave them\n"
+    "                        idle and report the server's RSS growth per connection (--server-pid)\n"
+    "  --connections N       echo, idle: connections (default 100); connect: concurrent attempts\n"
     "  --size BYTES          message size, 1..1048576 (default 64)\n"
     "  --depth N             messages in flight per connection, 1 = ping-pong (default 1)\n"
     "  --threads N           client threads, each with its own epoll (default 1)\n"
@@ -82,8 +84,10 @@ BenchOptions parseOptions(int argc, char** argv) {
         options.mode = Mode::Echo;
       else if (std::strcmp(value, "connect") == 0)
         options.mode = Mode::ConnectRate;
+      else if (std::strcmp(value, "idle") == 0)
+        options.mode = Mode::Idle;
       else
-        fail("--mode must be echo or connect");
+        fail("--mode must be echo, connect or idle");
     } else if (flag == "--connections")
       options.connections = parseCount(flag, value, 1, 100000);
     else if (flag == "--size")
@@ -105,6 +109,7 @@ BenchOptions parseOptions(int argc, char** argv) {
   }
   if (options.port == 0) fail("--port is required");
   if (!isLoopback(options.host)) fail("--host " + options.host + " is not a loopback address");
+  if (options.mode == Mode::Idle && options.serverPid == 0) fail("--mode idle needs --server-pid");
   if (options.threads > options.connections) options.threads = options.connections;
   return options;
 }

@@ -8,14 +8,14 @@
 
 namespace epoll_echo::bench {
 
-enum class Mode { Echo, ConnectRate };
+enum class Mode { Echo, ConnectRate, Idle };
 
 // Everything one run needs; defaults give a 100-connection 64-byte ping-pong for 5 s.
 struct BenchOptions {
   std::string host = "127.0.0.1";  // loopback only: 127.0.0.0/8 or ::1
   uint16_t port = 0;
   Mode mode = Mode::Echo;
-  uint32_t connections = 100;  // echo: open connections; connect mode: connections in progress at once
+  uint32_t connections = 100;  // echo, idle: open connections; connect mode: connections in progress at once
   uint32_t messageSize = 64;
   uint32_t depth = 1;  // messages in flight per connection (1 = ping-pong)
   uint32_t threads = 1;

@@ -1,5 +1,6 @@
 // bench_report.cpp — derived figures (rates, per-CPU-second efficiency, user share) and their two
-// renderings. Latencies are in microseconds, CPU in seconds, RSS in KiB.
+// renderings. Latencies are in microseconds, CPU in seconds, RSS in KiB (idle mode: bytes per
+// connection).
 #include "bench_report.h"
 
 #include <cstdio>
@@ -14,6 +15,7 @@ struct Derived {
   double serverUserShare = 0;
   double messagesPerServerCpuSecond = 0;
   double clientCpuSeconds = 0;
+  double idleBytesPerConnection = 0;  // idle mode: (RSS after - RSS before) / connections held
 };
 
 Derived derive(const BenchOptions& options, const BenchReport& report) {
@@ -38,17 +40,52 @@ Derived derive(const BenchOptions& options, const BenchReport& report) {
     d.clientCpuSeconds = report.clientAfter.userSeconds + report.clientAfter.systemSeconds -
                          report.clientBefore.userSeconds - report.clientBefore.systemSeconds;
   }
+  if (report.idleConnections > 0 && report.serverBefore.valid && report.serverAfter.valid) {
+    const double grownKib =
+        static_cast<double>(report.serverAfter.rssKib) - static_cast<double>(report.serverBefore.rssKib);
+    d.idleBytesPerConnection = grownKib * 1024.0 / static_cast<double>(report.idleConnections);
+  }
   return d;
 }
 
 double micros(uint64_t nanoseconds) { return static_cast<double>(nanoseconds) / 1000.0; }
 
-const char* modeName(Mode mode) { return mode == Mode::Echo ? "echo" : "connect"; }
+const char* modeName(Mode mode) {
+  switch (mode) {
+    case Mode::Echo:
+      return "echo";
+    case Mode::ConnectRate:
+      return "connect";
+    case Mode::Idle:
+      return "idle";
+  }
+  return "?";
+}
+
+void printIdleTable(const BenchOptions& options, const BenchReport& report, const Derived& d) {
+  std::printf("mode idle, %u connections, %u B message each, opened and echoed in %.2f s\n", options.connections,
+              options.messageSize, report.windowSeconds);
+  std::printf("  held idle         %llu connections\n", static_cast<unsigned long long>(report.idleConnections));
+  std::printf("  server RSS        %llu -> %llu KiB (%s after %.2f s)\n",
+              static_cast<unsigned long long>(report.serverBefore.rssKib),
+              static_cast<unsigned long long>(report.serverAfter.rssKib), report.rssStable ? "stable" : "NOT stable",
+              report.rssSettleSeconds);
+  std::printf("  bytes per idle connection %8.1f\n", d.idleBytesPerConnection);
+  std::printf("  server CPU        %.2f s\n", d.serverCpuSeconds);
+  std::printf("  verified bytes    %llu, mismatches %llu, connection errors %llu%s%s\n",
+              static_cast<unsigned long long>(report.bytesVerified), static_cast<unsigned long long>(report.mismatches),
+              static_cast<unsigned long long>(report.errors),
+              report.firstError.empty() ? "" : " — first: ", report.firstError.c_str());
+}
 
 }  // namespace
 
 void printTable(const BenchOptions& options, const BenchReport& report) {
   const Derived d = derive(options, report);
+  if (options.mode == Mode::Idle) {
+    printIdleTable(options, report, d);
+    return;
+  }
   const LatencyHistogram& h = report.latency;
   std::printf("mode %s, %u connections, %u B messages, depth %u, %u threads, %.1f s window\n", modeName(options.mode),
               options.connections, options.messageSize, options.depth, options.threads, report.windowSeconds);
@@ -84,7 +121,7 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       "\"min_per_connection\":%llu,\"max_per_connection\":%llu,"
       "\"server_cpu_s\":%.3f,\"server_user_share\":%.4f,\"messages_per_server_cpu_s\":%.1f,"
       "\"server_rss_kib\":%llu,\"client_cpu_s\":%.3f,"
-      "\"bytes_verified\":%llu,\"mismatches\":%llu,\"errors\":%llu}\n",
+      "\"bytes_verified\":%llu,\"mismatches\":%llu,\"errors\":%llu",
       options.label.c_str(), modeName(options.mode), options.connections, options.messageSize, options.depth,
       options.threads, report.windowSeconds, static_cast<unsigned long long>(report.messages), d.messagesPerSecond,
       d.megabytesPerSecond, micros(h.percentile(0.5)), micros(h.percentile(0.9)), micros(h.percentile(0.99)),
@@ -93,6 +130,9 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       d.messagesPerServerCpuSecond, static_cast<unsigned long long>(report.serverAfter.rssKib), d.clientCpuSeconds,
       static_cast<unsigned long long>(report.bytesVerified), static_cast<unsigned long long>(report.mismatches),
       static_cast<unsigned long long>(report.errors));
+  // Only idle lines carry it, so the lines of the other modes stay as they were.
+  if (options.mode == Mode::Idle) std::printf(",\"idle_bytes_per_connection\":%.1f", d.idleBytesPerConnection);
+  std::printf("}\n");
 }
 
 }  // namespace epoll_echo::bench

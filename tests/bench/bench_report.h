@@ -22,6 +22,11 @@ struct BenchReport {
   ProcessSample serverBefore, serverAfter;
   ProcessSample clientBefore, clientAfter;
   std::string firstError;
+  // Idle mode: connections held open (echo verified) when the RSS was sampled again, and how
+  // long the server's RSS took to settle (rssStable = false: the deadline passed first).
+  uint64_t idleConnections = 0;
+  bool rssStable = false;
+  double rssSettleSeconds = 0;
 };
 
 void printTable(const BenchOptions& options, const BenchReport& report);

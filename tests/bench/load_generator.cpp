@@ -1,6 +1,7 @@
 // load_generator.cpp — epoll-echo-bench: drives an echo server on loopback with N connections
 // (or a connect/echo/close loop), verifies every byte, and reports rates, latency percentiles,
-// fairness and the server's CPU and memory over a fixed window after a warm-up.
+// fairness and the server's CPU and memory over a fixed window after a warm-up; or (idle mode) the
+// server's memory per open, idle connection.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "bench_report.h"
 #include "client_thread.h"
 #include "echo_pattern.h"
+#include "idle_connections.h"
 #include "socket_util.h"
 
 namespace epoll_echo::bench {
@@ -58,8 +60,23 @@ BenchReport collect(std::vector<std::unique_ptr<ClientThread>>& threads) {
   return report;
 }
 
+bool reportAndCheck(const BenchOptions& options, const BenchReport& report) {
+  if (!options.jsonOnly) printTable(options, report);
+  printJson(options, report);
+  const bool failed = report.mismatches > 0 || report.errors > 0 || report.messages == 0;
+  if (failed)
+    std::fprintf(stderr, "epoll-echo-bench: FAILED: %s\n",
+                 report.firstError.empty() ? "no message echoed" : report.firstError.c_str());
+  return !failed;
+}
+
 int runBench(const BenchOptions& options) {
   const EchoPattern pattern;
+  if (options.mode == Mode::Idle) {
+    const BenchReport report = runIdle(options, pattern);
+    if (!report.rssStable) std::fprintf(stderr, "epoll-echo-bench: warning: the server's RSS did not settle\n");
+    return reportAndCheck(options, report) ? 0 : 1;
+  }
   Timeline timeline;
   std::vector<std::unique_ptr<ClientThread>> threads;
   for (uint32_t t = 0; t < options.threads; ++t) {
@@ -90,13 +107,7 @@ int runBench(const BenchOptions& options) {
   report.serverAfter = serverAfter;
   report.clientBefore = before.clientBefore;
   report.clientAfter = clientAfter;
-  if (!options.jsonOnly) printTable(options, report);
-  printJson(options, report);
-  const bool failed = report.mismatches > 0 || report.errors > 0 || report.messages == 0;
-  if (failed)
-    std::fprintf(stderr, "epoll-echo-bench: FAILED: %s\n",
-                 report.firstError.empty() ? "no message echoed" : report.firstError.c_str());
-  return failed ? 1 : 0;
+  return reportAndCheck(options, report) ? 0 : 1;
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ scenarios=(
     "pingpong_100conn_64KiB|--connections 100 --size 65536 --depth 1"
     "pingpong_1000conn_64B|--connections 1000 --size 64 --depth 1"
     "connect_rate_8par_64B|--mode connect --connections 8 --size 64"
+    "idle_10000conn|--mode idle --connections 10000 --size 64"
 )
 
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -54,6 +55,7 @@ fi
 raw=$build/bench-results.jsonl
 : >"$raw"
 server_pid=
+server_nofile=  # set for idle scenarios: the servers' RLIMIT_NOFILE (soft and hard)
 server_log=$(mktemp)
 server_out=$(mktemp)
 cleanup() {
@@ -62,15 +64,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server engine|asio — sets server_pid and port.
+# start_server engine|asio — sets server_pid and port. With server_nofile set, prlimit raises the
+# server's descriptor limit first (prlimit execs the server, so $! is still the server).
 start_server() {
     : >"$server_log"
     : >"$server_out"
+    local limit=()
+    [ -n "$server_nofile" ] && limit=(prlimit --nofile="$server_nofile")
     if [ "$1" = engine ]; then
-        taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners 1 \
+        "${limit[@]}" taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners 1 \
             --stats-format json >"$server_out" 2>"$server_log" &
     else
-        taskset -c "$server_cpu" "$bin/asio-echo-server" --port 0 --bind 127.0.0.1 --threads 1 \
+        "${limit[@]}" taskset -c "$server_cpu" "$bin/asio-echo-server" --port 0 --bind 127.0.0.1 --threads 1 \
             >"$server_out" 2>"$server_log" &
     fi
     server_pid=$!
@@ -110,6 +115,8 @@ last_stat() { grep -o "\"$1\":[0-9]*" "$server_out" | tail -1 | cut -d: -f2; }
 
 # The --size argument among the generator's arguments.
 size_of() { while [ $# -gt 0 ]; do [ "$1" = --size ] && { echo "$2"; return; }; shift; done; echo 64; }
+# The --connections argument among the generator's arguments.
+connections_of() { while [ $# -gt 0 ]; do [ "$1" = --connections ] && { echo "$2"; return; }; shift; done; echo 100; }
 
 syscall_pass() {
     local scenario=$1 server=$2; shift 2
@@ -151,6 +158,20 @@ for entry in "${scenarios[@]}"; do
     scenario=${entry%%|*}
     arguments=${entry#*|}
     [ -n "$only" ] && [ "$only" != "$scenario" ] && continue
+    server_nofile=
+    idle=
+    case " $arguments " in *" --mode idle "*) idle=1 ;; esac
+    if [ -n "$idle" ]; then
+        # One descriptor per idle connection on each side: the servers get the hard limit (the
+        # generator raises its own soft limit and fails clearly when the hard one is too low).
+        server_nofile=$(ulimit -Hn)
+        # shellcheck disable=SC2086
+        wanted=$(($(connections_of $arguments) + 100))
+        if [ "$server_nofile" != unlimited ] && [ "$server_nofile" -lt "$wanted" ]; then
+            echo "run_benchmarks.sh: skipping $scenario: RLIMIT_NOFILE hard limit $server_nofile < $wanted" >&2
+            continue
+        fi
+    fi
     echo "== $scenario ($arguments)" >&2
     for round in $(seq "$rounds"); do
         for server in engine asio; do
@@ -160,6 +181,8 @@ for entry in "${scenarios[@]}"; do
             stop_server
         done
     done
+    # Idle connections send nothing after their one echo: no system calls per message to count.
+    [ -n "$idle" ] && continue
     for server in engine asio; do
         # shellcheck disable=SC2086
         syscall_pass "$scenario" "$server" $arguments
@@ -172,4 +195,6 @@ done
         "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$root/tests/bench/summarize.py" "$raw" "$build/bench-results.json"
 } | tee "$build/bench-results.txt"
-echo "results: $build/bench-results.txt, $build/bench-results.json, raw runs $raw" >&2
+python3 "$root/tests/bench/plot.py" "$raw" "$build/bench-results.svg" ||
+    echo "run_benchmarks.sh: no plot (it needs 64 B ping-pong runs at two connection counts)" >&2
+echo "results: $build/bench-results.txt, $build/bench-results.json, $build/bench-results.svg, raw runs $raw" >&2

@@ -50,6 +50,14 @@ def summarize(order, runs, syscalls):
     for scenario in order:
         engine, asio = runs[scenario]['engine'], runs[scenario]['asio']
         row = {'scenario': scenario, 'rounds': len(engine)}
+        if any('idle_bytes_per_connection' in r for r in engine.values()):
+            # Idle mode measures memory, not echo throughput: its rate columns would mislead.
+            key = 'idle_bytes_per_connection'
+            row['idle_bytes_per_connection'] = {'engine': median(engine, key), 'asio': median(asio, key),
+                                                'ratio': ratios(engine, asio, key)}
+            row['errors'] = sum(r['errors'] + r['mismatches'] for side in (engine, asio) for r in side.values())
+            summary.append(row)
+            continue
         for key in ('messages_per_s', 'messages_per_server_cpu_s', 'p99_us', 'server_user_share', 'server_rss_kib'):
             row[key] = {'engine': median(engine, key), 'asio': median(asio, key), 'ratio': ratios(engine, asio, key)}
         row['syscalls_per_message'] = {s: per_message(syscalls[scenario].get(s)) for s in ('engine', 'asio')}
@@ -73,7 +81,7 @@ def print_table(summary):
               'p99us eng', 'p99us asio', 'ratio', 'sys/msg eng', 'sys/msg asio', 'user% eng', 'user% asio', 'err')
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '---|' * len(header))
-    for row in summary:
+    for row in (row for row in summary if 'idle_bytes_per_connection' not in row):
         cells = (row['scenario'],
                  fmt(row['messages_per_s']['engine'], '%.0f'), fmt(row['messages_per_s']['asio'], '%.0f'),
                  fmt_ratio(row['messages_per_s']['ratio']),
@@ -87,8 +95,21 @@ def print_table(summary):
                  fmt(row['server_user_share']['asio'] and 100 * row['server_user_share']['asio'], '%.0f'),
                  str(row['errors']))
         print('| ' + ' | '.join(cells) + ' |')
-    sources = {row['syscall_source'] for row in summary if row['syscall_source']}
+    sources = {row.get('syscall_source') for row in summary if row.get('syscall_source')}
     print('system calls counted by: ' + (', '.join(sorted(sources)) or 'nothing (perf unavailable)'))
+    print_idle_table([row for row in summary if 'idle_bytes_per_connection' in row])
+
+
+def print_idle_table(rows):
+    if not rows:
+        return
+    print()
+    print('| scenario | server RSS per idle connection, engine (bytes) | Asio (bytes) | ratio | err |')
+    print('|---|---|---|---|---|')
+    for row in rows:
+        idle = row['idle_bytes_per_connection']
+        print('| %s | %s | %s | %s | %d |' % (row['scenario'], fmt(idle['engine'], '%.0f'), fmt(idle['asio'], '%.0f'),
+                                             fmt_ratio(idle['ratio']), row['errors']))
 
 
 def main():
