@@ -15,12 +15,7 @@ namespace {
 
 constexpr auto kTimeout = std::chrono::seconds(5);
 
-class AbiHandoverTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_TRUE(plugin_.loaded()) << plugin_.error(); }
-  const PluginApi& api() const { return plugin_.api(); }
-  Plugin plugin_;
-};
+class AbiHandoverTest : public PluginTest {};
 
 TEST_F(AbiHandoverTest, NullArgumentsAreRejected) {
   uint32_t listeners = 0, connections = 0;

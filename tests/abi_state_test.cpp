@@ -17,11 +17,8 @@ namespace {
 
 constexpr auto kTimeout = std::chrono::seconds(5);
 
-class AbiStateTest : public ::testing::Test {
+class AbiStateTest : public PluginTest {
  protected:
-  void SetUp() override { ASSERT_TRUE(plugin_.loaded()) << plugin_.error(); }
-  const PluginApi& api() const { return plugin_.api(); }
-
   // Starts `engine` on a port that a plain listener already holds, so start fails with EBIND.
   void failStartOnBusyPort(Engine& engine, Fd& occupier) {
     std::string error;
@@ -32,8 +29,6 @@ class AbiStateTest : public ::testing::Test {
     ASSERT_EQ(engine.create(config, &error), EPOLL_ECHO_OK) << error;
     ASSERT_EQ(engine.start(), EPOLL_ECHO_EBIND);
   }
-
-  Plugin plugin_;
 };
 
 // One request/response through the engine, to prove it serves.

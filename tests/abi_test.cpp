@@ -17,10 +17,8 @@ namespace {
 
 constexpr size_t kMaxStructSize = 4096;  // the header's upper bound for a size field
 
-class AbiTest : public ::testing::Test {
+class AbiTest : public PluginTest {
  protected:
-  void SetUp() override { ASSERT_TRUE(plugin_.loaded()) << plugin_.error(); }
-
   // create() on raw bytes: the struct may be larger or smaller than the header's.
   int createRaw(const void* config, epoll_echo_engine_t** out, std::string* detail = nullptr) {
     char buffer[512];
@@ -42,9 +40,6 @@ class AbiTest : public ::testing::Test {
     EXPECT_FALSE(detail.empty());
     EXPECT_NE(detail.find(field), std::string::npos) << "detail \"" << detail << "\" does not mention " << field;
   }
-
-  const PluginApi& api() const { return plugin_.api(); }
-  Plugin plugin_;
 };
 
 TEST_F(AbiTest, AbiVersionMajorMatchesTheHeader) {

@@ -18,12 +18,7 @@ namespace {
 
 constexpr auto kTimeout = std::chrono::seconds(5);
 
-class EngineHostileClientsTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_TRUE(plugin_.loaded()) << plugin_.error(); }
-  const PluginApi& api() const { return plugin_.api(); }
-  Plugin plugin_;
-};
+class EngineHostileClientsTest : public PluginTest {};
 
 // Sends as much of the job's stream as the socket takes right now; false on a send error.
 bool sendWhatFits(EchoJob& job, std::vector<unsigned char>& buffer, uint64_t cap) {

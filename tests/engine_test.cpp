@@ -17,12 +17,7 @@ namespace {
 constexpr auto kTimeout = std::chrono::seconds(5);
 constexpr auto kBulkTimeout = std::chrono::seconds(60);
 
-class EngineTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_TRUE(plugin_.loaded()) << plugin_.error(); }
-  const PluginApi& api() const { return plugin_.api(); }
-  Plugin plugin_;
-};
+class EngineTest : public PluginTest {};
 
 // Stats after every client has gone: each connection counted once, all bytes echoed.
 void expectSettled(const Engine& engine, uint64_t connections, uint64_t bytes) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <epoll_echo.h>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdint>
@@ -60,6 +61,15 @@ bool isPluginResident(const std::string& path = EPOLL_ECHO_PLUGIN_PATH);
 
 // A config for a loopback test engine: port 0 (kernel's choice), bind 127.0.0.1, defaults elsewhere.
 epoll_echo_config_t loopbackConfig(uint32_t listeners = 1);
+
+// Base fixture of the tests that drive the plugin through its C ABI: a fresh dlopen() per test,
+// and a failed load stops the test with the path, the symbol and dlerror().
+class PluginTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(plugin_.loaded()) << plugin_.error(); }
+  const PluginApi& api() const { return plugin_.api(); }
+  Plugin plugin_;
+};
 
 // Owns one engine handle: create → start → stop, destroy in the destructor. Returns the plugin's
 // codes unchanged so tests can assert on them. Not thread-safe itself, but stats() may be called
