@@ -67,6 +67,8 @@ class Worker {
   void onReadable(Connection& connection);
   void onWritable(Connection& connection);
   bool echo(Connection& connection, const char* bytes, size_t count);
+  void sendBatch();
+  bool sendNow(Connection& connection, const char* bytes, size_t count);
   bool flushPending(Connection& connection);
   void queueForResume(Connection& connection);
   void closeConnection(Connection& connection);
@@ -83,7 +85,16 @@ class Worker {
   std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch
   std::vector<Connection*> resumeList_;                       // connections with unread data left by their budget
   std::vector<Connection*> resuming_;                         // the resume list being worked through
-  std::unique_ptr<char[]> readBuffer_;                        // one per worker: idle connections own no buffer
+  // Every read lands here, one buffer per worker (idle connections own none). A batch of events
+  // is read first and sent second: batch_ lists the echoes read and not sent yet.
+  struct BatchedEcho {
+    Connection* connection;
+    size_t offset;  // in batchBuffer_
+    size_t length;
+  };
+  std::unique_ptr<char[]> batchBuffer_;
+  std::vector<BatchedEcho> batch_;
+  size_t batchBytes_ = 0;  // the start of batchBuffer_ that batch_ uses
 
   bool acceptPending_ = false;  // the accept budget ran out with connections still queued
   bool acceptPaused_ = false;   // no fd available: accepting waits until acceptResumeAt_

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -121,6 +122,40 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
               4u)
         << "the engine must close a half-closed connection once its echo is flushed";
   }
+}
+
+// Data and FIN already queued together when the worker reads: it reads the FIN while the echo
+// still waits in its unsent batch, and must send the echo before it closes. Many such connections
+// (and some larger than one full read, so the batch is sent early mid-connection) in one batch.
+TEST_F(EngineTest, FinReadWithTheDataStillInTheBatchLosesNothing) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
+  constexpr size_t kClients = 40;
+  std::vector<Fd> clients;
+  std::vector<size_t> sizes;
+  for (size_t i = 0; i < kClients; ++i) {
+    clients.push_back(connectLoopback(engine.port(), deadlineIn(kTimeout), &error));
+    ASSERT_TRUE(clients.back()) << error;
+    // Mostly small; every eighth is 300 KB, more than one 256 KiB read and still within the
+    // socket buffers, so sendAll() does not wait for the echo.
+    sizes.push_back(i % 8 == 7 ? 300000 : 1 + i * 37);
+  }
+  for (size_t i = 0; i < kClients; ++i) {
+    std::vector<unsigned char> bytes = randomBytes(sizes[i], i);
+    ASSERT_TRUE(sendAll(clients[i].get(), bytes.data(), bytes.size(), deadlineIn(kTimeout), &error)) << error;
+    ASSERT_EQ(::shutdown(clients[i].get(), SHUT_WR), 0) << std::strerror(errno);
+  }
+  for (size_t i = 0; i < kClients; ++i) {
+    std::vector<unsigned char> echoed(sizes[i]);
+    ASSERT_TRUE(receiveExactly(clients[i].get(), echoed.data(), echoed.size(), deadlineIn(kTimeout), &error))
+        << "client " << i << ": " << error;
+    EXPECT_EQ(echoed, randomBytes(sizes[i], i)) << "client " << i;
+    EXPECT_TRUE(waitForEof(clients[i].get(), deadlineIn(kTimeout), &error)) << "client " << i << ": " << error;
+  }
+  uint64_t total = 0;
+  for (size_t size : sizes) total += size;
+  expectSettled(engine, kClients, total);
 }
 
 TEST_F(EngineTest, EchoesOverIpv6Loopback) {
