@@ -78,6 +78,8 @@ void ClientThread::runEcho() {
   while (now < timeline_.measureEnd) {
     const int count = ::epoll_wait(epoll_, events, kMaxEvents, waitMs(now));
     now = nowNanoseconds();
+    // All reads first, then all sends: the generator must be cheaper per message than the servers
+    // it measures, and grouping like system calls saves it several per cent of its CPU time.
     for (int i = 0; i < count; ++i) {
       auto& connection = *static_cast<Connection*>(events[i].data.ptr);
       if (connection.dead) continue;
@@ -86,8 +88,12 @@ void ClientThread::runEcho() {
         fail(connection, "connection closed by the server", false);
         continue;
       }
-      if (events[i].events & EPOLLOUT) trySend(connection);
+      if (events[i].events & EPOLLOUT) sendQueue_.push_back(&connection);
     }
+    for (Connection* connection : sendQueue_) {
+      if (!connection->dead) trySend(*connection);
+    }
+    sendQueue_.clear();
   }
   for (auto& connection : connections_) result_.messagesPerConnection.push_back(connection->windowMessages);
 }
@@ -120,11 +126,11 @@ bool ClientThread::trySend(Connection& connection) {
 // Reads until the socket is empty; returns false when the connection failed.
 bool ClientThread::onReadable(Connection& connection, Nanoseconds now) {
   for (;;) {
-    const ssize_t count = ::read(connection.fd, readBuffer_.data(), readBuffer_.size());
+    const ssize_t count = ::recv(connection.fd, readBuffer_.data(), readBuffer_.size(), 0);
     if (count < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-      fail(connection, std::string("read: ") + std::strerror(errno), false);
+      fail(connection, std::string("recv: ") + std::strerror(errno), false);
       return false;
     }
     if (count == 0) {
@@ -141,7 +147,11 @@ bool ClientThread::onReadable(Connection& connection, Nanoseconds now) {
     result_.bytesVerified += length;
     complete(connection, now);
     if (connection.connecting || connection.dead) return true;
-    if (!trySend(connection)) return false;
+    if (options_.mode == Mode::Echo) {
+      sendQueue_.push_back(&connection);  // sent after every ready connection has been read
+    } else if (!trySend(connection)) {
+      return false;
+    }
     if (static_cast<size_t>(count) < readBuffer_.size()) return true;  // short read: empty
   }
 }

@@ -68,6 +68,7 @@ class ClientThread {
   int epoll_ = -1;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<char> readBuffer_;
+  std::vector<Connection*> sendQueue_;  // echo mode: read every ready connection first, then send
   uint64_t nextStream_ = 0;
   uint64_t streamStep_ = 1;
   ThreadResult result_;
