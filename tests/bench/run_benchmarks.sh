@@ -4,7 +4,11 @@
 # to another. Prints a per-scenario comparison and writes BUILD/bench-results.{jsonl,json,txt}.
 #
 #   tests/bench/run_benchmarks.sh [--quick] [--rounds N] [--build DIR] [--server-cpu N] [--client-cpu N]
-#                                 [--only SCENARIO]
+#                                 [--only SCENARIO] [--server-cpu-limit PERCENT]
+#
+# --server-cpu-limit caps each server at PERCENT of its core (a cgroup CPU quota, 10 ms period;
+# needs root and the cgroup cpu controller) so that the server, not the generator, is the
+# bottleneck and messages per server CPU-second measure the server (docs/benchmarks.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,6 +19,7 @@ duration=4
 server_cpu=0
 client_cpu=1
 only=
+cpu_limit=
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) rounds=1; warmup=0.3; duration=1 ;;
@@ -23,11 +28,51 @@ while [ $# -gt 0 ]; do
         --server-cpu) server_cpu=$2; shift ;;
         --client-cpu) client_cpu=$2; shift ;;
         --only) only=$2; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        --server-cpu-limit) cpu_limit=$2; shift ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "run_benchmarks.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+
+# The server's CPU cap: a cgroup (v1 cpu controller, or v2 with cpu enabled) whose quota is
+# cpu_limit % of one CPU. start_server moves the server into it before exec, so $! stays the server.
+cgroup_dir=
+cgroup_procs=
+cgroup_kind=
+setup_cpu_limit() {
+    case $cpu_limit in ''|*[!0-9]*) echo "run_benchmarks.sh: --server-cpu-limit wants a percentage, 1-100" >&2; exit 2 ;; esac
+    if [ "$cpu_limit" -lt 1 ] || [ "$cpu_limit" -gt 100 ]; then
+        echo "run_benchmarks.sh: --server-cpu-limit wants a percentage, 1-100" >&2; exit 2
+    fi
+    local quota=$((cpu_limit * 100)) v2
+    if [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+        cgroup_dir=/sys/fs/cgroup/cpu/epoll-echo-bench.$$
+        if ! { mkdir "$cgroup_dir" && echo 10000 >"$cgroup_dir/cpu.cfs_period_us" &&
+                   echo "$quota" >"$cgroup_dir/cpu.cfs_quota_us"; }; then
+            cpu_limit_failed
+        fi
+        cgroup_procs=$cgroup_dir/tasks
+        cgroup_kind="cgroup v1"
+        return
+    fi
+    v2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+    if [ -n "$v2" ] && grep -qw cpu "$v2/cgroup.controllers" 2>/dev/null; then
+        grep -qw cpu "$v2/cgroup.subtree_control" || echo +cpu >"$v2/cgroup.subtree_control" || cpu_limit_failed
+        cgroup_dir=$v2/epoll-echo-bench.$$
+        if ! { mkdir "$cgroup_dir" && echo "$quota 10000" >"$cgroup_dir/cpu.max"; }; then cpu_limit_failed; fi
+        cgroup_procs=$cgroup_dir/cgroup.procs
+        cgroup_kind="cgroup v2"
+        return
+    fi
+    cpu_limit_failed
+}
+cpu_limit_failed() {
+    echo "run_benchmarks.sh: --server-cpu-limit needs the cgroup cpu controller and the right to create" \
+        "a cgroup (root); none usable here" >&2
+    [ -n "$cgroup_dir" ] && rmdir "$cgroup_dir" 2>/dev/null
+    exit 1
+}
 
 bin=$build/bin
 for program in epoll-server epoll-echo-bench asio-echo-server; do
@@ -63,6 +108,11 @@ cleanup() {
     rm -f "$server_log" "$server_out"
 }
 trap cleanup EXIT
+if [ -n "$cpu_limit" ]; then
+    setup_cpu_limit
+    # Removed last: only an empty cgroup can go.
+    trap 'cleanup; rmdir "$cgroup_dir" 2>/dev/null' EXIT
+fi
 
 # start_server engine|asio — sets server_pid and port. With server_nofile set, prlimit raises the
 # server's descriptor limit first (prlimit execs the server, so $! is still the server).
@@ -71,6 +121,8 @@ start_server() {
     : >"$server_out"
     local limit=()
     [ -n "$server_nofile" ] && limit=(prlimit --nofile="$server_nofile")
+    # shellcheck disable=SC2016
+    [ -n "$cgroup_procs" ] && limit+=(sh -c 'echo $$ >"$0" && exec "$@"' "$cgroup_procs")
     if [ "$1" = engine ]; then
         "${limit[@]}" taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners 1 \
             --stats-format json >"$server_out" 2>"$server_log" &
@@ -191,7 +243,7 @@ done
 
 {
     echo "$(date -u +%FT%TZ), kernel $(uname -r),$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cores"
-    echo "rounds $rounds, warm-up ${warmup} s, window ${duration} s, server on CPU $server_cpu, generator on CPU" \
+    echo "rounds $rounds, warm-up ${warmup} s, window ${duration} s, server on CPU $server_cpu${cpu_limit:+" capped at $cpu_limit % ($cgroup_kind)"}, generator on CPU" \
         "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$root/tests/bench/summarize.py" "$raw" "$build/bench-results.json"
 } | tee "$build/bench-results.txt"
