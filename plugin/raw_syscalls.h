@@ -18,11 +18,19 @@
 
 #include <cstddef>
 
+// GCC says __SANITIZE_*__; Clang only answers __has_feature.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define EPOLL_ECHO_RAW_SYSCALLS 0
-#include <sys/socket.h>
-#else
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define EPOLL_ECHO_RAW_SYSCALLS 0
+#endif
+#endif
+#ifndef EPOLL_ECHO_RAW_SYSCALLS
 #define EPOLL_ECHO_RAW_SYSCALLS 1
+#endif
+#if !EPOLL_ECHO_RAW_SYSCALLS
+#include <sys/socket.h>
 #endif
 
 namespace epoll_echo::raw {

@@ -29,7 +29,11 @@ constexpr size_t kReadChunk = 256 * 1024;
 // The batch buffer, one per worker: the bytes read in this batch and not sent yet. The batch is
 // sent early whenever less than one full read would fit.
 constexpr size_t kBatchBufferBytes = 2 * kReadChunk;
+static_assert(kBatchBufferBytes <= UINT32_MAX, "batch offsets are 32-bit");
 constexpr int kMaxEventsPerWait = 256;
+// Echoes per batch, reserved once per worker: a batch is sent early rather than grown, so the
+// batch list costs nothing per connection (the resume pass can read more connections than this).
+constexpr size_t kMaxBatchedEchoes = kMaxEventsPerWait;
 // EMFILE/ENFILE back-off: long enough not to spin, short enough to notice freed fds soon.
 constexpr std::chrono::milliseconds kFirstAcceptBackoff{10};
 constexpr std::chrono::milliseconds kMaxAcceptBackoff{500};
@@ -48,6 +52,7 @@ bool isTransientAcceptError(int error) {
 
 Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener)
     : index_(index), config_(config), listener_(std::move(listener)), batchBuffer_(new char[kBatchBufferBytes]) {
+  batch_.reserve(kMaxBatchedEchoes);
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_create1 (worker " + std::to_string(index_) + ")");
   wakeup_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -248,7 +253,6 @@ Connection* Worker::registerConnection(UniqueFd socket) {
     connections_.reserve(connections_.size() + 1);
     closedThisBatch_.reserve(tracked);
     resumeList_.reserve(tracked);
-    batch_.reserve(tracked);
     resuming_.reserve(tracked);
   } catch (const std::bad_alloc&) {
     return nullptr;  // the socket closes with `connection` or `socket`
@@ -267,8 +271,14 @@ void Worker::onReadable(Connection& connection) {
   if (connection.readPaused || connection.peerClosed) return;
   size_t budget = config_.readBudgetBytes;
   while (!connection.closed) {
-    if (batchBytes_ > kBatchBufferBytes - kReadChunk) {
-      sendBatch();  // which may close this connection or fill its output buffer: check again
+    // Never more than the budget left, so one call can overshoot the high-water mark by at most
+    // the read budget (batched bytes reach the output buffer only when the kernel does not take
+    // them): the documented memory bound per connection.
+    const size_t wanted = std::min(kReadChunk, budget);
+    // Room for this read and, unless this connection has its entry already, one more echo; else
+    // the batch goes now (which may close this connection or fill its output buffer: check again).
+    if (batchBytes_ + wanted > kBatchBufferBytes || (!endsBatch(connection) && batch_.size() == kMaxBatchedEchoes)) {
+      sendBatch();
       continue;
     }
     if (connection.pending.size() >= config_.highWaterBytes) {
@@ -276,9 +286,6 @@ void Worker::onReadable(Connection& connection) {
       counters_.backpressurePauses.add(1);
       return;
     }
-    // Never more than the budget left, so one read can overshoot the high-water mark by at
-    // most the read budget: the documented memory bound per connection.
-    const size_t wanted = std::min(kReadChunk, budget);
     char* const into = batchBuffer_.get() + batchBytes_;
     // recv, not read: read() goes through the VFS layer first (vfs_read, sock_read_iter,
     // fdget_pos), which cost the engine about 3 % of its CPU at 100 ping-pong connections.
@@ -325,26 +332,29 @@ bool Worker::echo(Connection& connection, const char* bytes, size_t count) {
   if (!connection.pending.empty()) return sendNow(connection, bytes, count);
   batchBytes_ += count;
   // A connection is read by one onReadable() call per batch (sendBatch() runs between the event
-  // pass and the resume pass), and its reads are back to back in the buffer: one entry each.
-  if (connection.batched && batch_.back().connection == &connection) {
-    batch_.back().length += count;
+  // pass and the resume pass), and its reads are back to back in the buffer: one entry each
+  // (sendBatch() would still be right with two).
+  if (endsBatch(connection)) {
+    batch_.back().length += static_cast<uint32_t>(count);
   } else {
     connection.batched = true;
-    batch_.push_back({&connection, static_cast<size_t>(bytes - batchBuffer_.get()), count});
+    batch_.push_back({&connection, static_cast<uint32_t>(bytes - batchBuffer_.get()), static_cast<uint32_t>(count)});
   }
   return true;
 }
 
 // The second pass: sends every echo read in this batch. Connections closed since their read are
-// skipped (their memory lives until the end of the batch); a half-closed one whose echo is all
-// sent is closed now.
+// skipped (their memory lives until the end of the batch). Half-closed connections whose echo is
+// all sent are closed only after every entry went, so a close can never drop a later entry.
 void Worker::sendBatch() {
   for (const BatchedEcho& entry : batch_) {
     Connection& connection = *entry.connection;
     connection.batched = false;
-    if (connection.closed) continue;
-    if (!sendNow(connection, batchBuffer_.get() + entry.offset, entry.length)) continue;
-    if (connection.peerClosed && connection.pending.empty()) closeConnection(connection);
+    if (!connection.closed) sendNow(connection, batchBuffer_.get() + entry.offset, entry.length);
+  }
+  for (const BatchedEcho& entry : batch_) {
+    Connection& connection = *entry.connection;
+    if (!connection.closed && connection.peerClosed && connection.pending.empty()) closeConnection(connection);
   }
   batch_.clear();
   batchBytes_ = 0;

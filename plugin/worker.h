@@ -67,6 +67,10 @@ class Worker {
   void onReadable(Connection& connection);
   void onWritable(Connection& connection);
   bool echo(Connection& connection, const char* bytes, size_t count);
+  // The last echo in the batch is this connection's: its next bytes extend that entry.
+  bool endsBatch(const Connection& connection) const noexcept {
+    return connection.batched && batch_.back().connection == &connection;
+  }
   void sendBatch();
   bool sendNow(Connection& connection, const char* bytes, size_t count);
   bool flushPending(Connection& connection);
@@ -89,8 +93,8 @@ class Worker {
   // is read first and sent second: batch_ lists the echoes read and not sent yet.
   struct BatchedEcho {
     Connection* connection;
-    size_t offset;  // in batchBuffer_
-    size_t length;
+    uint32_t offset;  // in batchBuffer_ (512 KiB)
+    uint32_t length;
   };
   std::unique_ptr<char[]> batchBuffer_;
   std::vector<BatchedEcho> batch_;

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -124,38 +125,80 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
   }
 }
 
-// Data and FIN already queued together when the worker reads: it reads the FIN while the echo
-// still waits in its unsent batch, and must send the echo before it closes. Many such connections
-// (and some larger than one full read, so the batch is sent early mid-connection) in one batch.
-TEST_F(EngineTest, FinReadWithTheDataStillInTheBatchLosesNothing) {
-  Engine engine(api());
+// Sends each client's bytes (stream `i`) and a FIN; then expects every echo whole, then EOF.
+void sendAllThenFinAndCheckEchoes(std::vector<Fd>& clients, const std::vector<size_t>& sizes,
+                                  const std::function<void()>& afterSending) {
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
-  constexpr size_t kClients = 40;
-  std::vector<Fd> clients;
-  std::vector<size_t> sizes;
-  for (size_t i = 0; i < kClients; ++i) {
-    clients.push_back(connectLoopback(engine.port(), deadlineIn(kTimeout), &error));
-    ASSERT_TRUE(clients.back()) << error;
-    // Mostly small; every eighth is 300 KB, more than one 256 KiB read and still within the
-    // socket buffers, so sendAll() does not wait for the echo.
-    sizes.push_back(i % 8 == 7 ? 300000 : 1 + i * 37);
-  }
-  for (size_t i = 0; i < kClients; ++i) {
+  for (size_t i = 0; i < clients.size(); ++i) {
     std::vector<unsigned char> bytes = randomBytes(sizes[i], i);
     ASSERT_TRUE(sendAll(clients[i].get(), bytes.data(), bytes.size(), deadlineIn(kTimeout), &error)) << error;
     ASSERT_EQ(::shutdown(clients[i].get(), SHUT_WR), 0) << std::strerror(errno);
   }
-  for (size_t i = 0; i < kClients; ++i) {
+  afterSending();
+  for (size_t i = 0; i < clients.size(); ++i) {
     std::vector<unsigned char> echoed(sizes[i]);
     ASSERT_TRUE(receiveExactly(clients[i].get(), echoed.data(), echoed.size(), deadlineIn(kTimeout), &error))
         << "client " << i << ": " << error;
-    EXPECT_EQ(echoed, randomBytes(sizes[i], i)) << "client " << i;
-    EXPECT_TRUE(waitForEof(clients[i].get(), deadlineIn(kTimeout), &error)) << "client " << i << ": " << error;
+    ASSERT_EQ(echoed, randomBytes(sizes[i], i)) << "client " << i;
+    ASSERT_TRUE(waitForEof(clients[i].get(), deadlineIn(kTimeout), &error)) << "client " << i << ": " << error;
   }
+}
+
+std::vector<Fd> connectClients(uint16_t port, size_t count) {
+  std::vector<Fd> clients;
+  std::string error;
+  for (size_t i = 0; i < count; ++i) {
+    clients.push_back(connectLoopback(port, deadlineIn(kTimeout), &error));
+    EXPECT_TRUE(clients.back()) << error;
+  }
+  return clients;
+}
+
+// Data and FIN already queued together when the worker reads: it reads the FIN while the echo
+// still waits in its unsent batch, and must send the echo before it closes. 300 connections, some
+// larger than one full read (the batch is then sent early, mid-connection).
+TEST_F(EngineTest, FinReadWithTheDataStillInTheBatchLosesNothing) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
+  std::vector<Fd> clients = connectClients(engine.port(), 300);
+  std::vector<size_t> sizes;
   uint64_t total = 0;
-  for (size_t size : sizes) total += size;
-  expectSettled(engine, kClients, total);
+  for (size_t i = 0; i < clients.size(); ++i) {
+    // Every 32nd is 300 KB: more than one 256 KiB read, and within the socket buffers, so
+    // sendAll() does not wait for the echo to be read.
+    sizes.push_back(i % 32 == 31 ? 300000 : 1 + i * 37);
+    total += sizes.back();
+  }
+  sendAllThenFinAndCheckEchoes(clients, sizes, [] {});
+  expectSettled(engine, clients.size(), total);
+}
+
+// 300 connections become readable at once (the engine is paused while they send), each with two
+// read budgets (the smallest) and a few bytes: the second resume pass reads those few bytes from
+// 256 connections and a full budget from the other 44, more echoes than one batch has room for
+// (256), so the batch is sent in parts.
+TEST_F(EngineTest, MoreReadyConnectionsThanOneBatchHoldsLoseNothing) {
+  epoll_echo_config_t config = loopbackConfig(1);
+  config.read_budget_bytes = 4096;
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+  std::vector<Fd> clients = connectClients(engine.port(), 300);
+  bool accepted = false;
+  engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.accepted == clients.size(); },
+                      deadlineIn(kTimeout), &accepted);
+  ASSERT_TRUE(accepted) << "the engine did not accept all " << clients.size() << " connections";
+  ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  std::vector<size_t> sizes;
+  uint64_t total = 0;
+  for (size_t i = 0; i < clients.size(); ++i) {
+    sizes.push_back(2 * 4096 + 1 + i % 50);  // fits the socket buffers while nobody reads
+    total += sizes.back();
+  }
+  sendAllThenFinAndCheckEchoes(clients, sizes,
+                               [&] { ASSERT_EQ(api().resume(engine.handle()), EPOLL_ECHO_OK) << engine.lastError(); });
+  expectSettled(engine, clients.size(), total);
 }
 
 TEST_F(EngineTest, EchoesOverIpv6Loopback) {
