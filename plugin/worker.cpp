@@ -27,7 +27,7 @@ namespace {
 // Only the pages a read touches are resident.
 constexpr size_t kReadChunk = 256 * 1024;
 // The batch buffer, one per worker: the bytes read in this batch and not sent yet. The batch is
-// sent early whenever less than one full read would fit.
+// sent early whenever the next read might not fit.
 constexpr size_t kBatchBufferBytes = 2 * kReadChunk;
 static_assert(kBatchBufferBytes <= UINT32_MAX, "batch offsets are 32-bit");
 constexpr int kMaxEventsPerWait = 256;

@@ -79,7 +79,8 @@ void ClientThread::runEcho() {
     const int count = ::epoll_wait(epoll_, events, kMaxEvents, waitMs(now));
     now = nowNanoseconds();
     // All reads first, then all sends: the generator must be cheaper per message than the servers
-    // it measures, and grouping like system calls saves it several per cent of its CPU time.
+    // it measures. This and recv() instead of read() took 100-connection ping-pong from ~195k to
+    // ~227k messages/s against either server (docs/benchmarks.md).
     for (int i = 0; i < count; ++i) {
       auto& connection = *static_cast<Connection*>(events[i].data.ptr);
       if (connection.dead) continue;
