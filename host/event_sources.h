@@ -23,6 +23,12 @@ class UniqueFd {
   ~UniqueFd();
 
   int get() const noexcept { return fd_; }
+  // Gives up ownership without closing; returns the fd.
+  int release() noexcept {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
 
  private:
   int fd_ = -1;

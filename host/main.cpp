@@ -62,11 +62,10 @@ int serve(const Options& options) {
   ActivatedSockets activated = ActivatedSockets::fromEnvironment();
   SignalFd signals;
   const std::filesystem::path path = pluginPath(options);
-  // Reloads always run from private copies (reload.h). With --watch the first engine does too:
-  // a developer's `cp` over the plugin then rewrites a file nobody has mapped, instead of the
-  // running engine's code. Without it the file is used in place (an installed, read-only one).
-  auto serving = options.watch ? std::make_unique<LoadedEngine>(makePrivateCopy(path), true, options)
-                               : std::make_unique<LoadedEngine>(path, false, options);
+  // Like every reload, the first engine runs from a sealed memory copy (plugin_image.h): a
+  // truncated file is refused instead of crashing the loader, and a `cp` over the plugin
+  // rewrites a file nobody has mapped.
+  auto serving = std::make_unique<LoadedEngine>(path, options);
   if (!activated.empty()) importActivatedSockets(*serving, activated);
   serving->engine().start();
   // The engine holds its own duplicates (and hands them over on a reload): ours are not needed.
@@ -83,7 +82,7 @@ int serve(const Options& options) {
           server.serving().library().describe() + (options.watch ? ", watching for a new build" : "") + ")");
   notify("READY=1\nSTATUS=listening on " + address);
   return server.run();
-  // The server's destructor destroys the serving engine, unloads its plugin and deletes its copy.
+  // The server's destructor destroys the serving engine and unloads its plugin.
 }
 
 int runHost(int argc, const char* const argv[]) {

@@ -9,6 +9,8 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 
+#include "log.h"
+
 namespace epoll_echo::host {
 namespace {
 
@@ -25,31 +27,53 @@ std::string incompleteMeaning(uint32_t since) {
 
 constexpr const char* kPluginFileName = "libepoll_echo.so";
 
-std::string lastDlError() {
-  const char* text = dlerror();
-  return text ? text : "no dlerror() detail";
-}
-
 }  // namespace
 
-PluginLibrary::PluginLibrary(const std::filesystem::path& path) : path_(path) {
-  load();
-  checkAbiVersion();
-  resolveFunctions();
+PluginLibrary::PluginLibrary(const std::filesystem::path& path) : path_(path), image_(path) {
+  try {
+    load();
+    checkAbiVersion();
+    resolveFunctions();
+  } catch (...) {
+    unload();  // a destructor does not run for a half-built object
+    throw;
+  }
+}
+
+PluginLibrary::~PluginLibrary() { unload(); }
+
+void PluginLibrary::unload() noexcept {
+  if (!library_.is_loaded()) return;
+  library_.unload();
+  if (image_.isMapped()) {
+    // Closing the memfd now would free its fd number, and a later copy given the same
+    // /proc/self/fd/N name would be mistaken by glibc for this still-loaded object.
+    logLine("warning: the unloaded plugin " + path_.string() + " (" + image_.loadPath() +
+            ") is still mapped: another handle holds it; keeping its memory copy open");
+    image_.keepOpenForever();
+  }
+}
+
+std::string PluginLibrary::loaderError() const {
+  const char* text = dlerror();
+  if (text == nullptr) return "no dlerror() detail";
+  std::string message = text;
+  const std::string loadName = image_.loadPath() + ":";
+  for (std::size_t at = message.find(loadName); at != std::string::npos; at = message.find(loadName, at)) {
+    message.replace(at, loadName.size() - 1, path_.string());
+    at += path_.string().size() + 1;
+  }
+  return message;
 }
 
 void PluginLibrary::load() {
-  std::error_code exists;
-  if (!std::filesystem::exists(path_, exists)) {
-    throw PluginError("cannot load plugin " + path_.string() + ": no such file");
-  }
   dlerror();  // clear a stale message so the one read below is this load's
   boost::dll::fs::error_code error;
-  library_.load(path_, error, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  library_.load(image_.loadPath(), error, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   if (error) {
     // Boost calls no dl* function between the failed dlopen() and here, so dlerror() still holds
-    // the loader's reason ("invalid ELF header", "undefined symbol: ...").
-    throw PluginError("cannot load plugin " + path_.string() + ": " + lastDlError());
+    // the loader's reason ("undefined symbol: ...").
+    throw PluginError("cannot load plugin " + path_.string() + ": " + loaderError());
   }
 }
 
@@ -58,7 +82,7 @@ void PluginLibrary::resolve(Function*& target, const char* name, const char* mis
   if (!library_.has(name)) {
     dlerror();
     dlsym(library_.native(), name);  // has() discarded the loader's reason: ask again for it
-    throw PluginError(path_.string() + " " + missingMeaning + ": symbol " + name + " not found (" + lastDlError() +
+    throw PluginError(path_.string() + " " + missingMeaning + ": symbol " + name + " not found (" + loaderError() +
                       ")");
   }
   target = &library_.get<Function>(name);

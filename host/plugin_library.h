@@ -1,23 +1,18 @@
-// plugin_library.h — one loaded libepoll_echo.so (Boost.DLL): every epoll_echo_* function checked
-// with has() and resolved, and the ABI major compared with the one this host was built against.
+// plugin_library.h — one loaded libepoll_echo.so (Boost.DLL, from a sealed private copy): every
+// epoll_echo_* function checked with has() and resolved, and the ABI major compared with the host's.
 #pragma once
 
 #include <epoll_echo.h>
 
 #include <cstdint>
 #include <filesystem>
-#include <stdexcept>
 #include <string>
 
 #include <boost/dll/shared_library.hpp>
 
-namespace epoll_echo::host {
+#include "plugin_image.h"
 
-// A plugin that cannot be used; what() is one line naming the path and the symbol or versions.
-class PluginError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace epoll_echo::host {
 
 // The C ABI as function pointers; valid while the PluginLibrary that filled them is alive.
 struct PluginFunctions {
@@ -26,17 +21,21 @@ struct PluginFunctions {
 #undef EPOLL_ECHO_HOST_MEMBER
 };
 
-// Owns the one handle of a plugin file; the destructor unloads it, so every engine made from it
-// must be destroyed first. Symbols are resolved with shared_library::get() after has() rather
+// Owns the one handle of a plugin file, loaded from its PluginImage (never from the path itself);
+// the destructor unloads it, so every engine made from it must be destroyed first. Symbols are resolved with shared_library::get() after has() rather
 // than boost::dll::import(): import() copies the library (one more dlopen reference) per symbol,
 // which would hide when the plugin really unloads; a hot-swap needs that moment explicit.
 // Load and unload on the main thread; the function pointers may be called from any thread.
 class PluginLibrary {
  public:
-  // Loads with RTLD_NOW (a missing dependency fails here, not mid-run). Throws PluginError.
+  // Copies and checks `path` (PluginImage), then loads the copy with RTLD_NOW (a missing
+  // dependency fails here, not mid-run). Throws PluginError.
   explicit PluginLibrary(const std::filesystem::path& path);
   PluginLibrary(const PluginLibrary&) = delete;
   PluginLibrary& operator=(const PluginLibrary&) = delete;
+  // Unloads, then checks in /proc/self/maps that the copy is really gone. One still mapped
+  // (another dlopen() handle, a UNIQUE symbol) is reported in the log and its memfd kept open.
+  ~PluginLibrary();
 
   const std::filesystem::path& path() const { return path_; }
   const PluginFunctions& functions() const { return functions_; }
@@ -50,6 +49,8 @@ class PluginLibrary {
 
  private:
   void load();
+  void unload() noexcept;  // see the destructor
+  std::string loaderError() const;  // dlerror(), naming the plugin's path instead of /proc/self/fd/N
   void checkAbiVersion();
   void resolveFunctions();
   // Resolves `name`; throws PluginError naming path, symbol and dlerror() when it is missing.
@@ -57,6 +58,7 @@ class PluginLibrary {
   void resolve(Function*& target, const char* name, const char* missingMeaning);
 
   std::filesystem::path path_;
+  PluginImage image_;  // declared before library_: outlives the mapping made from it
   boost::dll::shared_library library_;
   PluginFunctions functions_;
   uint32_t abiVersion_ = 0;

@@ -2,8 +2,6 @@
 // failure before the new engine starts rolled back onto the old one.
 #include "reload.h"
 
-#include <unistd.h>
-
 #include <system_error>
 
 #include "log.h"
@@ -12,22 +10,16 @@ namespace epoll_echo::host {
 namespace {
 
 std::unique_ptr<LoadedEngine> loadCopy(const std::filesystem::path& pluginPath, const Options& options) {
-  std::filesystem::path copy;
-  try {
-    copy = makePrivateCopy(pluginPath);
-  } catch (const PluginError& error) {
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), true);
-  }
   std::unique_ptr<LoadedEngine> next;
   try {
-    next = std::make_unique<LoadedEngine>(copy, true, options);
+    next = std::make_unique<LoadedEngine>(pluginPath, options);
   } catch (const PluginError& error) {
     throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), true);
   } catch (const std::exception& error) {
     throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), false);
   }
   if (!next->library().supportsHandover()) {
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: plugin " + copy.string() + " has ABI " +
+    throw ReloadError("reload of " + pluginPath.string() + " rejected: plugin " + pluginPath.string() + " has ABI " +
                           formatAbiVersion(next->library().abiVersion()) + ", a hot-swap needs ABI 1.1 or later",
                       false);
   }

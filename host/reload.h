@@ -16,7 +16,7 @@ namespace epoll_echo::host {
 class ReloadError : public std::runtime_error {
  public:
   ReloadError(const std::string& what, bool loadFailed) : std::runtime_error(what), loadFailed_(loadFailed) {}
-  // True when the file could not be copied or loaded: possibly half-written, worth a retry.
+  // True when the file could not be copied, checked or loaded: possibly half-written, worth a retry.
   bool loadFailed() const { return loadFailed_; }
 
  private:
@@ -28,12 +28,12 @@ struct HandoverCounts {
   uint32_t connections = 0;
 };
 
-// Copies `pluginPath` to a new inode, <dir>/.<name>.reload-<pid>-<n> (glibc would hand back the
-// already-loaded object for a path or inode it has open), loads it, creates an engine with
-// `options`, pauses `current`, hands every listener and connection over and starts the new engine.
-// On success `current` is STOPPED (hand-over complete) and the new engine serves; the caller
-// releases `current`. On failure throws ReloadError after destroying the new engine, deleting the
-// copy and resuming `current`. Main thread only.
+// Loads a private copy of `pluginPath` (PluginImage: a sealed memfd, so glibc cannot hand back
+// the already-loaded object), creates an engine with `options`, pauses `current`, hands every
+// listener and connection over and starts the new engine. On success `current` is STOPPED
+// (hand-over complete) and the new engine serves; the caller releases `current`. On failure
+// throws ReloadError after destroying and unloading the new engine and resuming `current`.
+// Main thread only.
 std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::filesystem::path& pluginPath,
                                            const Options& options, HandoverCounts& moved);
 

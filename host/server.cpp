@@ -119,7 +119,7 @@ void Server::beginStop(int signal) {
 void Server::forceExit(int signal) {
   logLine(signalName(signal) + " received again while stopping: exiting now without waiting for the engine");
   // _exit, not exit: the engine's threads may still run plugin code, so no destructor and no
-  // dlclose() may run. The kernel closes every socket (a reload copy of the plugin stays behind).
+  // dlclose() may run. The kernel closes every socket and frees the plugin's memory copy.
   ::_exit(128 + signal);
 }
 
@@ -190,7 +190,7 @@ std::optional<ReloadError> Server::swapEngine() {
         false);
   }
   addCounters(finished_, serving_->engine().stats().total);  // counters survive the hand-over
-  serving_ = std::move(next);  // the old engine is destroyed, unloaded and its copy deleted
+  serving_ = std::move(next);  // the old engine is destroyed and unloaded
   ++reloads_;
   logLine(std::string("reloaded: build ") + serving_->library().buildId() + " serving (was " + oldBuild + "), " +
           std::to_string(moved.listeners) + " listeners, " + std::to_string(moved.connections) +

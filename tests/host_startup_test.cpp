@@ -115,7 +115,7 @@ TEST(HostStartupTest, TextFileIsRefusedAsNotAPlugin) {
   std::ofstream text(path);
   for (int line = 0; line < 20; ++line) text << "A text file is longer than an ELF header, but is not one.\n";
   text.close();
-  expectOneLineFailure(runServer({"--plugin", path}), {"cannot load plugin " + path, "invalid ELF header"});
+  expectOneLineFailure(runServer({"--plugin", path}), {"plugin " + path + " is not an ELF file"});
 }
 
 TEST(HostStartupTest, SharedLibraryWithoutTheApiIsNotAPlugin) {
