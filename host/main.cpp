@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <system_error>
 
 #include "event_sources.h"
 #include "loaded_engine.h"
@@ -30,10 +31,24 @@ std::string listenAddress(const std::string& bindAddress, uint32_t port) {
   return host + ":" + std::to_string(port);
 }
 
+// The host's version always; the plugin's when there is one. A missing plugin is an answer
+// (exit 0), a plugin that is there but unusable an error (exit 1, from PluginLibrary).
 int printVersion(const Options& options) {
   printLine(std::string("epoll-server ") + hostVersion() + " (built against C ABI " +
             formatAbiVersion(EPOLL_ECHO_ABI_PACK(EPOLL_ECHO_ABI_MAJOR, EPOLL_ECHO_ABI_MINOR)) + ")");
-  const PluginLibrary plugin(pluginPath(options));
+  std::filesystem::path path;
+  try {
+    path = pluginPath(options);
+  } catch (const PluginError& error) {
+    printLine(std::string("plugin: missing (") + error.what() + ")");
+    return kExitOk;
+  }
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) {
+    printLine("plugin " + path.string() + ": missing (no such file)");
+    return kExitOk;
+  }
+  const PluginLibrary plugin(path);
   printLine("plugin " + plugin.path().string() + ": " + plugin.describe());
   return kExitOk;
 }

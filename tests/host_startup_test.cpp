@@ -163,5 +163,27 @@ TEST(HostStartupTest, NamesBothSearchedPathsWhenNoPluginIsFound) {
                              (prefix.path() / "lib" / "epoll_echo" / "libepoll_echo.so").string(), "--plugin"});
 }
 
+// A version query answers even where the plugin is missing: the host's version, what is missing.
+TEST(HostStartupTest, VersionWithoutAPluginPrintsTheHostVersionAndExitsZero) {
+  TemporaryDirectory prefix("epoll-server-test");
+  const fs::path server = prefix.path() / "epoll-server";
+  fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);
+  const Completed searched = runToCompletion(server.string(), {"--version"}, deadlineIn(kExitTimeout));
+  ASSERT_TRUE(searched.status);
+  EXPECT_TRUE(searched.status->succeeded()) << searched.status->describe() << "\n" << searched.err;
+  EXPECT_EQ(searched.out.rfind("epoll-server ", 0), 0u) << searched.out;
+  EXPECT_NE(searched.out.find("\nplugin: missing (no plugin found next to the executable: tried " +
+                              (prefix.path() / "libepoll_echo.so").string()),
+            std::string::npos)
+      << searched.out;
+  EXPECT_EQ(searched.err, "");
+
+  const std::string named = (prefix.path() / "libepoll_echo.so").string();
+  const Completed given = runServer({"--version", "--plugin", named});
+  ASSERT_TRUE(given.status);
+  EXPECT_TRUE(given.status->succeeded()) << given.status->describe() << "\n" << given.err;
+  EXPECT_NE(given.out.find("\nplugin " + named + ": missing (no such file)\n"), std::string::npos) << given.out;
+}
+
 }  // namespace
 }  // namespace epoll_echo::test
