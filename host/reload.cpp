@@ -14,12 +14,12 @@ std::unique_ptr<LoadedEngine> loadCopy(const std::filesystem::path& pluginPath, 
   try {
     next = std::make_unique<LoadedEngine>(pluginPath, options);
   } catch (const PluginError& error) {
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), true);
+    throw ReloadError(pluginPath, error.what(), true);
   } catch (const std::exception& error) {
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), false);
+    throw ReloadError(pluginPath, error.what(), false);
   }
   if (!next->library().supportsHandover()) {
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: plugin " + pluginPath.string() + " has ABI " +
+    throw ReloadError(pluginPath, "plugin " + pluginPath.string() + " has ABI " +
                           formatAbiVersion(next->library().abiVersion()) + ", a hot-swap needs ABI 1.1 or later",
                       false);
   }
@@ -49,7 +49,7 @@ void rollBack(LoadedEngine& current) {
 std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::filesystem::path& pluginPath,
                                            const Options& options, HandoverCounts& moved) {
   if (!current.library().supportsHandover()) {
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: the serving plugin " +
+    throw ReloadError(pluginPath, "the serving plugin " +
                           current.library().path().string() + " has ABI " +
                           formatAbiVersion(current.library().abiVersion()) + " and cannot hand over (needs 1.1)",
                       false);
@@ -58,7 +58,7 @@ std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::fil
   try {
     current.engine().pause();
   } catch (const std::exception& error) {
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), false);
+    throw ReloadError(pluginPath, error.what(), false);
   }
   try {
     moved = handOver(current.engine(), next->engine());
@@ -66,7 +66,7 @@ std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::fil
   } catch (const std::exception& error) {
     next.reset();  // closes the new engine's duplicates first, as the ABI asks
     rollBack(current);
-    throw ReloadError("reload of " + pluginPath.string() + " rejected: " + error.what(), false);
+    throw ReloadError(pluginPath, error.what(), false);
   }
   try {
     current.engine().handoverComplete();

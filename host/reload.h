@@ -6,20 +6,26 @@
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 #include "loaded_engine.h"
 #include "options.h"
 
 namespace epoll_echo::host {
 
-// A rejected reload; what() is one line naming the path and the reason. The old engine serves on.
+// A rejected reload; what() is one line, "reload of PATH rejected: REASON". The old engine serves on.
 class ReloadError : public std::runtime_error {
  public:
-  ReloadError(const std::string& what, bool loadFailed) : std::runtime_error(what), loadFailed_(loadFailed) {}
+  ReloadError(const std::filesystem::path& pluginPath, const std::string& reason, bool loadFailed)
+      : std::runtime_error("reload of " + pluginPath.string() + " rejected: " + reason),
+        reason_(reason),
+        loadFailed_(loadFailed) {}
+  const std::string& reason() const { return reason_; }
   // True when the file could not be copied, checked or loaded: possibly half-written, worth a retry.
   bool loadFailed() const { return loadFailed_; }
 
  private:
+  std::string reason_;
   bool loadFailed_;
 };
 

@@ -157,12 +157,12 @@ void Server::onReloadTimer() {
     const auto delay = kFirstRetryDelay * (1 << (failedLoads_ - 1));
     logLine("reload of " + pluginPath_.string() + ": not loadable yet (attempt " + std::to_string(failedLoads_) +
             " of " + std::to_string(kMaxLoadAttempts) + "), retrying in " + std::to_string(delay.count()) +
-            " ms in case it is still being written");
+            " ms in case it is still being written: " + error->reason());
     reloadTimer_.arm(delay);
     return;
   }
   failedLoads_ = 0;
-  logLine(error->what());
+  logRejection(*error);
 }
 
 void Server::reloadOnSignal() {
@@ -173,7 +173,11 @@ void Server::reloadOnSignal() {
   reloadTimer_.disarm();  // this reload covers a pending watched one
   failedLoads_ = 0;
   logLine("SIGHUP received: reloading " + pluginPath_.string());
-  if (const std::optional<ReloadError> error = swapEngine()) logLine(error->what());
+  if (const std::optional<ReloadError> error = swapEngine()) logRejection(*error);
+}
+
+void Server::logRejection(const ReloadError& error) const {
+  logLine(std::string(error.what()) + "; still serving build " + serving_->library().buildId());
 }
 
 std::optional<ReloadError> Server::swapEngine() {
@@ -183,11 +187,9 @@ std::optional<ReloadError> Server::swapEngine() {
   try {
     next = reloadEngine(*serving_, pluginPath_, options_, moved);
   } catch (const ReloadError& error) {
-    return ReloadError(std::string(error.what()) + "; still serving build " + oldBuild, error.loadFailed());
+    return error;
   } catch (const std::exception& error) {  // bad_alloc, a failed syscall of the host's own
-    return ReloadError(
-        "reload of " + pluginPath_.string() + " rejected: " + error.what() + "; still serving build " + oldBuild,
-        false);
+    return ReloadError(pluginPath_, error.what(), false);
   }
   addCounters(finished_, serving_->engine().stats().total);  // counters survive the hand-over
   serving_ = std::move(next);  // the old engine is destroyed and unloaded

@@ -55,6 +55,7 @@ class Server {
   void onReloadTimer();
   void reloadOnSignal();
   std::optional<ReloadError> swapEngine();
+  void logRejection(const ReloadError& error) const;  // with the build that keeps serving
   void printStats();
   void checkAcceptErrors(const epoll_echo_stats_t& stats);
 
