@@ -4,24 +4,19 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
-#include "support/echo_traffic.h"
 #include "support/net.h"
+#include "support/ping_pong.h"
 #include "support/process.h"
 #include "support/temporary_directory.h"
 
@@ -37,96 +32,6 @@ constexpr seconds kIoTimeout{15};
 constexpr std::size_t kLoadConnections = 16;
 constexpr const char* kPluginName = "libepoll_echo.so";
 constexpr const char* kReloaded = "epoll-server: reloaded: build ";
-
-std::size_t countOccurrences(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
-  return count;
-}
-
-// The port of "listening on 127.0.0.1:PORT (" once the line is complete; 0 before.
-uint16_t startLinePort(const std::string& text) {
-  const std::string prefix = "listening on 127.0.0.1:";
-  const std::size_t at = text.find(prefix);
-  if (at == std::string::npos || text.find('\n', at) == std::string::npos) return 0;
-  return static_cast<uint16_t>(std::atoi(text.c_str() + at + prefix.size()));
-}
-
-// Continuous ping-pong on many connections, one thread each: every message has its own length
-// and bytes (fillPattern), and the echo must match exactly. Stops at the first failure.
-class PingPongLoad {
- public:
-  PingPongLoad(uint16_t port, std::size_t connections) {
-    for (std::size_t i = 0; i < connections; ++i) {
-      std::string error;
-      Fd socket = connectLoopback(port, deadlineIn(kIoTimeout), &error);
-      if (!socket) {
-        fail("connect " + std::to_string(i) + ": " + error);
-        return;
-      }
-      sockets_.push_back(std::move(socket));
-    }
-    for (std::size_t i = 0; i < sockets_.size(); ++i) threads_.emplace_back([this, i] { run(i); });
-  }
-  ~PingPongLoad() { stop(); }
-
-  // Waits until `more` round trips completed after this call (or a failure, or the deadline).
-  bool waitForProgress(uint64_t more, Deadline deadline) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const uint64_t target = roundTrips_ + more;
-    return progress_.wait_until(lock, deadline, [&] { return roundTrips_ >= target || !error_.empty(); }) &&
-           error_.empty();
-  }
-
-  void stop() {
-    stopping_ = true;
-    for (std::thread& thread : threads_) thread.join();
-    threads_.clear();
-  }
-
-  std::string error() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return error_;
-  }
-  uint64_t roundTrips() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return roundTrips_;
-  }
-
- private:
-  void run(std::size_t index) {
-    std::vector<unsigned char> sent(8192), echoed(8192);
-    for (uint64_t round = 0; !stopping_; ++round) {
-      const std::size_t size = 1 + (index * 977 + round * 131) % sent.size();
-      fillPattern(index + 1, round * sent.size(), sent.data(), size);
-      std::string error;
-      if (!sendAll(sockets_[index].get(), sent.data(), size, deadlineIn(kIoTimeout), &error) ||
-          !receiveExactly(sockets_[index].get(), echoed.data(), size, deadlineIn(kIoTimeout), &error)) {
-        return fail("connection " + std::to_string(index) + " round " + std::to_string(round) + ": " + error);
-      }
-      if (std::memcmp(sent.data(), echoed.data(), size) != 0) {
-        return fail("connection " + std::to_string(index) + " round " + std::to_string(round) + ": wrong bytes");
-      }
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++roundTrips_;
-      progress_.notify_all();
-    }
-  }
-
-  void fail(const std::string& what) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (error_.empty()) error_ = what;
-    progress_.notify_all();
-  }
-
-  std::vector<Fd> sockets_;
-  std::vector<std::thread> threads_;
-  std::atomic<bool> stopping_{false};
-  std::mutex mutex_;
-  std::condition_variable progress_;
-  uint64_t roundTrips_ = 0;
-  std::string error_;
-};
 
 // A private directory holding a copy of the built plugin, and the server running from it. The
 // ChildProcess destructor kills and reaps the server whatever the test does.
