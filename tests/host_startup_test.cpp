@@ -2,6 +2,7 @@
 // (exit 2), unusable plugins (exit 1, one line each), plus --help, --version and the plugin search.
 #include <dlfcn.h>
 #include <link.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -16,6 +17,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/elf_file.h"
+#include "support/ping_pong.h"
 #include "support/plugin.h"
 #include "support/process.h"
 #include "support/temporary_directory.h"
@@ -183,6 +186,79 @@ TEST(HostStartupTest, VersionWithoutAPluginPrintsTheHostVersionAndExitsZero) {
   ASSERT_TRUE(given.status);
   EXPECT_TRUE(given.status->succeeded()) << given.status->describe() << "\n" << given.err;
   EXPECT_NE(given.out.find("\nplugin " + named + ": missing (no such file)\n"), std::string::npos) << given.out;
+}
+
+// Starts the server on `plugin`, echoes one message and stops it with SIGTERM: exit 0.
+void expectServes(const fs::path& plugin) {
+  ChildProcess server(EPOLL_ECHO_SERVER_PATH,
+                      {"--bind", "127.0.0.1", "--port", "0", "--maxListeners", "1", "--plugin", plugin.string()});
+  uint16_t port = 0;
+  const auto started = [&] { return (port = startLinePort(server.capturedStderr())) != 0; };
+  ASSERT_TRUE(server.waitUntil(started, deadlineIn(kExitTimeout))) << server.capturedStderr();
+  std::string error;
+  Fd client = connectLoopback(port, deadlineIn(kExitTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  const std::string message = "served by " + plugin.filename().string();
+  ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kExitTimeout), &error)) << error;
+  std::string echoed(message.size(), '\0');
+  ASSERT_TRUE(receiveExactly(client.get(), echoed.data(), echoed.size(), deadlineIn(kExitTimeout), &error)) << error;
+  EXPECT_EQ(echoed, message);
+  ASSERT_TRUE(server.sendSignal(SIGTERM));
+  const auto status = server.waitForExit(deadlineIn(kExitTimeout));
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server.capturedStderr();
+}
+
+// A build still being written is a prefix of the final file. The loader would map its missing
+// pages and die of SIGBUS; the host refuses it instead, and a cut that leaves every loadable
+// byte (only debug information and section headers missing) loads and serves.
+TEST(HostStartupTest, TruncatedPluginIsRefusedWithOneLineOrServesWhenEveryLoadableByteIsThere) {
+  TemporaryDirectory directory("epoll-server-test");
+  const std::string plugin = readWholeFile(EPOLL_ECHO_PLUGIN_PATH);
+  const ElfLayout layout = readElfLayout(plugin);
+  for (const uint64_t cut : truncationCuts(plugin, true)) {
+    SCOPED_TRACE("cut at " + std::to_string(cut));
+    const fs::path path = directory.path() / ("cut-" + std::to_string(cut) + ".so");
+    writeWholeFile(path, plugin.substr(0, cut));
+    const std::string size = cut == 0 ? "the file is empty\n"
+                                      : ", the file has " + std::to_string(cut) + (cut == 1 ? " byte\n" : " bytes\n");
+    expectOneLineFailure(runServer({"--port", "0", "--plugin", path.string()}),
+                         {"epoll-server: plugin " + path.string() + " is truncated: ", size});
+    fs::remove(path);
+  }
+  for (const uint64_t cut : {layout.loadableEnd, (layout.loadableEnd + 4095) / 4096 * 4096, plugin.size() - 1}) {
+    SCOPED_TRACE("cut at " + std::to_string(cut));
+    const fs::path path = directory.path() / ("cut-" + std::to_string(cut) + ".so");
+    writeWholeFile(path, plugin.substr(0, cut));
+    ASSERT_NO_FATAL_FAILURE(expectServes(path));
+  }
+}
+
+TEST(HostStartupTest, ZerosAndAForeignMachineAreRefusedWithOneLine) {
+  TemporaryDirectory directory("epoll-server-test");
+  const fs::path zeros = directory.path() / "zeros.so";
+  writeWholeFile(zeros, std::string(65536, '\0'));
+  expectOneLineFailure(runServer({"--port", "0", "--plugin", zeros.string()}),
+                       {"plugin " + zeros.string() + " is not an ELF file"});
+  const fs::path foreign = directory.path() / "foreign.so";
+  writeWholeFile(foreign, withForeignMachine(readWholeFile(EPOLL_ECHO_PLUGIN_PATH)));
+  expectOneLineFailure(runServer({"--port", "0", "--plugin", foreign.string()}),
+                       {"plugin " + foreign.string() + " is built for ",
+                        "(ELF machine " + std::to_string(foreignMachine()) + "), this epoll-server runs on "});
+}
+
+TEST(HostStartupTest, StrippedOrCorruptSectionHeadersAndASymlinkServe) {
+  TemporaryDirectory directory("epoll-server-test");
+  const std::string plugin = readWholeFile(EPOLL_ECHO_PLUGIN_PATH);
+  const fs::path stripped = directory.path() / "stripped.so";
+  writeWholeFile(stripped, withoutSectionHeaders(plugin));
+  ASSERT_NO_FATAL_FAILURE(expectServes(stripped));
+  const fs::path corrupt = directory.path() / "corrupt.so";
+  writeWholeFile(corrupt, withCorruptSectionHeaders(plugin));
+  ASSERT_NO_FATAL_FAILURE(expectServes(corrupt));
+  const fs::path link = directory.path() / "libepoll_echo.so";
+  fs::create_symlink(EPOLL_ECHO_PLUGIN_PATH, link);
+  ASSERT_NO_FATAL_FAILURE(expectServes(link));
 }
 
 }  // namespace
