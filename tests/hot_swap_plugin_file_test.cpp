@@ -1,0 +1,269 @@
+// hot_swap_plugin_file_test.cpp — end-to-end tests of what epoll-server does with the plugin *file*
+// while it serves: builds cut short, damaged, rewritten while being read, reached through a
+// symlink, or in a directory the server cannot write. The server must never die, no client may
+// lose a connection or a byte, and a good build afterwards must be taken.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "support/elf_file.h"
+#include "support/net.h"
+#include "support/ping_pong.h"
+#include "support/process.h"
+#include "support/temporary_directory.h"
+
+namespace epoll_echo::test {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::seconds;
+
+constexpr seconds kTimeout{15};  // generous for sanitizer builds on two loaded cores
+constexpr std::size_t kConnections = 8;
+constexpr const char* kPluginName = "libepoll_echo.so";
+constexpr const char* kReloaded = "epoll-server: reloaded: build ";
+
+class HotSwapPluginFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override { fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugin_); }
+
+  // Runs `command` (the server, possibly behind setpriv) with the test's flags after it.
+  void startServer(std::vector<std::string> command, const std::vector<std::string>& flags) {
+    const std::string program = command.front();
+    command.erase(command.begin());
+    for (const char* flag : {"--bind", "127.0.0.1", "--port", "0", "--maxListeners", "2"}) command.push_back(flag);
+    command.insert(command.end(), flags.begin(), flags.end());
+    server_.emplace(program, command);
+    const auto started = [&] { return (port_ = startLinePort(server_->capturedStderr())) != 0; };
+    ASSERT_TRUE(server_->waitUntil(started, deadlineIn(kTimeout))) << server_->capturedStderr();
+  }
+  void startServer(const std::vector<std::string>& flags) {
+    std::vector<std::string> all = {"--plugin", plugin_.string()};
+    all.insert(all.end(), flags.begin(), flags.end());
+    startServer({EPOLL_ECHO_SERVER_PATH}, all);
+  }
+
+  // Puts `bytes` in place as a linker does: written under another name, renamed over the plugin.
+  void install(const std::string& bytes) {
+    const fs::path staging = directory_ / "staging.tmp";
+    writeWholeFile(staging, bytes);
+    fs::rename(staging, plugin_);
+  }
+
+  bool waitForLog(const std::string& text, std::size_t count = 1) {
+    const auto enough = [&] { return countOccurrences(server_->capturedStderr(), text) >= count; };
+    return server_->waitUntil(enough, deadlineIn(kTimeout));
+  }
+
+  // Distinct plugin files mapped in the server ("major:minor inode path"): its memory copies,
+  // "/memfd:NAME (deleted)" (NAME: the file name of --plugin), and any file of the test's directory.
+  std::set<std::string> mappedPluginFiles() {
+    std::ifstream maps("/proc/" + std::to_string(server_->pid()) + "/maps");
+    std::set<std::string> files;
+    for (std::string line; std::getline(maps, line);) {
+      std::istringstream fields(line);
+      std::string range, permissions, offset, device, inode, path;
+      if (!(fields >> range >> permissions >> offset >> device >> inode >> path)) continue;
+      if (path.rfind("/memfd:", 0) == 0 || path.rfind(directory_.string(), 0) == 0) {
+        files.insert(device + " " + inode + " " + path);
+      }
+    }
+    return files;
+  }
+
+  std::set<std::string> directoryEntries() {
+    std::set<std::string> names;
+    for (const auto& entry : fs::directory_iterator(directory_)) names.insert(entry.path().filename().string());
+    return names;
+  }
+
+  // The load kept running, one plugin copy is mapped, and SIGTERM ends the server with exit 0.
+  void expectHealthyThenStop(PingPongLoad& load) {
+    EXPECT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+    EXPECT_EQ(mappedPluginFiles().size(), 1u) << ::testing::PrintToString(mappedPluginFiles());
+    load.stop();
+    EXPECT_EQ(load.error(), "");
+    ASSERT_TRUE(server_->sendSignal(SIGTERM));
+    const auto status = server_->waitForExit(deadlineIn(kTimeout));
+    ASSERT_TRUE(status) << server_->capturedStderr();
+    EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server_->capturedStderr();
+  }
+
+  // Declared before server_, so the server is gone before its directory is removed.
+  TemporaryDirectory temporary_{"epoll-echo-plugin-file"};
+  const fs::path directory_ = temporary_.path();
+  const fs::path plugin_ = directory_ / kPluginName;
+  const std::string build_ = readWholeFile(EPOLL_ECHO_PLUGIN_PATH);
+  std::optional<ChildProcess> server_;
+  uint16_t port_ = 0;
+};
+
+// Every cut the loader cannot survive, moved into place one after another as a slow writer
+// would leave it: each is retried and reported with its size, the last one finally rejected,
+// and the old engine serves throughout. Then a cut with every loadable byte, and the whole
+// build, are taken.
+TEST_F(HotSwapPluginFileTest, WatchKeepsServingWhileTruncatedBuildsAreMovedIntoPlace) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
+  PingPongLoad load(port_, kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  const std::set<uint64_t> cuts = truncationCuts(build_, true);
+  std::string lastReason;
+  for (const uint64_t cut : cuts) {
+    install(build_.substr(0, cut));
+    lastReason = cut == 0 ? "the file is empty\n"
+                          : ", the file has " + std::to_string(cut) + (cut == 1 ? " byte\n" : " bytes\n");
+    ASSERT_TRUE(waitForLog("not loadable yet (attempt 1 of 4), retrying in 200 ms in case it is still being "
+                           "written: plugin " + plugin_.string() + " is truncated: "))
+        << server_->capturedStderr();
+    ASSERT_TRUE(waitForLog(lastReason)) << "cut at " << cut << "\n" << server_->capturedStderr();
+    ASSERT_EQ(load.error(), "") << "cut at " << cut;
+  }
+  // The last cut stays: after its retries, one line rejects it (its size ends the reason).
+  ASSERT_TRUE(waitForLog(lastReason.substr(0, lastReason.size() - 1) + "; still serving build "))
+      << server_->capturedStderr();
+  EXPECT_NE(server_->capturedStderr().find(" rejected: plugin " + plugin_.string() + " is truncated: "),
+            std::string::npos);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  EXPECT_EQ(countOccurrences(server_->capturedStderr(), kReloaded), 0u);
+
+  install(build_.substr(0, readElfLayout(build_).loadableEnd));  // no debug information, no section headers
+  ASSERT_TRUE(waitForLog(kReloaded, 1)) << server_->capturedStderr();
+  install(build_);
+  ASSERT_TRUE(waitForLog(kReloaded, 2)) << server_->capturedStderr();
+  EXPECT_EQ(directoryEntries(), std::set<std::string>{kPluginName});
+  ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
+}
+
+// `cp` over the plugin rewrites it in place (same inode): a SIGHUP at any point of the rewrite
+// finds the file cut short, and is rejected with its size; the whole file is then taken.
+TEST_F(HotSwapPluginFileTest, SighupDuringAnInPlaceRewriteRejectsThePartFileAndTakesTheWholeOne) {
+  ASSERT_NO_FATAL_FAILURE(startServer({}));
+  PingPongLoad load(port_, kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  const int fd = ::open(plugin_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::size_t written = 0;
+  std::size_t rejections = 0;
+  for (const uint64_t cut : truncationCuts(build_, true)) {
+    ASSERT_EQ(::write(fd, build_.data() + written, cut - written), static_cast<ssize_t>(cut - written));
+    written = cut;
+    ASSERT_TRUE(server_->sendSignal(SIGHUP));
+    ASSERT_TRUE(waitForLog(" rejected: plugin " + plugin_.string() + " is truncated: ", ++rejections))
+        << "cut at " << cut << "\n" << server_->capturedStderr();
+    const std::string size = cut == 0 ? "the file is empty;" : " the file has " + std::to_string(cut) + " byte";
+    EXPECT_NE(server_->capturedStderr().find(size), std::string::npos) << size;
+  }
+  ASSERT_EQ(::write(fd, build_.data() + written, build_.size() - written),
+            static_cast<ssize_t>(build_.size() - written));
+  ::close(fd);
+  ASSERT_TRUE(server_->sendSignal(SIGHUP));
+  ASSERT_TRUE(waitForLog(kReloaded)) << server_->capturedStderr();
+  ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
+}
+
+// The same rewrite racing with reloads: a copy may start, or end, in the middle of it. Whatever
+// each reload reads, the server keeps serving: each SIGHUP ends in "reloaded" or one "rejected"
+// line (the log shows how often each case was hit).
+TEST_F(HotSwapPluginFileTest, SighupsRacingAnInPlaceRewriteNeverTakeTheServerDown) {
+  ASSERT_NO_FATAL_FAILURE(startServer({}));
+  PingPongLoad load(port_, kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  std::atomic<bool> writing{true};
+  std::string writeError;
+  std::thread writer([&] {
+    for (int round = 0; round < 40 && writeError.empty(); ++round) {
+      const int fd = ::open(plugin_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);  // as cp does
+      if (fd < 0) writeError = "open failed";
+      for (std::size_t at = 0; fd >= 0 && at < build_.size(); at += 4096) {
+        const std::size_t size = std::min<std::size_t>(4096, build_.size() - at);
+        if (::write(fd, build_.data() + at, size) != static_cast<ssize_t>(size)) writeError = "write failed";
+      }
+      if (fd >= 0) ::close(fd);
+    }
+    writing = false;
+  });
+  std::size_t requests = 0;
+  const auto answered = [&] {
+    const std::string& log = server_->capturedStderr();
+    return countOccurrences(log, kReloaded) + countOccurrences(log, " rejected: ") >= requests;
+  };
+  while (writing && requests < 500) {
+    if (!server_->sendSignal(SIGHUP)) break;
+    ++requests;
+    if (!server_->waitUntil(answered, deadlineIn(kTimeout))) break;
+  }
+  writer.join();
+  ASSERT_EQ(writeError, "");
+  ASSERT_TRUE(server_->waitUntil(answered, deadlineIn(kTimeout))) << server_->capturedStderr();
+  const std::size_t reloadedBefore = countOccurrences(server_->capturedStderr(), kReloaded);
+  const std::string& log = server_->capturedStderr();
+  std::cout << requests << " reloads requested while rewriting: " << reloadedBefore << " taken, "
+            << countOccurrences(log, " is truncated: ") << " truncated, " << countOccurrences(log, "is empty")
+            << " empty, " << countOccurrences(log, " changed while it was being copied ") << " changed while copied\n";
+  ASSERT_TRUE(server_->sendSignal(SIGHUP));  // the file is whole now
+  ASSERT_TRUE(waitForLog(kReloaded, reloadedBefore + 1)) << server_->capturedStderr();
+  ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
+}
+
+TEST_F(HotSwapPluginFileTest, DamagedBuildsAreRejectedAndStrippedOnesTakenOnSighup) {
+  ASSERT_NO_FATAL_FAILURE(startServer({}));
+  PingPongLoad load(port_, kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  struct Case {
+    std::string bytes;
+    std::string logged;  // the line that must follow the SIGHUP
+  };
+  const std::string rejected = "reload of " + plugin_.string() + " rejected: plugin " + plugin_.string();
+  const std::vector<Case> cases = {
+      {std::string(65536, '\0'), rejected + " is not an ELF file"},
+      {withForeignMachine(build_), rejected + " is built for "},
+      {withoutSectionHeaders(build_), kReloaded},
+      {withCorruptSectionHeaders(build_), kReloaded},
+  };
+  for (const Case& each : cases) {
+    const std::size_t before = countOccurrences(server_->capturedStderr(), each.logged);
+    install(each.bytes);
+    ASSERT_TRUE(server_->sendSignal(SIGHUP));
+    ASSERT_TRUE(waitForLog(each.logged, before + 1)) << each.logged << "\n" << server_->capturedStderr();
+    ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  }
+  ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
+}
+
+// --plugin may name a symlink: a reload follows it, and replacing the link is a new build.
+TEST_F(HotSwapPluginFileTest, ASymlinkedPluginReloadsOnSighupAndWhenTheLinkIsReplaced) {
+  const fs::path builds = directory_ / "builds";
+  fs::create_directory(builds);
+  fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, builds / "first.so");
+  fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, builds / "second.so");
+  const fs::path link = directory_ / "current.so";
+  fs::create_symlink(builds / "first.so", link);
+  ASSERT_NO_FATAL_FAILURE(startServer({EPOLL_ECHO_SERVER_PATH}, {"--plugin", link.string(), "--watch"}));
+  PingPongLoad load(port_, kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  ASSERT_TRUE(server_->sendSignal(SIGHUP));
+  ASSERT_TRUE(waitForLog(kReloaded, 1)) << server_->capturedStderr();
+  const fs::path staging = directory_ / "staging.so";
+  fs::create_symlink(builds / "second.so", staging);
+  fs::rename(staging, link);  // what `ln -sfn` does
+  ASSERT_TRUE(waitForLog(kReloaded, 2)) << server_->capturedStderr();
+  ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
+}
+
+}  // namespace
+}  // namespace epoll_echo::test
