@@ -71,7 +71,7 @@ class HotSwapPluginFileTest : public ::testing::Test {
   }
 
   // Distinct plugin files mapped in the server ("major:minor inode path"): its memory copies,
-  // "/memfd:NAME (deleted)" (NAME: the file name of --plugin), and any file of the test's directory.
+  // "/memfd:NAME (deleted)" (NAME: the file name of --plugin), and any .so of the test's directory.
   std::set<std::string> mappedPluginFiles() {
     std::ifstream maps("/proc/" + std::to_string(server_->pid()) + "/maps");
     std::set<std::string> files;
@@ -79,7 +79,8 @@ class HotSwapPluginFileTest : public ::testing::Test {
       std::istringstream fields(line);
       std::string range, permissions, offset, device, inode, path;
       if (!(fields >> range >> permissions >> offset >> device >> inode >> path)) continue;
-      if (path.rfind("/memfd:", 0) == 0 || path.rfind(directory_.string(), 0) == 0) {
+      const bool inDirectory = path.rfind(directory_.string(), 0) == 0 && fs::path(path).extension() == ".so";
+      if (path.rfind("/memfd:", 0) == 0 || inDirectory) {
         files.insert(device + " " + inode + " " + path);
       }
     }
@@ -262,6 +263,47 @@ TEST_F(HotSwapPluginFileTest, ASymlinkedPluginReloadsOnSighupAndWhenTheLinkIsRep
   fs::create_symlink(builds / "second.so", staging);
   fs::rename(staging, link);  // what `ln -sfn` does
   ASSERT_TRUE(waitForLog(kReloaded, 2)) << server_->capturedStderr();
+  ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
+}
+
+// "Uid:" of /proc/PID/status: real, effective, saved and filesystem uid.
+std::string uidsOf(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("Uid:", 0) == 0) return line;
+  }
+  return "";
+}
+
+// As under systemd's DynamicUser= or a container's USER: the server runs as nobody (65534) and
+// cannot write where it and its plugin are installed. Start, SIGHUP and --watch all work.
+TEST_F(HotSwapPluginFileTest, AnUnprivilegedServerReloadsFromADirectoryItCannotWrite) {
+  if (::geteuid() != 0) GTEST_SKIP() << "not root: cannot start the server as uid 65534 (setpriv); run as root";
+  if (!fs::exists("/usr/bin/setpriv")) GTEST_SKIP() << "setpriv (util-linux) is not installed";
+  // The binaries are copied: the build tree may not be readable by uid 65534. The directory stays
+  // root's, mode 0755: readable and searchable by anyone, writable by root only.
+  const fs::path server = directory_ / "epoll-server";
+  fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);
+  fs::permissions(server, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(plugin_, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                               fs::perms::others_read);
+  fs::permissions(directory_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                  fs::perms::others_read | fs::perms::others_exec);
+  // No --plugin: the server finds the plugin next to itself.
+  ASSERT_NO_FATAL_FAILURE(startServer(
+      {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", server.string()}, {"--watch"}));
+  EXPECT_EQ(uidsOf(server_->pid()), "Uid:\t65534\t65534\t65534\t65534");
+  EXPECT_NE(server_->capturedStderr().find("plugin " + plugin_.string() + ", "), std::string::npos)
+      << server_->capturedStderr();
+  PingPongLoad load(port_, kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  ASSERT_TRUE(server_->sendSignal(SIGHUP));
+  ASSERT_TRUE(waitForLog(kReloaded, 1)) << server_->capturedStderr();
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  install(build_);  // a new build renamed into place: --watch takes it
+  ASSERT_TRUE(waitForLog(kReloaded, 2)) << server_->capturedStderr();
+  EXPECT_EQ(directoryEntries(), (std::set<std::string>{"epoll-server", kPluginName}));
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
 }
 
