@@ -17,6 +17,12 @@
 
 #include "elf_check.h"
 
+// Linux 6.3 and later: the memfd may be mapped executable even where vm.memfd_noexec = 1 makes
+// new memfds non-executable by default. Older kernels refuse the flag (EINVAL).
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
 namespace epoll_echo::host {
 namespace {
 
@@ -25,6 +31,12 @@ namespace {
 constexpr off_t kMaxPluginSize = off_t{1} << 30;
 
 std::string errnoText(const char* call) { return std::string(call) + ": " + std::strerror(errno); }
+
+int createMemfd(const std::string& name) {
+  const int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (fd >= 0 || errno != EINVAL) return fd;
+  return ::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);  // a kernel before 6.3
+}
 
 bool sameVersion(const struct stat& before, const struct stat& after) {
   return before.st_ino == after.st_ino && before.st_size == after.st_size &&
@@ -69,8 +81,12 @@ void PluginImage::copyFrom(int source) {
   }
   // The name shows in /proc/PID/maps as "/memfd:libepoll_echo.so (deleted)"; at most 249 bytes.
   const std::string name = sourcePath_.filename().string().substr(0, 200);
-  memory_ = UniqueFd(::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (memory_.get() < 0) throw PluginError(prefix + errnoText("memfd_create"));
+  memory_ = UniqueFd(createMemfd(name));
+  if (memory_.get() < 0) {
+    // EACCES: vm.memfd_noexec = 2 forbids executable memfds, so no plugin can be loaded this way.
+    const std::string hint = errno == EACCES ? " (see sysctl vm.memfd_noexec)" : "";
+    throw PluginError(prefix + errnoText("memfd_create") + hint);
+  }
   char buffer[64 * 1024];
   off_t copied = 0;
   for (;;) {
