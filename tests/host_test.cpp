@@ -281,8 +281,6 @@ TEST_F(HostServerTest, SighupReloadsAndServingContinues) {
   Fd another = connectToServer();
   ASSERT_TRUE(another);
   expectEcho(another.get(), "and accepting");
-  // A clean stop deletes the reload copy the server made next to the built plugin; a kill would
-  // leave it in the build tree.
   ASSERT_TRUE(server_->sendSignal(SIGTERM));
   const auto status = server_->waitForExit(deadlineIn(kStopTimeout));
   ASSERT_TRUE(status) << server_->capturedStderr();

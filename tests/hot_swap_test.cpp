@@ -1,5 +1,5 @@
 // hot_swap_test.cpp — end-to-end tests of epoll-server's plugin hot-swap (SIGHUP and --watch): the
-// built server runs as a child on a private copy of the plugin while client threads ping-pong
+// built server runs as a child on its own copy of the plugin while client threads ping-pong
 // byte-checked messages, and every reload must lose no round trip, connection or byte.
 #include <signal.h>
 
@@ -160,8 +160,8 @@ TEST_F(HotSwapTest, WatchReloadsWhenANewBuildIsRenamedIntoPlace) {
   ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
 }
 
-// `cp` rewrites the existing inode in place. Under --watch the serving engine runs from a private
-// copy, so the rewrite cannot change code under it, and the finished file is reloaded.
+// `cp` rewrites the existing inode in place. The serving engine runs from a sealed memory copy,
+// so the rewrite cannot change code under it, and under --watch the finished file is reloaded.
 TEST_F(HotSwapTest, WatchSurvivesACopyOverThePluginInPlace) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
   for (const std::string& mapped : mappedPluginFiles()) EXPECT_NE(mapped, plugin_.string()) << "runs from the original";
