@@ -45,13 +45,16 @@ PluginLibrary::~PluginLibrary() { unload(); }
 void PluginLibrary::unload() noexcept {
   if (!library_.is_loaded()) return;
   library_.unload();
-  if (image_.isMapped()) {
-    // Closing the memfd now would free its fd number, and a later copy given the same
-    // /proc/self/fd/N name would be mistaken by glibc for this still-loaded object.
+  // Closing the memfd of a copy that is still mapped would free its fd number, and a later copy
+  // given the same /proc/self/fd/N name would be mistaken by glibc for this still-loaded object.
+  try {
+    if (!image_.isMapped()) return;
     logLine("warning: the unloaded plugin " + path_.string() + " (" + image_.loadPath() +
-            ") is still mapped: another handle holds it; keeping its memory copy open");
-    image_.keepOpenForever();
+            ") is still mapped (RTLD_NODELETE, or another handle holds it); keeping its memory copy open");
+  } catch (...) {
+    // Out of memory while checking: assume the worst.
   }
+  image_.keepOpenForever();
 }
 
 std::string PluginLibrary::loaderError() const {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -93,10 +94,11 @@ class HotSwapPluginFileTest : public ::testing::Test {
     return names;
   }
 
-  // The load kept running, one plugin copy is mapped, and SIGTERM ends the server with exit 0.
-  void expectHealthyThenStop(PingPongLoad& load) {
+  // The load kept running, `mappedCopies` plugin copies are mapped, and SIGTERM ends the server
+  // with exit 0.
+  void expectHealthyThenStop(PingPongLoad& load, std::size_t mappedCopies = 1) {
     EXPECT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
-    EXPECT_EQ(mappedPluginFiles().size(), 1u) << ::testing::PrintToString(mappedPluginFiles());
+    EXPECT_EQ(mappedPluginFiles().size(), mappedCopies) << ::testing::PrintToString(mappedPluginFiles());
     load.stop();
     EXPECT_EQ(load.error(), "");
     ASSERT_TRUE(server_->sendSignal(SIGTERM));
@@ -264,6 +266,44 @@ TEST_F(HotSwapPluginFileTest, ASymlinkedPluginReloadsOnSighupAndWhenTheLinkIsRep
   fs::rename(staging, link);  // what `ln -sfn` does
   ASSERT_TRUE(waitForLog(kReloaded, 2)) << server_->capturedStderr();
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
+}
+
+// The build id in the n-th (from 1) "reloaded: build ID serving" line; "" if there is none.
+std::string reloadedBuild(const std::string& log, std::size_t n) {
+  std::size_t at = std::string::npos;
+  for (std::size_t i = 0; i < n; ++i) {
+    at = log.find(kReloaded, at == std::string::npos ? 0 : at + 1);
+    if (at == std::string::npos) return "";
+  }
+  const std::size_t start = at + std::strlen(kReloaded);
+  return log.substr(start, log.find(' ', start) - start);
+}
+
+// A build that dlclose() cannot unmap (linked -z nodelete) is reported once replaced, and its
+// memory copy stays open: the next copy then cannot get its fd number, whose /proc/self/fd/N
+// name glibc would match to the old, still-loaded object and hand back the old code.
+TEST_F(HotSwapPluginFileTest, ABuildThatStaysMappedIsReportedAndNeverServedAgain) {
+  ASSERT_NO_FATAL_FAILURE(startServer({}));
+  PingPongLoad load(port_, kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  const auto reload = [&](const std::string& bytes, std::size_t count) {
+    install(bytes);
+    ASSERT_TRUE(server_->sendSignal(SIGHUP));
+    ASSERT_TRUE(waitForLog(kReloaded, count)) << server_->capturedStderr();
+    ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  };
+  ASSERT_NO_FATAL_FAILURE(reload(readWholeFile(HOT_SWAP_PLUGIN_NODELETE), 1));
+  const std::string sticky = reloadedBuild(server_->capturedStderr(), 1);
+  ASSERT_NO_FATAL_FAILURE(reload(build_, 2));
+  EXPECT_EQ(countOccurrences(server_->capturedStderr(), "is still mapped (RTLD_NODELETE, or another handle holds it)"),
+            1u)
+      << server_->capturedStderr();
+  for (std::size_t count = 3; count <= 5; ++count) {
+    ASSERT_NO_FATAL_FAILURE(reload(build_, count));
+    EXPECT_NE(reloadedBuild(server_->capturedStderr(), count), sticky) << server_->capturedStderr();
+  }
+  EXPECT_NE(reloadedBuild(server_->capturedStderr(), 2), sticky);
+  ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load, 2));  // the serving copy and the one that cannot go
 }
 
 // "Uid:" of /proc/PID/status: real, effective, saved and filesystem uid.
