@@ -268,6 +268,18 @@ TEST_F(HotSwapPluginFileTest, ASymlinkedPluginReloadsOnSighupAndWhenTheLinkIsRep
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
 }
 
+// Nothing the server loads is a file: whatever ends it, nothing is left next to the plugin.
+TEST_F(HotSwapPluginFileTest, AKilledServerLeavesNothingBehind) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
+  install(build_);
+  ASSERT_TRUE(waitForLog(kReloaded)) << server_->capturedStderr();
+  ASSERT_TRUE(server_->sendSignal(SIGKILL));
+  const auto status = server_->waitForExit(deadlineIn(kTimeout));
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->describe(), "killed by SIGKILL");
+  EXPECT_EQ(directoryEntries(), std::set<std::string>{kPluginName});
+}
+
 // The build id in the n-th (from 1) "reloaded: build ID serving" line; "" if there is none.
 std::string reloadedBuild(const std::string& log, std::size_t n) {
   std::size_t at = std::string::npos;
