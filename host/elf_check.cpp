@@ -23,17 +23,28 @@ std::string bytes(uint64_t count) { return std::to_string(count) + (count == 1 ?
 
 const char* machineName(unsigned machine) {
   switch (machine) {
-    case EM_386: return "i386";
-    case EM_X86_64: return "x86-64";
-    case EM_ARM: return "ARM";
-    case EM_AARCH64: return "AArch64";
-    case EM_RISCV: return "RISC-V";
-    case EM_PPC: return "PowerPC";
-    case EM_PPC64: return "PowerPC64";
-    case EM_S390: return "s390";
-    case EM_MIPS: return "MIPS";
-    case EM_LOONGARCH: return "LoongArch";
-    default: return "an unknown machine";
+    case EM_386:
+      return "i386";
+    case EM_X86_64:
+      return "x86-64";
+    case EM_ARM:
+      return "ARM";
+    case EM_AARCH64:
+      return "AArch64";
+    case EM_RISCV:
+      return "RISC-V";
+    case EM_PPC:
+      return "PowerPC";
+    case EM_PPC64:
+      return "PowerPC64";
+    case EM_S390:
+      return "s390";
+    case EM_MIPS:
+      return "MIPS";
+    case EM_LOONGARCH:
+      return "LoongArch";
+    default:
+      return "an unknown machine";
   }
 }
 

@@ -77,7 +77,8 @@ void PluginImage::copyFrom(int source) {
   if (::fstat(source, &before) != 0) throw PluginError(prefix + errnoText("fstat"));
   if (!S_ISREG(before.st_mode)) throw PluginError(prefix + "not a regular file");
   if (before.st_size > kMaxPluginSize) {
-    throw PluginError(prefix + "the file has " + std::to_string(before.st_size) + " bytes, more than a plugin can have");
+    throw PluginError(prefix + "the file has " + std::to_string(before.st_size) +
+                      " bytes, more than a plugin can have");
   }
   // The name shows in /proc/PID/maps as "/memfd:libepoll_echo.so (deleted)"; at most 249 bytes.
   const std::string name = sourcePath_.filename().string().substr(0, 200);

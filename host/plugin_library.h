@@ -22,10 +22,10 @@ struct PluginFunctions {
 };
 
 // Owns the one handle of a plugin file, loaded from its PluginImage (never from the path itself);
-// the destructor unloads it, so every engine made from it must be destroyed first. Symbols are resolved with shared_library::get() after has() rather
-// than boost::dll::import(): import() copies the library (one more dlopen reference) per symbol,
-// which would hide when the plugin really unloads; a hot-swap needs that moment explicit.
-// Load and unload on the main thread; the function pointers may be called from any thread.
+// the destructor unloads it, so every engine made from it must be destroyed first. Symbols are resolved with
+// shared_library::get() after has() rather than boost::dll::import(): import() copies the library (one more dlopen
+// reference) per symbol, which would hide when the plugin really unloads; a hot-swap needs that moment explicit. Load
+// and unload on the main thread; the function pointers may be called from any thread.
 class PluginLibrary {
  public:
   // Copies and checks `path` (PluginImage), then loads the copy with RTLD_NOW (a missing
@@ -49,7 +49,7 @@ class PluginLibrary {
 
  private:
   void load();
-  void unload() noexcept;  // see the destructor
+  void unload() noexcept;           // see the destructor
   std::string loaderError() const;  // dlerror(), naming the plugin's path instead of /proc/self/fd/N
   void checkAbiVersion();
   void resolveFunctions();

@@ -19,8 +19,9 @@ std::unique_ptr<LoadedEngine> loadCopy(const std::filesystem::path& pluginPath, 
     throw ReloadError(pluginPath, error.what(), false);
   }
   if (!next->library().supportsHandover()) {
-    throw ReloadError(pluginPath, "plugin " + pluginPath.string() + " has ABI " +
-                          formatAbiVersion(next->library().abiVersion()) + ", a hot-swap needs ABI 1.1 or later",
+    throw ReloadError(pluginPath,
+                      "plugin " + pluginPath.string() + " has ABI " + formatAbiVersion(next->library().abiVersion()) +
+                          ", a hot-swap needs ABI 1.1 or later",
                       false);
   }
   return next;
@@ -49,8 +50,8 @@ void rollBack(LoadedEngine& current) {
 std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::filesystem::path& pluginPath,
                                            const Options& options, HandoverCounts& moved) {
   if (!current.library().supportsHandover()) {
-    throw ReloadError(pluginPath, "the serving plugin " +
-                          current.library().path().string() + " has ABI " +
+    throw ReloadError(pluginPath,
+                      "the serving plugin " + current.library().path().string() + " has ABI " +
                           formatAbiVersion(current.library().abiVersion()) + " and cannot hand over (needs 1.1)",
                       false);
   }

@@ -192,7 +192,7 @@ std::optional<ReloadError> Server::swapEngine() {
     return ReloadError(pluginPath_, error.what(), false);
   }
   addCounters(finished_, serving_->engine().stats().total);  // counters survive the hand-over
-  serving_ = std::move(next);  // the old engine is destroyed and unloaded
+  serving_ = std::move(next);                                // the old engine is destroyed and unloaded
   ++reloads_;
   logLine(std::string("reloaded: build ") + serving_->library().buildId() + " serving (was " + oldBuild + "), " +
           std::to_string(moved.listeners) + " listeners, " + std::to_string(moved.connections) +

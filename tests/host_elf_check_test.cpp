@@ -105,7 +105,9 @@ TEST_F(ElfCheckTest, ATruncationNamesTheSegmentWhereItsBytesEnd) {
 TEST_F(ElfCheckTest, ZerosAndTextAreNotElfFiles) {
   EXPECT_EQ(findElfProblem(std::string(4096, '\0')), "is not an ELF file (it does not start with \\x7fELF)");
   EXPECT_EQ(findElfProblem("#!/bin/sh\necho not a library\n"), "is not an ELF file (it does not start with \\x7fELF)");
-  EXPECT_EQ(findElfProblem("\x7f" "E"), "is truncated: its ELF header needs 64 bytes, the file has 2 bytes");
+  EXPECT_EQ(findElfProblem("\x7f"
+                           "E"),
+            "is truncated: its ELF header needs 64 bytes, the file has 2 bytes");
 }
 
 TEST_F(ElfCheckTest, AnotherMachineClassOrTypeIsNamed) {
@@ -132,13 +134,11 @@ TEST_F(ElfCheckTest, BrokenProgramHeadersAreRefused) {
             "has no dynamic segment (PT_DYNAMIC): it is not a shared library");
   // An offset near 2^64 must not wrap around to a small end.
   const unsigned load = segmentIndex(PT_LOAD);
-  const std::string wrapped =
-      findElfProblem(withSegment(load, [](Elf64_Phdr& s) { s.p_offset = ~uint64_t{0} - 10; }));
+  const std::string wrapped = findElfProblem(withSegment(load, [](Elf64_Phdr& s) { s.p_offset = ~uint64_t{0} - 10; }));
   EXPECT_EQ(wrapped.rfind("is truncated: its segment " + std::to_string(load) + " (PT_LOAD) ends at byte ", 0), 0u)
       << wrapped;
-  const std::string dynamicPast = findElfProblem(withSegment(segmentIndex(PT_DYNAMIC), [&](Elf64_Phdr& s) {
-    s.p_offset = plugin_.size();
-  }));
+  const std::string dynamicPast =
+      findElfProblem(withSegment(segmentIndex(PT_DYNAMIC), [&](Elf64_Phdr& s) { s.p_offset = plugin_.size(); }));
   EXPECT_NE(dynamicPast.find("(PT_DYNAMIC) ends at byte"), std::string::npos) << dynamicPast;
 }
 

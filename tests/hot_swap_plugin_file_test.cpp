@@ -130,8 +130,10 @@ TEST_F(HotSwapPluginFileTest, WatchKeepsServingWhileTruncatedBuildsAreMovedIntoP
     install(build_.substr(0, cut));
     lastReason = cut == 0 ? "the file is empty\n"
                           : ", the file has " + std::to_string(cut) + (cut == 1 ? " byte\n" : " bytes\n");
-    ASSERT_TRUE(waitForLog("not loadable yet (attempt 1 of 4), retrying in 200 ms in case it is still being "
-                           "written: plugin " + plugin_.string() + " is truncated: "))
+    ASSERT_TRUE(
+        waitForLog("not loadable yet (attempt 1 of 4), retrying in 200 ms in case it is still being "
+                   "written: plugin " +
+                   plugin_.string() + " is truncated: "))
         << server_->capturedStderr();
     ASSERT_TRUE(waitForLog(lastReason)) << "cut at " << cut << "\n" << server_->capturedStderr();
     ASSERT_EQ(load.error(), "") << "cut at " << cut;
@@ -167,7 +169,8 @@ TEST_F(HotSwapPluginFileTest, SighupDuringAnInPlaceRewriteRejectsThePartFileAndT
     written = cut;
     ASSERT_TRUE(server_->sendSignal(SIGHUP));
     ASSERT_TRUE(waitForLog(" rejected: plugin " + plugin_.string() + " is truncated: ", ++rejections))
-        << "cut at " << cut << "\n" << server_->capturedStderr();
+        << "cut at " << cut << "\n"
+        << server_->capturedStderr();
     const std::string size = cut == 0 ? "the file is empty;" : " the file has " + std::to_string(cut) + " byte";
     EXPECT_NE(server_->capturedStderr().find(size), std::string::npos) << size;
   }
@@ -338,8 +341,8 @@ TEST_F(HotSwapPluginFileTest, AnUnprivilegedServerReloadsFromADirectoryItCannotW
   fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);
   fs::permissions(server, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                               fs::perms::others_read | fs::perms::others_exec);
-  fs::permissions(plugin_, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
-                               fs::perms::others_read);
+  fs::permissions(plugin_,
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
   fs::permissions(directory_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                   fs::perms::others_read | fs::perms::others_exec);
   // No --plugin: the server finds the plugin next to itself.

@@ -182,7 +182,8 @@ TEST_F(HotSwapTest, WatchRetriesAFileThatDoesNotLoadThenRejectsItAndKeepsServing
   installText(
       "\x7f"
       "ELF truncated");
-  ASSERT_TRUE(waitForLogCount(" rejected: plugin " + plugin_.string() + " is truncated: its ELF header needs 64 bytes", 1))
+  ASSERT_TRUE(
+      waitForLogCount(" rejected: plugin " + plugin_.string() + " is truncated: its ELF header needs 64 bytes", 1))
       << server_->capturedStderr();
   EXPECT_NE(server_->capturedStderr().find("not loadable yet (attempt 1 of 4)"), std::string::npos)
       << server_->capturedStderr();

@@ -14,8 +14,7 @@ namespace {
 
 Elf64_Ehdr headerOf(const std::string& file) {
   Elf64_Ehdr header;
-  if (file.size() < sizeof header || std::memcmp(file.data(), ELFMAG, SELFMAG) != 0 ||
-      file[EI_CLASS] != ELFCLASS64) {
+  if (file.size() < sizeof header || std::memcmp(file.data(), ELFMAG, SELFMAG) != 0 || file[EI_CLASS] != ELFCLASS64) {
     throw std::runtime_error("not a 64-bit ELF file");
   }
   std::memcpy(&header, file.data(), sizeof header);
@@ -62,7 +61,7 @@ ElfLayout readElfLayout(const std::string& file) {
 
 std::set<uint64_t> truncationCuts(const std::string& file, bool belowLoadableEndOnly) {
   const ElfLayout layout = readElfLayout(file);
-  std::set<uint64_t> cuts = {1,    3,    sizeof(Elf64_Ehdr) - 1, sizeof(Elf64_Ehdr), layout.programHeadersEnd - 1,
+  std::set<uint64_t> cuts = {1,    3,     sizeof(Elf64_Ehdr) - 1, sizeof(Elf64_Ehdr), layout.programHeadersEnd - 1,
                              1000, 30000, layout.loadableEnd - 1, layout.loadableEnd, file.size() - 1};
   for (uint64_t cut = 0; cut < file.size(); cut += 4096) cuts.insert(cut);
   const uint64_t limit = belowLoadableEndOnly ? layout.loadableEnd : file.size();
@@ -101,8 +100,8 @@ std::string withCorruptSectionHeaders(const std::string& file) {
     throw std::runtime_error("section headers past the end");
   }
   std::string corrupt = file;
-  std::fill_n(corrupt.begin() + static_cast<std::ptrdiff_t>(layout.sectionHeadersOffset),
-              layout.sectionHeadersSize, '\xff');
+  std::fill_n(corrupt.begin() + static_cast<std::ptrdiff_t>(layout.sectionHeadersOffset), layout.sectionHeadersSize,
+              '\xff');
   return corrupt;
 }
 

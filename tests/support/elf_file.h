@@ -9,7 +9,7 @@
 
 namespace epoll_echo::test {
 
-std::string readWholeFile(const std::filesystem::path& path);  // throws std::runtime_error
+std::string readWholeFile(const std::filesystem::path& path);                      // throws std::runtime_error
 void writeWholeFile(const std::filesystem::path& path, const std::string& bytes);  // replaces; throws
 
 // What the dynamic loader needs of a 64-bit ELF file. Throws std::runtime_error if it is not one.
