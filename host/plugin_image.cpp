@@ -59,7 +59,8 @@ bool writeAll(int fd, const char* data, size_t size) {
 }  // namespace
 
 PluginImage::PluginImage(const std::filesystem::path& path) : sourcePath_(path) {
-  UniqueFd source(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO at the path must not block the server in open(); it is refused below.
+  UniqueFd source(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (source.get() < 0) {
     if (errno == ENOENT) throw PluginError("cannot load plugin " + path.string() + ": no such file");
     throw PluginError("cannot load plugin " + path.string() + ": " + errnoText("open"));
@@ -76,6 +77,7 @@ void PluginImage::copyFrom(int source) {
   struct stat before;
   if (::fstat(source, &before) != 0) throw PluginError(prefix + errnoText("fstat"));
   if (!S_ISREG(before.st_mode)) throw PluginError(prefix + "not a regular file");
+  // Reads of a regular file never return EAGAIN; the flag only mattered for open().
   if (before.st_size > kMaxPluginSize) {
     throw PluginError(prefix + "the file has " + std::to_string(before.st_size) +
                       " bytes, more than a plugin can have");

@@ -4,6 +4,7 @@
 #include <link.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -245,6 +246,17 @@ TEST(HostStartupTest, ZerosAndAForeignMachineAreRefusedWithOneLine) {
   expectOneLineFailure(runServer({"--port", "0", "--plugin", foreign.string()}),
                        {"plugin " + foreign.string() + " is built for ",
                         "(ELF machine " + std::to_string(foreignMachine()) + "), this epoll-server runs on "});
+}
+
+// A FIFO would block a plain open() until someone writes to it.
+TEST(HostStartupTest, AFifoOrADirectoryIsNotAPluginFile) {
+  TemporaryDirectory directory("epoll-server-test");
+  const fs::path fifo = directory.path() / "fifo.so";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  expectOneLineFailure(runServer({"--port", "0", "--plugin", fifo.string()}),
+                       {"cannot load plugin " + fifo.string() + ": not a regular file"});
+  expectOneLineFailure(runServer({"--port", "0", "--plugin", directory.path().string()}),
+                       {"cannot load plugin " + directory.path().string() + ": not a regular file"});
 }
 
 TEST(HostStartupTest, StrippedOrCorruptSectionHeadersAndASymlinkServe) {
