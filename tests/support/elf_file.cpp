@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+#include <vector>
 
 namespace epoll_echo::test {
 namespace {
@@ -70,6 +71,14 @@ std::set<uint64_t> truncationCuts(const std::string& file, bool belowLoadableEnd
     if (cut < limit) kept.insert(cut);
   }
   return kept;
+}
+
+std::set<uint64_t> sampleCuts(const std::set<uint64_t>& cuts, std::size_t count) {
+  if (cuts.size() <= count || count < 2) return cuts;
+  const std::vector<uint64_t> all(cuts.begin(), cuts.end());
+  std::set<uint64_t> sample;
+  for (std::size_t i = 0; i < count; ++i) sample.insert(all[i * (all.size() - 1) / (count - 1)]);
+  return sample;
 }
 
 uint16_t foreignMachine() {

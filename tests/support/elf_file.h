@@ -26,6 +26,11 @@ ElfLayout readElfLayout(const std::string& file);
 // size - 1. With `belowLoadableEndOnly`, only the cuts the loader cannot survive.
 std::set<uint64_t> truncationCuts(const std::string& file, bool belowLoadableEndOnly);
 
+// At most `count` of `cuts`, evenly spaced, the smallest and the largest always among them: for
+// end-to-end tests, where each cut costs a server start or a reload (sanitizer builds of the
+// plugin are several times larger, so they have several times more 4 KiB boundaries).
+std::set<uint64_t> sampleCuts(const std::set<uint64_t>& cuts, std::size_t count);
+
 // The file with another e_machine (AArch64, or x86-64 on an AArch64 host).
 std::string withForeignMachine(const std::string& file);
 uint16_t foreignMachine();
