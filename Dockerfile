@@ -1,10 +1,11 @@
-# Dockerfile — epoll-server on Debian 12. The build stage runs the README's build (tests/setup.sh)
-# and installs into /opt/epoll-echo; the runtime stage holds that tree and its runtime libraries only.
+# Dockerfile — epoll-server on Debian 12. The build stage builds the server and plugin with the
+# README's script (tests/setup.sh, without the test suite) and installs into /opt/epoll-echo; the
+# runtime stage holds that tree and its runtime libraries only.
 FROM debian:bookworm-slim AS build
 WORKDIR /src
 COPY . .
-# setup.sh installs the build packages it needs (as root here) and builds with -Werror into build/.
-RUN tests/setup.sh build \
+# setup.sh installs the compiler and Boost (as root here) and builds with -Werror into build/.
+RUN tests/setup.sh --server-only build \
  && cmake --install build --prefix /opt/epoll-echo
 
 FROM debian:bookworm-slim

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Installs what epoll-echo needs from Debian 12 packages (when missing) and builds it into
-# build/ (or the folder given as $1). Used by the README's quick start and by CI.
+# build/ (or the folder given last). Used by the README's quick start and by CI.
+# `--server-only` installs just the compiler and Boost and builds the server and plugin without
+# the test suite: the Dockerfile's build stage, which ships no test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+server_only=false
+if [ "${1:-}" = --server-only ]; then server_only=true; shift; fi
 build_dir=${1:-build}
 
-packages=(g++ make cmake libboost-dev libboost-program-options-dev libgtest-dev googletest procps abigail-tools)
-# Deployment tests: pkg-config for the install test's consumer, systemd-socket-activate (package
-# systemd; nothing is started), groff to check that the man page renders.
-packages+=(pkgconf systemd groff-base)
+packages=(g++ make cmake libboost-dev libboost-program-options-dev)
+if ! $server_only; then
+  packages+=(libgtest-dev googletest procps abigail-tools)
+  # Deployment tests: pkg-config for the install test's consumer, systemd-socket-activate (package
+  # systemd; nothing is started), groff to check that the man page renders.
+  packages+=(pkgconf systemd groff-base)
+fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -24,5 +31,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPOLL_ECHO_WERROR=ON >/dev/null
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPOLL_ECHO_WERROR=ON \
+  -DEPOLL_ECHO_BUILD_TESTS="$($server_only && echo OFF || echo ON)" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
