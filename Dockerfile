@@ -12,7 +12,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libboost-program-options1.74.0 libstdc++6 \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin epoll-echo
 COPY --from=build /opt/epoll-echo /opt/epoll-echo
 ENV PATH=/opt/epoll-echo/bin:$PATH
