@@ -15,6 +15,9 @@ if ! $server_only; then
   # Deployment tests: pkg-config for the install test's consumer, systemd-socket-activate (package
   # systemd; nothing is started), groff to check that the man page renders.
   packages+=(pkgconf systemd groff-base)
+  # The container image test: a Debian base made with debootstrap, the image built and run with
+  # podman; runc because crun refuses hosts with hybrid cgroups (v1 plus a v2 mount).
+  packages+=(podman runc debootstrap)
 fi
 missing=()
 for package in "${packages[@]}"; do
