@@ -247,7 +247,7 @@ void Worker::adoptConnection(UniqueFd socket, const char* pending, size_t pendin
 Connection* Worker::registerConnection(UniqueFd socket) {
   std::unique_ptr<Connection> connection;
   try {
-    connection = std::make_unique<Connection>(std::move(socket));
+    connection = std::make_unique<Connection>(std::move(socket), config_.highWaterBytes);
     // Reserved here so that closing a connection or queueing it for later never allocates.
     const size_t tracked = connections_.size() + closedThisBatch_.size() + 1;
     connections_.reserve(connections_.size() + 1);
@@ -271,20 +271,26 @@ void Worker::onReadable(Connection& connection) {
   if (connection.readPaused || connection.peerClosed) return;
   size_t budget = config_.readBudgetBytes;
   while (!connection.closed) {
-    // Never more than the budget left, so one call can overshoot the high-water mark by at most
-    // the read budget (batched bytes reach the output buffer only when the kernel does not take
-    // them): the documented memory bound per connection.
-    const size_t wanted = std::min(kReadChunk, budget);
+    // Never more than the high-water mark leaves room for, so what the connection owes its client
+    // (the output buffer plus the batch) never exceeds the mark whatever the read budget: the
+    // documented memory bound per connection.
+    if (connection.owed() >= config_.highWaterBytes) {
+      // Bytes still in the batch may all be sent: look again once it went (the resume pass).
+      // Bytes in the output buffer wait for EPOLLOUT, which resumes reading once half drained.
+      if (connection.batched) {
+        queueForResume(connection);
+      } else {
+        connection.readPaused = true;
+        counters_.backpressurePauses.add(1);
+      }
+      return;
+    }
+    const size_t wanted = std::min({kReadChunk, budget, config_.highWaterBytes - connection.owed()});
     // Room for this read and, unless this connection has its entry already, one more echo; else
     // the batch goes now (which may close this connection or fill its output buffer: check again).
     if (batchBytes_ + wanted > kBatchBufferBytes || (!endsBatch(connection) && batch_.size() == kMaxBatchedEchoes)) {
       sendBatch();
       continue;
-    }
-    if (connection.pending.size() >= config_.highWaterBytes) {
-      connection.readPaused = true;
-      counters_.backpressurePauses.add(1);
-      return;
     }
     char* const into = batchBuffer_.get() + batchBytes_;
     // recv, not read: read() goes through the VFS layer first (vfs_read, sock_read_iter,
@@ -334,6 +340,7 @@ bool Worker::echo(Connection& connection, const char* bytes, size_t count) {
   // A connection is read by one onReadable() call per batch (sendBatch() runs between the event
   // pass and the resume pass), and its reads are back to back in the buffer: one entry each
   // (sendBatch() would still be right with two).
+  connection.batchedBytes += static_cast<uint32_t>(count);
   if (endsBatch(connection)) {
     batch_.back().length += static_cast<uint32_t>(count);
   } else {
@@ -350,6 +357,7 @@ void Worker::sendBatch() {
   for (const BatchedEcho& entry : batch_) {
     Connection& connection = *entry.connection;
     connection.batched = false;
+    connection.batchedBytes = 0;
     if (!connection.closed) sendNow(connection, batchBuffer_.get() + entry.offset, entry.length);
   }
   for (const BatchedEcho& entry : batch_) {
