@@ -19,7 +19,7 @@ extern "C" {
  * number grows when functions or trailing struct fields are added; an older host keeps working.
  * ---------------------------------------------------------------------------------------------- */
 #define EPOLL_ECHO_ABI_MAJOR 1
-#define EPOLL_ECHO_ABI_MINOR 1
+#define EPOLL_ECHO_ABI_MINOR 2
 
 /* Packs a major/minor pair the way epoll_echo_abi_version() returns it. */
 #define EPOLL_ECHO_ABI_PACK(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor)&0xffffu))
@@ -102,6 +102,10 @@ typedef struct epoll_echo_counters {
   /* ABI 1.1 */
   uint64_t adopted;     /* connections taken over from a previous engine (hot-swap) */
   uint64_t handed_over; /* connections given to a next engine; not counted as closed */
+  /* ABI 1.2 */
+  uint64_t worker_failures; /* workers whose event loop stopped on an unexpected error (epoll_wait
+                             * failed): they serve nothing more until stop; the reason is in
+                             * epoll_echo_last_error(). Nonzero means: stop the engine */
 } epoll_echo_counters_t;
 
 /* Engine statistics: a consistent-enough snapshot (each counter is read atomically, the set is

@@ -16,6 +16,7 @@
 #include <new>
 
 #include "engine_error.h"
+#include "fault_injection.h"
 #include "raw_syscalls.h"
 
 namespace epoll_echo {
@@ -50,8 +51,12 @@ bool isTransientAcceptError(int error) {
 
 }  // namespace
 
-Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener)
-    : index_(index), config_(config), listener_(std::move(listener)), batchBuffer_(new char[kBatchBufferBytes]) {
+Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener, FailureReport reportFailure)
+    : index_(index),
+      config_(config),
+      reportFailure_(std::move(reportFailure)),
+      listener_(std::move(listener)),
+      batchBuffer_(new char[kBatchBufferBytes]) {
   batch_.reserve(kMaxBatchedEchoes);
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_create1 (worker " + std::to_string(index_) + ")");
@@ -115,16 +120,29 @@ void Worker::run() noexcept {
   // The accept queue may already hold connections that arrived between listen() and now.
   onAccept();
   while (!stopping_) {
-    const int count = raw::epollWait(epoll_.get(), events, kMaxEventsPerWait, waitTimeoutMs());
+    const int count = fault::epollWait(counters_, epoll_.get(), events, kMaxEventsPerWait, waitTimeoutMs());
     counters_.syscalls.add(1);
     if (count < 0) {
       if (errno == EINTR) continue;
-      break;  // EBADF/EINVAL cannot happen while we own the fd; leave rather than spin
+      // EBADF, EFAULT, EINVAL: impossible while the worker owns the fd, so a bug or a corrupted
+      // process. Retrying would spin; leave, and say so (stats, last error, the host's policy).
+      fail("epoll_wait", errno);
+      return;
     }
     if (count > 0) counters_.wakeups.add(1);
     for (int i = 0; i < count; ++i) dispatch(events[i]);
     sendBatch();
     runDeferredWork();
+  }
+}
+
+void Worker::fail(const char* call, int error) noexcept {
+  counters_.failures.add(1);
+  try {
+    reportFailure_(describeErrno("worker " + std::to_string(index_) + ": " + call, error) +
+                   "; it serves no more connections");
+  } catch (...) {
+    // No memory for the message: the failure counter still tells.
   }
 }
 
