@@ -71,7 +71,7 @@ typedef struct epoll_echo_config {
   uint32_t backlog;           /* listen() backlog per listener; 0 = SOMAXCONN */
   uint32_t high_water_bytes;  /* the most unsent bytes the server holds for one connection: it is
                                * not read while that many wait, until half have drained;
-                               * 0 = 1 MiB; at least 4096 */
+                               * 0 = 128 KiB; at least 4096 */
   uint32_t read_budget_bytes; /* bytes read from one connection per wake-up before its neighbours
                                * get a turn; 0 = 256 KiB; at least 4096 */
   uint32_t accept_budget;     /* connections accepted per listener per wake-up; 0 = 64 */

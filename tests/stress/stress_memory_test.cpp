@@ -47,7 +47,7 @@ struct BufferSetting {
 };
 
 // The engine's default high water (plugin/config.h, documented in api/epoll_echo.h).
-constexpr std::uint32_t kDefaultHighWaterBytes = 1u << 20;
+constexpr std::uint32_t kDefaultHighWaterBytes = 128u << 10;
 
 long pageRoundedKib(std::uint32_t bytes) {
   const long page = ::sysconf(_SC_PAGESIZE);
