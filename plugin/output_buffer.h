@@ -5,11 +5,11 @@
 //   +-------------------+------------------+------------------+
 //   0               begin_             end_             capacity_
 //
-// The memory is an anonymous mapping of its own, grown up to the connection's limit as bytes
-// arrive and unmapped when the last pending byte is sent. A connection therefore holds at most its
-// limit rounded up to a page, and the memory goes back to the system at once instead of into an
-// allocator arena that may keep it (docs/reliability.md, "The memory bound"). An idle connection
-// owns no memory here.
+// The memory is an anonymous mapping of its own, grown (doubled, with a copy) up to the
+// connection's limit as bytes arrive and unmapped when the last pending byte is sent. A connection
+// therefore holds at most its limit rounded up to a page, and the memory goes back to the system
+// at once instead of into an allocator arena that may keep it (docs/reliability.md, "The memory
+// bound"). An idle connection owns no memory here.
 #pragma once
 
 #include <cstddef>
