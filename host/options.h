@@ -33,7 +33,7 @@ struct Options {
   StatsFormat statsFormat = StatsFormat::kText;
   uint32_t highWaterBytes = 0;   // per-connection unsent-byte limit; 0 = the engine's default
   uint32_t readBudgetBytes = 0;  // bytes read per connection per wake-up; 0 = the engine's default
-  bool watch = false;  // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
+  bool watch = false;            // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
 };
 
 // What main() should do after parsing.

@@ -78,8 +78,8 @@ TEST_F(WorkerFailureTest, ShippedPluginHasNoFaultInjection) {
 // The host's documented policy (docs/epoll-server.md): log the reason, stop, exit status 1.
 TEST_F(WorkerFailureTest, HostLogsTheReasonAndExitsNonZero) {
   InjectedEpollWaitFailure injected(EINVAL);
-  ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "1",
-                                               "--plugin", EPOLL_ECHO_FAULT_PLUGIN_PATH});
+  ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "1", "--plugin",
+                                               EPOLL_ECHO_FAULT_PLUGIN_PATH});
   const std::string startText = "listening on 127.0.0.1:";
   ASSERT_TRUE(server.waitForStderr(startText, deadlineIn(kTimeout))) << server.capturedStderr();
   const std::string& log = server.capturedStderr();

@@ -42,7 +42,7 @@ constexpr auto kGivenBackWithin = std::chrono::seconds(1);
 
 struct BufferSetting {
   const char* name;
-  std::uint32_t highWaterBytes;  // what the engine uses
+  std::uint32_t highWaterBytes;    // what the engine uses
   std::vector<std::string> flags;  // what epoll-server is given
 };
 
@@ -155,10 +155,9 @@ TEST_P(StressMemoryTest, NonReadingClientsKeepServerMemoryBoundedAndGiveItBack) 
 // EPOLL_ECHO_STRESS_HIGH_WATER=BYTES adds a run with that high water (how the curve in
 // docs/benchmarks.md was measured).
 std::vector<BufferSetting> settings() {
-  std::vector<BufferSetting> all = {
-      {"defaults", kDefaultHighWaterBytes, {}},
-      {"smallest", 4096, {"--high-water", "4096", "--read-budget", "4096"}},
-      {"large", 1u << 20, {"--high-water", "1048576", "--read-budget", "4194304"}}};
+  std::vector<BufferSetting> all = {{"defaults", kDefaultHighWaterBytes, {}},
+                                    {"smallest", 4096, {"--high-water", "4096", "--read-budget", "4096"}},
+                                    {"large", 1u << 20, {"--high-water", "1048576", "--read-budget", "4194304"}}};
   if (const char* chosen = std::getenv("EPOLL_ECHO_STRESS_HIGH_WATER"); chosen != nullptr && *chosen != '\0') {
     const auto bytes = static_cast<std::uint32_t>(std::strtoul(chosen, nullptr, 10));
     all.push_back({"chosen", bytes, {"--high-water", std::to_string(bytes)}});
@@ -169,7 +168,9 @@ std::vector<BufferSetting> settings() {
 void PrintTo(const BufferSetting& setting, std::ostream* out) { *out << setting.name; }
 
 INSTANTIATE_TEST_SUITE_P(Settings, StressMemoryTest, ::testing::ValuesIn(settings()),
-                         [](const ::testing::TestParamInfo<BufferSetting>& info) { return std::string(info.param.name); });
+                         [](const ::testing::TestParamInfo<BufferSetting>& info) {
+                           return std::string(info.param.name);
+                         });
 
 }  // namespace
 }  // namespace epoll_echo::test
