@@ -19,7 +19,7 @@ extern "C" {
  * number grows when functions or trailing struct fields are added; an older host keeps working.
  * ---------------------------------------------------------------------------------------------- */
 #define EPOLL_ECHO_ABI_MAJOR 1
-#define EPOLL_ECHO_ABI_MINOR 1
+#define EPOLL_ECHO_ABI_MINOR 2
 
 /* Packs a major/minor pair the way epoll_echo_abi_version() returns it. */
 #define EPOLL_ECHO_ABI_PACK(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor)&0xffffu))
@@ -69,11 +69,11 @@ typedef struct epoll_echo_config {
   uint32_t listeners;         /* worker threads, each with its own SO_REUSEPORT listening socket;
                                * 0 = number of CPUs this process may run on; at most 1024 */
   uint32_t backlog;           /* listen() backlog per listener; 0 = SOMAXCONN */
-  uint32_t high_water_bytes;  /* per-connection unsent bytes above which the connection is no
-                               * longer read until it drains; 0 = 1 MiB; at least 4096 */
+  uint32_t high_water_bytes;  /* the most unsent bytes the server holds for one connection: it is
+                               * not read while that many wait, until half have drained;
+                               * 0 = 128 KiB; at least 4096 */
   uint32_t read_budget_bytes; /* bytes read from one connection per wake-up before its neighbours
-                               * get a turn; 0 = 256 KiB; at least 4096. The server holds at most
-                               * high_water_bytes + read_budget_bytes unsent bytes per connection */
+                               * get a turn; 0 = 256 KiB; at least 4096 */
   uint32_t accept_budget;     /* connections accepted per listener per wake-up; 0 = 64 */
   uint32_t reserved0;         /* must be zero */
   char bind_address[64];      /* NUL-terminated numeric IPv4 or IPv6 address ("127.0.0.1",
@@ -102,6 +102,10 @@ typedef struct epoll_echo_counters {
   /* ABI 1.1 */
   uint64_t adopted;     /* connections taken over from a previous engine (hot-swap) */
   uint64_t handed_over; /* connections given to a next engine; not counted as closed */
+  /* ABI 1.2 */
+  uint64_t worker_failures; /* workers whose event loop stopped on an unexpected error (epoll_wait
+                             * failed): they serve nothing more until stop; the reason is in
+                             * epoll_echo_last_error(). Nonzero means: stop the engine */
 } epoll_echo_counters_t;
 
 /* Engine statistics: a consistent-enough snapshot (each counter is read atomically, the set is

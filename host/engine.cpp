@@ -16,6 +16,8 @@ epoll_echo_config_t makeConfig(const Options& options) {
   config.size = sizeof config;
   config.port = options.port;
   config.listeners = options.listeners;
+  config.high_water_bytes = options.highWaterBytes;
+  config.read_budget_bytes = options.readBudgetBytes;
   // options.h caps the address at 63 bytes; the cap here keeps the terminating NUL regardless.
   const std::size_t length = std::min(options.bindAddress.size(), sizeof config.bind_address - 1);
   std::memcpy(config.bind_address, options.bindAddress.data(), length);

@@ -41,6 +41,7 @@ class Engine {
   void start();  // binds and starts every listener; throws EngineError ("bind ...: Address already in use")
   void stop();   // joins every plugin thread; throws EngineError
   epoll_echo_stats_t stats() const;  // zeroed counters if the call fails: stats are advisory
+  std::string lastError() const;     // epoll_echo_last_error(): why the last call or a worker failed
 
   // Hot-swap hand-over (ABI 1.1; the plugin must supportsHandover()). Each throws EngineError.
   void pause();
@@ -54,7 +55,6 @@ class Engine {
 
  private:
   std::string describeFailure(const char* call, int code, const std::string& detail) const;
-  std::string lastError() const;
   void check(const char* call, int code) const;  // throws EngineError unless code is OK
 
   const PluginFunctions& functions_;

@@ -24,6 +24,7 @@ constexpr const char* kPortRange = "allowed 0-65535 (0 = any free port, chosen b
 constexpr const char* kListenersRange = "allowed 1-1024";
 constexpr const char* kStatsIntervalRange = "allowed 0-86400 seconds (0 = off)";
 constexpr const char* kStatsFormatRange = "allowed text or json";
+constexpr const char* kBufferLimitRange = "allowed 0 (the engine's default) or 4096-4294967295 bytes";
 constexpr const char* kBindRange = "allowed a numeric IPv4 or IPv6 address such as 127.0.0.1 or ::1";
 
 struct UsageError {
@@ -36,6 +37,7 @@ std::string rangeOf(const std::string& flag) {
   if (flag == "--stats-interval") return kStatsIntervalRange;
   if (flag == "--stats-format") return kStatsFormatRange;
   if (flag == "--bind") return kBindRange;
+  if (flag == "--high-water" || flag == "--read-budget") return kBufferLimitRange;
   return "";
 }
 
@@ -75,6 +77,12 @@ std::string parseBindAddress(const std::string& text) {
   return text;
 }
 
+uint32_t parseBufferLimit(const std::string& flag, const std::string& text) {
+  const uint32_t value = parseNumber(flag, text, 0, UINT32_MAX);
+  if (value != 0 && value < kMinBufferLimit) throw UsageError{refusal(flag, text + " is out of range")};
+  return value;
+}
+
 StatsFormat parseStatsFormat(const std::string& text) {
   if (text == "text") return StatsFormat::kText;
   if (text == "json") return StatsFormat::kJson;
@@ -97,6 +105,10 @@ po::options_description describeOptions(uint32_t defaultListeners) {
       "engine plugin (default: libepoll_echo.so next to this program, then ../lib/epoll_echo/)")(
       "stats-interval", text("SECONDS", "0"), "print a stats line every SECONDS, 0-86400 (0 = off)")(
       "stats-format", text("FORMAT", "text"), "stats line format: text or json (one object per line)")(
+      "high-water", text("BYTES", "0"),
+      "most unsent bytes held for one connection, 0 or 4096-4294967295 (0 = the engine's default)")(
+      "read-budget", text("BYTES", "0"),
+      "bytes read from one connection per wake-up, 0 or 4096-4294967295 (0 = the engine's default)")(
       "watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")(
       "help,h", "print this help and exit")("version",
                                             "print the host version, the plugin's ABI version and build id, and exit");
@@ -119,6 +131,8 @@ Options readOptions(const po::variables_map& values) {
   options.statsIntervalSeconds =
       parseNumber("--stats-interval", values["stats-interval"].as<std::string>(), 0, kMaxStatsIntervalSeconds);
   options.statsFormat = parseStatsFormat(values["stats-format"].as<std::string>());
+  options.highWaterBytes = parseBufferLimit("--high-water", values["high-water"].as<std::string>());
+  options.readBudgetBytes = parseBufferLimit("--read-budget", values["read-budget"].as<std::string>());
   if (values.count("bind")) options.bindAddress = parseBindAddress(values["bind"].as<std::string>());
   options.watch = values.count("watch") > 0;
   if (values.count("plugin")) options.pluginPath = values["plugin"].as<std::string>();

@@ -19,6 +19,8 @@ inline constexpr uint32_t kMaxPort = 65535;
 inline constexpr uint32_t kMaxListeners = 1024;
 inline constexpr uint32_t kMaxStatsIntervalSeconds = 86400;
 inline constexpr std::size_t kMaxBindAddressLength = 63;  // epoll_echo_config_t.bind_address[64]
+// The engine refuses buffer limits below 4 KiB (each message would take several system calls).
+inline constexpr uint32_t kMinBufferLimit = 4096;
 
 enum class StatsFormat { kText, kJson };
 
@@ -29,7 +31,9 @@ struct Options {
   std::string pluginPath;             // empty = look next to the executable (see plugin_library.h)
   uint32_t statsIntervalSeconds = 0;  // 0 = no periodic stats line
   StatsFormat statsFormat = StatsFormat::kText;
-  bool watch = false;  // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
+  uint32_t highWaterBytes = 0;   // per-connection unsent-byte limit; 0 = the engine's default
+  uint32_t readBudgetBytes = 0;  // bytes read per connection per wake-up; 0 = the engine's default
+  bool watch = false;            // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
 };
 
 // What main() should do after parsing.

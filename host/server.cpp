@@ -14,8 +14,8 @@
 namespace epoll_echo::host {
 namespace {
 
-// The accept-error check runs every second whatever --stats-interval says: running out of file
-// descriptors must be reported even when nobody asked for stats.
+// The accept-error and worker-failure checks run every second whatever --stats-interval says:
+// running out of file descriptors or losing a worker must be reported even when nobody asked.
 constexpr std::chrono::milliseconds kMonitorPeriod{1000};
 // A build writes the file in several steps (or several files in a row): reload once it is quiet.
 constexpr std::chrono::milliseconds kDebounce{200};
@@ -65,7 +65,10 @@ void Server::waitForEvents() {
   if (fds[0].revents != 0) {
     while (const std::optional<int> signal = signals_.read()) onSignal(*signal);
   }
-  if (fds[2].revents != 0 && monitorTimer_.consumeExpirations() > 0) checkAcceptErrors(stats());
+  if (fds[2].revents != 0 && monitorTimer_.consumeExpirations() > 0) {
+    checkAcceptErrors(stats());
+    checkWorkerFailures(serving_->engine().stats());
+  }
   if (fds[3].revents != 0 && statsTimer_->consumeExpirations() > 0) printStats();
   if (fds[4].revents != 0 && watcher_->consumeChanges()) onPluginChanged();
   if (fds[5].revents != 0 && reloadTimer_.consumeExpiry()) onReloadTimer();
@@ -91,9 +94,23 @@ void Server::onSignal(int signal) {
 }
 
 void Server::beginStop(int signal) {
+  logLine(signalName(signal) + " received: stopping (send SIGINT or SIGTERM again to exit at once)");
+  stopEngine(signal);
+}
+
+// The policy for a worker that stopped on an unexpected error: the engine no longer serves every
+// connection it holds, so the host does not pretend to. It logs why, stops the engine and exits
+// with kExitFailure, for a service manager to restart it.
+void Server::checkWorkerFailures(const epoll_echo_stats_t& serving) {
+  if (stopSignal_ || serving.total.worker_failures == 0) return;
+  failure_ = serving_->engine().lastError();
+  logLine("engine failure: " + failure_ + "; stopping, exit status " + std::to_string(kExitFailure));
+  stopEngine(SIGTERM);
+}
+
+void Server::stopEngine(int signal) {
   stopSignal_ = signal;
   reloadTimer_.disarm();
-  logLine(signalName(signal) + " received: stopping (send SIGINT or SIGTERM again to exit at once)");
   // A service manager that waits for the stop (Type=notify) learns it has begun.
   if (const std::string problem = notifyServiceManager("STOPPING=1"); !problem.empty()) {
     logLine("warning: cannot notify the service manager: " + problem);
@@ -127,6 +144,10 @@ int Server::finishStop() {
   if (stopThread_.joinable()) stopThread_.join();
   if (!stopError_.empty()) {
     logLine(stopError_);
+    return kExitFailure;
+  }
+  if (!failure_.empty()) {
+    logLine("stopped after an engine failure: " + formatCounters(stats().total));
     return kExitFailure;
   }
   const auto elapsed = std::chrono::steady_clock::now() - started_;

@@ -42,13 +42,16 @@ class Server {
   const LoadedEngine& serving() const { return *serving_; }
   epoll_echo_stats_t stats() const;  // the serving engine's snapshot with the replaced engines' totals added
 
-  // Returns the exit code once the engine has stopped: kExitOk, or kExitFailure if stop failed.
+  // Returns the exit code once the engine has stopped: kExitOk, or kExitFailure if stop failed or
+  // a worker failed (the host then stops by itself).
   int run();
 
  private:
   void waitForEvents();
   void onSignal(int signal);
   void beginStop(int signal);
+  void stopEngine(int signal);
+  void checkWorkerFailures(const epoll_echo_stats_t& serving);
   [[noreturn]] void forceExit(int signal);
   int finishStop();
   void onPluginChanged();
@@ -75,6 +78,7 @@ class Server {
   std::thread stopThread_;
   std::optional<int> stopSignal_;  // the signal that began the stop, once it has begun
   std::string stopError_;          // written by the stop thread, read after joining it
+  std::string failure_;            // why a worker failed, when that made the host stop
   bool stopFinished_ = false;
   AcceptErrorMonitor acceptErrors_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

@@ -94,6 +94,7 @@ void addCounters(epoll_echo_counters_t& totals, const epoll_echo_counters_t& fin
   totals.wakeups += finished.wakeups;
   totals.adopted += finished.adopted;
   totals.handed_over += finished.handed_over;
+  totals.worker_failures += finished.worker_failures;
 }
 
 std::optional<std::string> AcceptErrorMonitor::observe(uint64_t acceptErrors, Clock::time_point now) {

@@ -9,7 +9,7 @@
 namespace epoll_echo {
 
 inline constexpr uint32_t kMaxListeners = 1024;
-inline constexpr uint32_t kDefaultHighWaterBytes = 1u << 20;
+inline constexpr uint32_t kDefaultHighWaterBytes = 128u << 10;
 inline constexpr uint32_t kDefaultReadBudgetBytes = 256u << 10;
 // Accepting is cheap next to serving; 64 per wake lets a connect storm through quickly without
 // letting it hold the worker away from established connections for long.

@@ -1,6 +1,7 @@
 // Connection: one accepted client socket and the bytes it still has to be sent.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "output_buffer.h"
@@ -11,11 +12,16 @@ namespace epoll_echo {
 // Owned by its Worker (in the worker's connection table); touched only by the worker thread.
 // Its address is the epoll user data, so it never moves while registered.
 struct Connection {
-  explicit Connection(UniqueFd socket) : fd(std::move(socket)) {}
+  // `highWaterBytes`: the most bytes it may owe its client (pending plus batched), its buffer's size.
+  Connection(UniqueFd socket, size_t highWaterBytes) : fd(std::move(socket)), pending(highWaterBytes) {}
+
+  // Bytes read and not sent yet: in the output buffer, or in the worker's batch.
+  size_t owed() const noexcept { return pending.size() + batchedBytes; }
 
   UniqueFd fd;
   OutputBuffer pending;
   uint32_t slot = 0;          // index in the worker's connection table
+  uint32_t batchedBytes = 0;  // in the worker's batch, not sent yet
   bool finAnnounced = false;  // epoll reported RDHUP/HUP: read until 0, not just a short read
   bool peerClosed = false;    // the client's FIN was read: close once `pending` is sent
   bool readPaused = false;    // backpressure: not read until `pending` drains

@@ -34,6 +34,7 @@ struct alignas(64) WorkerCounters {
   SingleWriterCounter wakeups;
   SingleWriterCounter adopted;
   SingleWriterCounter handedOver;
+  SingleWriterCounter failures;  // the loop stopped on an unexpected error: 0 or 1
 
   void addTo(epoll_echo_counters_t& sum) const noexcept {
     const uint64_t gone = closed.get() + handedOver.get();
@@ -51,6 +52,7 @@ struct alignas(64) WorkerCounters {
     sum.accept_pauses += acceptPauses.get();
     sum.syscalls += syscalls.get();
     sum.wakeups += wakeups.get();
+    sum.worker_failures += failures.get();
   }
 };
 

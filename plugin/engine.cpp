@@ -86,7 +86,8 @@ std::vector<std::unique_ptr<Worker>> Engine::createWorkers(std::vector<UniqueFd>
   std::vector<std::unique_ptr<Worker>> workers;
   workers.reserve(listeners.size());
   for (uint32_t i = 0; i < listeners.size(); ++i) {
-    workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners[i])));
+    workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners[i]),
+                                               [this](const std::string& detail) { setLastError(detail); }));
   }
   return workers;
 }

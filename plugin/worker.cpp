@@ -16,6 +16,7 @@
 #include <new>
 
 #include "engine_error.h"
+#include "fault_injection.h"
 #include "raw_syscalls.h"
 
 namespace epoll_echo {
@@ -50,8 +51,12 @@ bool isTransientAcceptError(int error) {
 
 }  // namespace
 
-Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener)
-    : index_(index), config_(config), listener_(std::move(listener)), batchBuffer_(new char[kBatchBufferBytes]) {
+Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener, FailureReport reportFailure)
+    : index_(index),
+      config_(config),
+      reportFailure_(std::move(reportFailure)),
+      listener_(std::move(listener)),
+      batchBuffer_(new char[kBatchBufferBytes]) {
   batch_.reserve(kMaxBatchedEchoes);
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_create1 (worker " + std::to_string(index_) + ")");
@@ -115,16 +120,29 @@ void Worker::run() noexcept {
   // The accept queue may already hold connections that arrived between listen() and now.
   onAccept();
   while (!stopping_) {
-    const int count = raw::epollWait(epoll_.get(), events, kMaxEventsPerWait, waitTimeoutMs());
+    const int count = fault::epollWait(counters_, epoll_.get(), events, kMaxEventsPerWait, waitTimeoutMs());
     counters_.syscalls.add(1);
     if (count < 0) {
       if (errno == EINTR) continue;
-      break;  // EBADF/EINVAL cannot happen while we own the fd; leave rather than spin
+      // EBADF, EFAULT, EINVAL: impossible while the worker owns the fd, so a bug or a corrupted
+      // process. Retrying would spin; leave, and say so (stats, last error, the host's policy).
+      fail("epoll_wait", errno);
+      return;
     }
     if (count > 0) counters_.wakeups.add(1);
     for (int i = 0; i < count; ++i) dispatch(events[i]);
     sendBatch();
     runDeferredWork();
+  }
+}
+
+void Worker::fail(const char* call, int error) noexcept {
+  counters_.failures.add(1);
+  try {
+    reportFailure_(describeErrno("worker " + std::to_string(index_) + ": " + call, error) +
+                   "; it serves no more connections");
+  } catch (...) {
+    // No memory for the message: the failure counter still tells.
   }
 }
 
@@ -247,7 +265,7 @@ void Worker::adoptConnection(UniqueFd socket, const char* pending, size_t pendin
 Connection* Worker::registerConnection(UniqueFd socket) {
   std::unique_ptr<Connection> connection;
   try {
-    connection = std::make_unique<Connection>(std::move(socket));
+    connection = std::make_unique<Connection>(std::move(socket), config_.highWaterBytes);
     // Reserved here so that closing a connection or queueing it for later never allocates.
     const size_t tracked = connections_.size() + closedThisBatch_.size() + 1;
     connections_.reserve(connections_.size() + 1);
@@ -271,20 +289,26 @@ void Worker::onReadable(Connection& connection) {
   if (connection.readPaused || connection.peerClosed) return;
   size_t budget = config_.readBudgetBytes;
   while (!connection.closed) {
-    // Never more than the budget left, so one call can overshoot the high-water mark by at most
-    // the read budget (batched bytes reach the output buffer only when the kernel does not take
-    // them): the documented memory bound per connection.
-    const size_t wanted = std::min(kReadChunk, budget);
+    // Never more than the high-water mark leaves room for, so what the connection owes its client
+    // (the output buffer plus the batch) never exceeds the mark whatever the read budget: the
+    // documented memory bound per connection.
+    if (connection.owed() >= config_.highWaterBytes) {
+      // Bytes still in the batch may all be sent: look again once it went (the resume pass).
+      // Bytes in the output buffer wait for EPOLLOUT, which resumes reading once half drained.
+      if (connection.batched) {
+        queueForResume(connection);
+      } else {
+        connection.readPaused = true;
+        counters_.backpressurePauses.add(1);
+      }
+      return;
+    }
+    const size_t wanted = std::min({kReadChunk, budget, config_.highWaterBytes - connection.owed()});
     // Room for this read and, unless this connection has its entry already, one more echo; else
     // the batch goes now (which may close this connection or fill its output buffer: check again).
     if (batchBytes_ + wanted > kBatchBufferBytes || (!endsBatch(connection) && batch_.size() == kMaxBatchedEchoes)) {
       sendBatch();
       continue;
-    }
-    if (connection.pending.size() >= config_.highWaterBytes) {
-      connection.readPaused = true;
-      counters_.backpressurePauses.add(1);
-      return;
     }
     char* const into = batchBuffer_.get() + batchBytes_;
     // recv, not read: read() goes through the VFS layer first (vfs_read, sock_read_iter,
@@ -334,6 +358,7 @@ bool Worker::echo(Connection& connection, const char* bytes, size_t count) {
   // A connection is read by one onReadable() call per batch (sendBatch() runs between the event
   // pass and the resume pass), and its reads are back to back in the buffer: one entry each
   // (sendBatch() would still be right with two).
+  connection.batchedBytes += static_cast<uint32_t>(count);
   if (endsBatch(connection)) {
     batch_.back().length += static_cast<uint32_t>(count);
   } else {
@@ -350,6 +375,7 @@ void Worker::sendBatch() {
   for (const BatchedEcho& entry : batch_) {
     Connection& connection = *entry.connection;
     connection.batched = false;
+    connection.batchedBytes = 0;
     if (!connection.closed) sendNow(connection, batchBuffer_.get() + entry.offset, entry.length);
   }
   for (const BatchedEcho& entry : batch_) {

@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,8 +24,12 @@ namespace epoll_echo {
 // counters(), which any thread may call.
 class Worker {
  public:
+  // Called on the worker's thread when its loop stops on an unexpected error, with the reason
+  // ("worker 0: epoll_wait: Bad file descriptor"). Must not throw.
+  using FailureReport = std::function<void(const std::string&)>;
+
   // Takes ownership of a bound, listening, non-blocking socket. Throws EngineError.
-  Worker(uint32_t index, const EngineConfig& config, UniqueFd listener);
+  Worker(uint32_t index, const EngineConfig& config, UniqueFd listener, FailureReport reportFailure);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -54,6 +60,7 @@ class Worker {
 
   void dropAll(SingleWriterCounter& countAs) noexcept;
   void run() noexcept;
+  void fail(const char* call, int error) noexcept;
   void dispatch(const epoll_event& event);
   int waitTimeoutMs() const;
   void runDeferredWork();
@@ -79,6 +86,7 @@ class Worker {
 
   const uint32_t index_;
   const EngineConfig config_;
+  const FailureReport reportFailure_;
   UniqueFd listener_;
   UniqueFd epoll_;
   UniqueFd wakeup_;

@@ -37,19 +37,19 @@ const std::vector<size_t> kDocumentedLayout = {96,  // config
                                                24,  4,
                                                28,  4,
                                                32,  64,  //
-                                               96,  0,
+                                               104, 0,
                                                72,  80,
-                                               88,  // counters
-                                               112, 0,
+                                               88,  96,  // counters
+                                               120, 0,
                                                4,   4,
                                                4,   8,
                                                4,   12,
                                                4,   16,
-                                               96,  // stats
-                                               104, 0,
+                                               104,  // stats
+                                               112, 0,
                                                4,   4,
                                                4,   8,
-                                               96,  // worker stats
+                                               104,  // worker stats
                                                24,  0,
                                                4,   4,
                                                4,   8,

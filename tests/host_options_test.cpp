@@ -68,6 +68,20 @@ TEST(HostOptionsTest, AcceptsTheEdgesOfEachRange) {
   EXPECT_EQ(parseValid({"--bind", "0.0.0.0"}).bindAddress, "0.0.0.0");
 }
 
+TEST(HostOptionsTest, PassesBufferLimitsToTheEngineZeroMeaningItsDefault) {
+  EXPECT_EQ(parseValid({}).highWaterBytes, 0u);
+  EXPECT_EQ(parseValid({}).readBudgetBytes, 0u);
+  EXPECT_EQ(parseValid({"--high-water", "4096"}).highWaterBytes, 4096u);
+  EXPECT_EQ(parseValid({"--high-water", "4294967295"}).highWaterBytes, 4294967295u);
+  EXPECT_EQ(parseValid({"--read-budget", "65536"}).readBudgetBytes, 65536u);
+  EXPECT_EQ(parseValid({"--read-budget", "0"}).readBudgetBytes, 0u);
+  expectRefusal({"--high-water", "4095"},
+                "--high-water 4095 is out of range: allowed 0 (the engine's default) or 4096-4294967295 bytes");
+  expectRefusal({"--read-budget", "1"}, "--read-budget 1 is out of range: allowed 0 (the engine's default)");
+  expectRefusal({"--high-water", "4294967296"}, "--high-water 4294967296 is out of range");
+  expectRefusal({"--read-budget", "64K"}, "--read-budget '64K' is not a number");
+}
+
 TEST(HostOptionsTest, AcceptsTheGoFlagPackagesSingleDashSpelling) {
   const Options options = parseValid({"-port", "9999", "-maxListeners", "4"});
   EXPECT_EQ(options.port, 9999u);

@@ -5,6 +5,10 @@
 #
 #   tests/bench/run_benchmarks.sh [--quick] [--rounds N] [--build DIR] [--server-cpu N] [--client-cpu N]
 #                                 [--only SCENARIO] [--server-cpu-limit PERCENT]
+#                                 [--engine-flags "FLAGS"] [--no-syscalls]
+#
+# --engine-flags passes more flags to epoll-server (e.g. "--high-water 65536"); --no-syscalls
+# skips the extra system-call run of each scenario and server.
 #
 # --server-cpu-limit caps each server at PERCENT of its core (a cgroup CPU quota, 10 ms period;
 # needs root and the cgroup cpu controller) so that the server, not the generator, is the
@@ -20,6 +24,8 @@ server_cpu=0
 client_cpu=1
 only=
 cpu_limit=
+engine_flags=
+syscall_runs=1
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) rounds=1; warmup=0.3; duration=1 ;;
@@ -29,7 +35,9 @@ while [ $# -gt 0 ]; do
         --client-cpu) client_cpu=$2; shift ;;
         --only) only=$2; shift ;;
         --server-cpu-limit) cpu_limit=$2; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --engine-flags) engine_flags=$2; shift ;;
+        --no-syscalls) syscall_runs= ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "run_benchmarks.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -88,6 +96,8 @@ scenarios=(
     "pingpong_100conn_4KiB|--connections 100 --size 4096 --depth 1"
     "pingpong_100conn_64KiB|--connections 100 --size 65536 --depth 1"
     "pingpong_1000conn_64B|--connections 1000 --size 64 --depth 1"
+    "stream_8conn_64KiB|--connections 8 --size 65536 --depth 16"
+    "stream_8conn_1MiB|--connections 8 --size 1048576 --depth 4"
     "connect_rate_8par_64B|--mode connect --connections 8 --size 64"
     "idle_10000conn|--mode idle --connections 10000 --size 64"
 )
@@ -124,8 +134,9 @@ start_server() {
     # shellcheck disable=SC2016
     [ -n "$cgroup_procs" ] && limit+=(sh -c 'echo $$ >"$0" && exec "$@"' "$cgroup_procs")
     if [ "$1" = engine ]; then
+        # shellcheck disable=SC2086
         "${limit[@]}" taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners 1 \
-            --stats-format json >"$server_out" 2>"$server_log" &
+            --stats-format json $engine_flags >"$server_out" 2>"$server_log" &
     else
         "${limit[@]}" taskset -c "$server_cpu" "$bin/asio-echo-server" --port 0 --bind 127.0.0.1 --threads 1 \
             >"$server_out" 2>"$server_log" &
@@ -234,7 +245,7 @@ for entry in "${scenarios[@]}"; do
         done
     done
     # Idle connections send nothing after their one echo: no system calls per message to count.
-    [ -n "$idle" ] && continue
+    [ -n "$idle" ] || [ -z "$syscall_runs" ] && continue
     for server in engine asio; do
         # shellcheck disable=SC2086
         syscall_pass "$scenario" "$server" $arguments
@@ -244,7 +255,7 @@ done
 {
     echo "$(date -u +%FT%TZ), kernel $(uname -r),$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cores"
     echo "rounds $rounds, warm-up ${warmup} s, window ${duration} s, server on CPU $server_cpu${cpu_limit:+" capped at $cpu_limit % ($cgroup_kind)"}, generator on CPU" \
-        "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+        "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)${engine_flags:+, engine flags $engine_flags}"
     python3 "$root/tests/bench/summarize.py" "$raw" "$build/bench-results.json"
 } | tee "$build/bench-results.txt"
 python3 "$root/tests/bench/plot.py" "$raw" "$build/bench-results.svg" ||

@@ -23,9 +23,10 @@ constexpr auto kStartTimeout = std::chrono::seconds(10);
 constexpr char kStartText[] = "listening on 127.0.0.1:";
 
 // EPOLL_ECHO_STRESS_PLUGIN runs the suite against another build of the plugin (to try a fix).
-std::vector<std::string> serverArguments(std::uint32_t listeners) {
+std::vector<std::string> serverArguments(std::uint32_t listeners, const std::vector<std::string>& extraArguments) {
   std::vector<std::string> arguments{
       "--port", "0", "--bind", "127.0.0.1", "--maxListeners", std::to_string(listeners), "--stats-format", "json"};
+  arguments.insert(arguments.end(), extraArguments.begin(), extraArguments.end());
   if (const char* plugin = std::getenv("EPOLL_ECHO_STRESS_PLUGIN"); plugin != nullptr && *plugin != '\0') {
     arguments.insert(arguments.end(), {"--plugin", plugin});
   }
@@ -51,7 +52,8 @@ std::size_t countStatsLines(const std::string& out) {
 
 }  // namespace
 
-StressServer::StressServer(std::uint32_t listeners) : process_(EPOLL_ECHO_SERVER_PATH, serverArguments(listeners)) {
+StressServer::StressServer(std::uint32_t listeners, const std::vector<std::string>& extraArguments)
+    : process_(EPOLL_ECHO_SERVER_PATH, serverArguments(listeners, extraArguments)) {
   if (!process_.waitForStderr(" listeners", deadlineIn(kStartTimeout))) {
     error_ = "no start line from epoll-server; stderr: " + process_.capturedStderr();
     return;
@@ -66,11 +68,13 @@ StressServer::StressServer(std::uint32_t listeners) : process_(EPOLL_ECHO_SERVER
   if (port_ == 0) error_ = "no port in the start line: " + err;
 }
 
+// smaps_rollup, not VmRSS from status: since Linux 6.2 status may read the per-CPU RSS counters
+// without summing them, off by up to 32 pages per CPU; smaps_rollup counts the mapped pages.
 long StressServer::rssKib() const {
-  std::ifstream status("/proc/" + std::to_string(pid()) + "/status");
+  std::ifstream rollup("/proc/" + std::to_string(pid()) + "/smaps_rollup");
   std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  while (std::getline(rollup, line)) {
+    if (line.rfind("Rss:", 0) == 0) return std::strtol(line.c_str() + 4, nullptr, 10);
   }
   return -1;
 }

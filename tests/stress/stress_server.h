@@ -29,9 +29,10 @@ struct ServerStats {
 // One epoll-server child (killed and reaped by ChildProcess's destructor). Use from one thread.
 class StressServer {
  public:
-  // Spawns `epoll-server --port 0 --bind 127.0.0.1 --maxListeners N --stats-format json` and waits
-  // for its start line; started() is false and error() says why if it did not come.
-  explicit StressServer(std::uint32_t listeners);
+  // Spawns `epoll-server --port 0 --bind 127.0.0.1 --maxListeners N --stats-format json` plus
+  // `extraArguments` and waits for its start line; started() is false and error() says why if it
+  // did not come.
+  explicit StressServer(std::uint32_t listeners, const std::vector<std::string>& extraArguments = {});
 
   bool started() const { return port_ != 0; }
   const std::string& error() const { return error_; }
@@ -39,7 +40,8 @@ class StressServer {
   pid_t pid() const { return process_.pid(); }
   ChildProcess& process() { return process_; }
 
-  // Figures read from /proc/PID: resident set (VmRSS, KiB), user+system CPU seconds, open fds.
+  // Figures read from /proc/PID: resident set (Rss of smaps_rollup, KiB), user+system CPU
+  // seconds, open fds.
   // -1 when the process is gone.
   long rssKib() const;
   double cpuSeconds() const;

@@ -1,0 +1,36 @@
+// Fault injection for tests: builds compiled with EPOLL_ECHO_FAULT_INJECTION (never the shipped
+// plugin, see plugin/CMakeLists.txt) can make the worker's epoll_wait fail, to check that the
+// failure is reported. Other builds call raw::epollWait directly.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include "counters.h"
+#include "raw_syscalls.h"
+
+#ifdef EPOLL_ECHO_FAULT_INJECTION
+#include <cerrno>
+#include <cstdlib>
+#endif
+
+namespace epoll_echo::fault {
+
+// epoll_wait, except in a fault-injection build with EPOLL_ECHO_FAULT_EPOLL_WAIT=<errno> in the
+// environment: there, once the worker has accepted a connection, it fails with that errno (so a
+// test chooses the moment by connecting).
+inline int epollWait(const WorkerCounters& counters, int epollFd, epoll_event* events, int maxEvents,
+                     int timeoutMs) noexcept {
+#ifdef EPOLL_ECHO_FAULT_INJECTION
+  if (counters.accepted.get() > 0) {
+    if (const char* injected = std::getenv("EPOLL_ECHO_FAULT_EPOLL_WAIT")) {
+      errno = std::atoi(injected);
+      return -1;
+    }
+  }
+#else
+  (void)counters;
+#endif
+  return raw::epollWait(epollFd, events, maxEvents, timeoutMs);
+}
+
+}  // namespace epoll_echo::fault

@@ -1,0 +1,98 @@
+// worker_failure_test.cpp — a worker whose epoll_wait fails unexpectedly is never silent: the
+// stats count it, last_error says why, stop still joins it, and epoll-server logs it and exits 1.
+// The failure is injected by the test-only plugin build (plugin/fault_injection.h): once a worker
+// has accepted a connection, its epoll_wait fails with the errno in EPOLL_ECHO_FAULT_EPOLL_WAIT.
+#include <signal.h>
+#include <stdlib.h>
+
+#include <cerrno>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "support/plugin.h"
+#include "support/process.h"
+
+namespace epoll_echo::test {
+namespace {
+
+constexpr auto kTimeout = std::chrono::seconds(15);  // generous: sanitizer builds on busy cores
+
+// Sets the injection variable for the test's lifetime (read by the plugin's worker threads, which
+// exist only inside the test, after it is set).
+class InjectedEpollWaitFailure {
+ public:
+  explicit InjectedEpollWaitFailure(int error) { ::setenv(kName, std::to_string(error).c_str(), 1); }
+  ~InjectedEpollWaitFailure() { ::unsetenv(kName); }
+
+ private:
+  static constexpr const char* kName = "EPOLL_ECHO_FAULT_EPOLL_WAIT";
+};
+
+class WorkerFailureTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(faulty_.loaded()) << faulty_.error(); }
+  Plugin faulty_{EPOLL_ECHO_FAULT_PLUGIN_PATH};
+};
+
+TEST_F(WorkerFailureTest, FailedEpollWaitIsCountedAndExplained) {
+  InjectedEpollWaitFailure injected(EBADF);
+  Engine engine(faulty_.api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  EXPECT_EQ(engine.stats().total.worker_failures, 0u);
+
+  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  bool failed = false;
+  const epoll_echo_stats_t stats = engine.waitForStats(
+      [](const epoll_echo_stats_t& now) { return now.total.worker_failures > 0; }, deadlineIn(kTimeout), &failed);
+  ASSERT_TRUE(failed) << "worker_failures stayed 0";
+  EXPECT_EQ(stats.total.worker_failures, 1u) << "only the worker that accepted fails";
+  const std::string reason = engine.lastError();
+  EXPECT_NE(reason.find(": epoll_wait: Bad file descriptor; it serves no more connections"), std::string::npos)
+      << reason;
+  uint64_t perWorker = 0;
+  for (uint32_t index = 0; index < 2; ++index) perWorker += engine.workerStats(index).counters.worker_failures;
+  EXPECT_EQ(perWorker, 1u);
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);  // joins the failed worker too
+  EXPECT_EQ(engine.stats().total.active, 0u);
+}
+
+TEST_F(WorkerFailureTest, ShippedPluginHasNoFaultInjection) {
+  InjectedEpollWaitFailure injected(EBADF);
+  Plugin shipped;
+  ASSERT_TRUE(shipped.loaded()) << shipped.error();
+  Engine engine(shipped.api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
+  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  ASSERT_TRUE(sendAll(client.get(), std::string("ping"), deadlineIn(kTimeout), &error)) << error;
+  char echo[4];
+  ASSERT_TRUE(receiveExactly(client.get(), echo, sizeof echo, deadlineIn(kTimeout), &error)) << error;
+  EXPECT_EQ(engine.stats().total.worker_failures, 0u);
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
+}
+
+// The host's documented policy (docs/epoll-server.md): log the reason, stop, exit status 1.
+TEST_F(WorkerFailureTest, HostLogsTheReasonAndExitsNonZero) {
+  InjectedEpollWaitFailure injected(EINVAL);
+  ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "1", "--plugin",
+                                               EPOLL_ECHO_FAULT_PLUGIN_PATH});
+  const std::string startText = "listening on 127.0.0.1:";
+  ASSERT_TRUE(server.waitForStderr(startText, deadlineIn(kTimeout))) << server.capturedStderr();
+  const std::string& log = server.capturedStderr();
+  const auto port = static_cast<uint16_t>(std::stoul(log.substr(log.find(startText) + startText.size())));
+  std::string error;
+  Fd client = connectLoopback(port, deadlineIn(kTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));
+  ASSERT_TRUE(status.has_value()) << "still running; stderr: " << server.capturedStderr();
+  EXPECT_TRUE(status->exited && status->code == 1) << status->describe();
+  EXPECT_NE(server.capturedStderr().find("engine failure: worker 0: epoll_wait: Invalid argument"), std::string::npos)
+      << server.capturedStderr();
+}
+
+}  // namespace
+}  // namespace epoll_echo::test
