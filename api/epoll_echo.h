@@ -57,8 +57,10 @@ typedef enum epoll_echo_error { EPOLL_ECHO_ERROR_TABLE(EPOLL_ECHO_ERROR_ENUM_ENT
  * copy_struct_from_user rule), otherwise EPOLL_ECHO_ESIZE. Output structs are filled up to the
  * caller's size: `size` is set to min(caller's size, plugin's size), the bytes the plugin knows,
  * and any caller bytes beyond those are zeroed. Sizes below 8 or above 4096 are
- * EPOLL_ECHO_ESIZE. Fields are fixed-width integers with explicit padding: the layout is the same
- * for every compiler and language.
+ * EPOLL_ECHO_ESIZE, and so is a size smaller than the plugin's that ends inside one of its fields
+ * (10 for a config: half of `listeners`), since no version of this header declares such a struct.
+ * Fields are fixed-width integers with explicit padding: the layout is the same for every compiler
+ * and language.
  * ---------------------------------------------------------------------------------------------- */
 
 /* Engine configuration. A zero field means "the default" named on it. */

@@ -153,7 +153,7 @@ EPOLL_ECHO_EXPORT int epoll_echo_worker_stats(const epoll_echo_engine_t* engine,
   if (!isEngine(engine) || stats == nullptr) return EPOLL_ECHO_EINVAL;
   uint32_t size = 0;
   std::memcpy(&size, stats, sizeof size);
-  if (!epoll_echo::structSizeValid(size)) return EPOLL_ECHO_ESIZE;
+  if (!epoll_echo::structSizeValid<epoll_echo_worker_stats_t>(size)) return EPOLL_ECHO_ESIZE;
   try {
     epoll_echo_worker_stats_t value{};
     value.size = sizeof value;
@@ -202,7 +202,7 @@ EPOLL_ECHO_EXPORT int epoll_echo_export_connection(const epoll_echo_engine_t* en
   if (state == nullptr) return EPOLL_ECHO_EINVAL;
   uint32_t size = 0;
   std::memcpy(&size, state, sizeof size);
-  if (!epoll_echo::structSizeValid(size)) return EPOLL_ECHO_ESIZE;
+  if (!epoll_echo::structSizeValid<epoll_echo_connection_state_t>(size)) return EPOLL_ECHO_ESIZE;
   bool copied = true;
   epoll_echo_connection_state_t value{};
   const int code = runControl(const_cast<epoll_echo_engine_t*>(engine),
