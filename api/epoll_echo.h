@@ -79,7 +79,9 @@ typedef struct epoll_echo_config {
   uint32_t accept_budget;     /* connections accepted per listener per wake-up; 0 = 64 */
   uint32_t reserved0;         /* must be zero */
   char bind_address[64];      /* NUL-terminated numeric IPv4 or IPv6 address ("127.0.0.1",
-                               * "::1", "[::1]"); empty = all interfaces (IPv6 dual-stack "::",
+                               * "::1", "[::1]"); an IPv6 address may carry a zone, an interface
+                               * name or index ("fe80::1%eth0", "[fe80::1%2]"), which a link-local
+                               * address needs; empty = all interfaces (IPv6 dual-stack "::",
                                * or "0.0.0.0" where IPv6 is unavailable) */
 } epoll_echo_config_t;
 
