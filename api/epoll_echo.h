@@ -88,7 +88,7 @@ typedef struct epoll_echo_config {
 /* Engine lifecycle states, as reported in epoll_echo_stats_t.state. */
 #define EPOLL_ECHO_STATE_CREATED 1u /* created, not yet started */
 #define EPOLL_ECHO_STATE_RUNNING 2u /* workers are serving */
-#define EPOLL_ECHO_STATE_STOPPED 3u /* stopped: every thread joined, every socket closed */
+#define EPOLL_ECHO_STATE_STOPPED 3u /* stopped: every thread joined, every descriptor closed */
 #define EPOLL_ECHO_STATE_PAUSED 4u  /* [1.1] threads joined, sockets kept open for a hand-over */
 
 /* Counters of one worker, or of the whole engine when summed. Counters only grow. */
@@ -169,9 +169,11 @@ int epoll_echo_create(const epoll_echo_config_t* config, epoll_echo_engine_t** e
  * no signals of their own: they inherit the calling thread's signal mask. [control] */
 int epoll_echo_start(epoll_echo_engine_t* engine);
 
-/* Wakes every worker, joins every thread the engine started and closes every socket; after it
- * returns, no plugin code runs for this engine. Idempotent: stopping a CREATED, PAUSED or STOPPED
- * engine returns 0 and moves it to STOPPED. [control] */
+/* Wakes every worker, joins every thread the engine started and closes every descriptor it holds:
+ * its sockets, and each worker's epoll instance and eventfd. After it returns, no plugin code runs
+ * for this engine and it holds only memory: the counters, which stats() still reports.
+ * Idempotent: stopping a CREATED, PAUSED or STOPPED engine returns 0 and moves it to STOPPED.
+ * [control] */
 int epoll_echo_stop(epoll_echo_engine_t* engine);
 
 /* Stops the engine if it runs, then frees it. NULL is ignored. The engine must not be used after,

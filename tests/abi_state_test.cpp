@@ -87,6 +87,33 @@ TEST_F(AbiStateTest, DestroyStopsARunningEngine) {
   EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();
 }
 
+// A stopped engine keeps its counters but no descriptor: not its sockets, and not the epoll
+// instance and eventfd of each worker either (a host may keep stopped engines for their stats).
+TEST_F(AbiStateTest, StopReleasesEveryDescriptorAndKeepsTheCounters) {
+  const int fdsBefore = countOpenFds();
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(4), &error)) << error;
+  const std::string message = "counted";
+  expectEcho(engine.port(), message);
+  ASSERT_EQ(engine.stop(), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();
+
+  int code = 1;
+  const epoll_echo_stats_t stats = engine.stats(&code);
+  EXPECT_EQ(code, EPOLL_ECHO_OK);
+  EXPECT_EQ(stats.state, EPOLL_ECHO_STATE_STOPPED);
+  EXPECT_EQ(stats.listeners, 4u);
+  EXPECT_EQ(stats.total.accepted, 1u);
+  EXPECT_EQ(stats.total.closed, 1u);
+  EXPECT_EQ(stats.total.bytes_in, message.size());
+  EXPECT_EQ(stats.total.bytes_out, message.size());
+  for (uint32_t index = 0; index < 4; ++index) {
+    engine.workerStats(index, &code);
+    EXPECT_EQ(code, EPOLL_ECHO_OK) << index;
+  }
+}
+
 TEST_F(AbiStateTest, StatsRejectsNullAndBadSizes) {
   Engine engine(api());
   std::string error;
