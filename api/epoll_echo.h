@@ -268,8 +268,16 @@ int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
 /* Gives a CREATED engine a live connection with the bytes still to be echoed to it (copied;
  * `pending` may be NULL when state->pending_bytes is 0). The engine duplicates state->fd; the
  * caller keeps ownership of its descriptor. The connection goes to worker
- * state->worker modulo the worker count. EINVAL for a descriptor that is not a connected TCP
- * socket, ESTATE unless CREATED, ENOMEM. [control] */
+ * state->worker modulo the worker count. EINVAL for:
+ *  - a descriptor that is not a connected TCP socket: unbound, only bound, listening, or still
+ *    connecting (a connection that failed after it connected, say reset by its client during a
+ *    hand-over, is taken: its worker closes it at once, and the hand-over goes on);
+ *  - a socket this engine has already imported, through any descriptor (dup() included): two
+ *    workers reading one socket would reorder its echo;
+ *  - flags bits this plugin does not know (EPOLL_ECHO_CONNECTION_* only);
+ *  - pending_bytes above this engine's high_water_bytes + read_budget_bytes, the most an engine
+ *    ever holds for one connection: engines configured alike always hand over within it.
+ * ESTATE unless CREATED, ENOMEM. [control] */
 int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_connection_state_t* state,
                                  const void* pending);
 

@@ -3,6 +3,8 @@
 // several engines can share a process.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <mutex>
 #include <string>
@@ -15,6 +17,13 @@
 #include "worker.h"
 
 namespace epoll_echo {
+
+// A socket as the kernel knows it (sockfs device and inode), whichever descriptor refers to it.
+struct SocketIdentity {
+  dev_t device = 0;
+  ino_t inode = 0;
+  bool operator==(const SocketIdentity& other) const { return device == other.device && inode == other.inode; }
+};
 
 // Control calls (start, stop, pause, resume, hand-over) are serialised by controlMutex_; stats and
 // lastError may run on any thread at any time and take only the short-lived stateMutex_.
@@ -50,6 +59,7 @@ class Engine {
  private:
   struct ImportedConnection {
     UniqueFd fd;
+    SocketIdentity identity;
     std::string pending;
     uint32_t worker = 0;
     bool peerClosed = false;
