@@ -190,8 +190,12 @@ int epoll_echo_worker_stats(const epoll_echo_engine_t* engine, uint32_t index, e
 
 /* Copies the engine's most recent error detail (empty when there was none) into buffer as a
  * NUL-terminated string truncated to buffer_size bytes; returns the full length of the message
- * (like snprintf), or EINVAL. The copy is taken under a lock: it cannot race a control call.
- * [any-thread] */
+ * (like snprintf), or EINVAL. Every call on an engine that fails records its own message there,
+ * from any thread, [any-thread] calls included (stats with a NULL struct, worker_stats out of
+ * range); a successful call leaves the message as it was, so read it right after the failure.
+ * The only failure that records nothing is this function's own (buffer NULL with a non-zero
+ * buffer_size), which must not replace the message being read. The copy is taken under a lock:
+ * it cannot race a control call. [any-thread] */
 int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_t buffer_size);
 
 /* ------------------------------------------------------------------------------------------------

@@ -48,31 +48,44 @@ void writeDetail(char* detail, size_t detailSize, const std::string& text) {
   detail[length] = '\0';
 }
 
-// Runs a control action on an engine, recording any failure as its last error.
-template <class Action>
-int runControl(epoll_echo_engine_t* handle, Action action) {
+// Runs `action` on the engine behind `handle`, for the function named `operation`: a handle that
+// is not an engine is refused untouched; any other failure is recorded as the engine's last error.
+// Argument checks inside `action` throw EngineError like the engine itself.
+template <class Handle, class Action>
+int runOnEngine(Handle* handle, const char* operation, Action action) noexcept {
   if (!isEngine(handle)) return EPOLL_ECHO_EINVAL;
+  const Engine& engine = handle->engine;
   try {
     action(handle->engine);
     return EPOLL_ECHO_OK;
   } catch (const EngineError& error) {
-    handle->engine.setLastError(error.what());
+    engine.setLastError(error.what());
     return error.code();
   } catch (const std::bad_alloc&) {
-    handle->engine.setLastError("out of memory");
+    engine.setLastError(operation, ": out of memory");
     return EPOLL_ECHO_ENOMEM;
   } catch (...) {
+    engine.setLastError(operation, ": unexpected internal failure");
     return EPOLL_ECHO_EINTERNAL;
   }
+}
+
+[[noreturn]] void refuseNull(const char* operation, const char* argument) {
+  throw EngineError(EPOLL_ECHO_EINVAL, std::string(operation) + ": " + argument + " is NULL");
+}
+
+// Checks the size field of a caller's output struct before anything is written.
+template <class T>
+void requireStructSize(const char* what, const void* caller) {
+  const uint32_t size = epoll_echo::callerStructSize(caller);
+  if (!epoll_echo::structSizeValid<T>(size))
+    throw EngineError(EPOLL_ECHO_ESIZE, epoll_echo::describeBadSize<T>(what, size));
 }
 
 int createEngine(const epoll_echo_config_t* config, epoll_echo_engine_t** out, std::string& detail) {
   epoll_echo_config_t raw;
   if (epoll_echo::copyStructIn(config, raw) != EPOLL_ECHO_OK) {
-    uint32_t size = 0;
-    std::memcpy(&size, config, sizeof size);
-    detail = "config size " + std::to_string(size) + " is invalid (this plugin's epoll_echo_config_t has " +
-             std::to_string(sizeof raw) + " bytes; a larger struct needs a zero tail)";
+    detail = epoll_echo::describeBadSize<epoll_echo_config_t>("config", epoll_echo::callerStructSize(config));
     return EPOLL_ECHO_ESIZE;
   }
   *out = new epoll_echo_engine(epoll_echo::makeEngineConfig(raw));
@@ -128,11 +141,11 @@ EPOLL_ECHO_EXPORT int epoll_echo_create(const epoll_echo_config_t* config, epoll
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_start(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.start(); });
+  return runOnEngine(engine, "start", [](Engine& e) { e.start(); });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_stop(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.stop(); });
+  return runOnEngine(engine, "stop", [](Engine& e) { e.stop(); });
 }
 
 EPOLL_ECHO_EXPORT void epoll_echo_destroy(epoll_echo_engine_t* engine) {
@@ -140,93 +153,104 @@ EPOLL_ECHO_EXPORT void epoll_echo_destroy(epoll_echo_engine_t* engine) {
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_stats(const epoll_echo_engine_t* engine, epoll_echo_stats_t* stats) {
-  if (!isEngine(engine) || stats == nullptr) return EPOLL_ECHO_EINVAL;
-  try {
-    return epoll_echo::copyStructOut(engine->engine.stats(), stats);
-  } catch (...) {
-    return EPOLL_ECHO_EINTERNAL;
-  }
+  return runOnEngine(engine, "stats", [&](const Engine& e) {
+    if (stats == nullptr) refuseNull("stats", "stats");
+    requireStructSize<epoll_echo_stats_t>("stats: stats", stats);
+    epoll_echo::copyStructOut(e.stats(), stats);
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_worker_stats(const epoll_echo_engine_t* engine, uint32_t index,
                                               epoll_echo_worker_stats_t* stats) {
-  if (!isEngine(engine) || stats == nullptr) return EPOLL_ECHO_EINVAL;
-  uint32_t size = 0;
-  std::memcpy(&size, stats, sizeof size);
-  if (!epoll_echo::structSizeValid<epoll_echo_worker_stats_t>(size)) return EPOLL_ECHO_ESIZE;
-  try {
+  return runOnEngine(engine, "worker_stats", [&](const Engine& e) {
+    if (stats == nullptr) refuseNull("worker_stats", "stats");
+    requireStructSize<epoll_echo_worker_stats_t>("worker_stats: stats", stats);
     epoll_echo_worker_stats_t value{};
     value.size = sizeof value;
     value.index = index;
-    if (!engine->engine.workerCounters(index, value.counters)) return EPOLL_ECHO_ERANGE;
-    return epoll_echo::copyStructOut(value, stats);
-  } catch (...) {
-    return EPOLL_ECHO_EINTERNAL;
-  }
+    if (!e.workerCounters(index, value.counters)) {
+      throw EngineError(EPOLL_ECHO_ERANGE, "worker_stats: index " + std::to_string(index) + " is past the last of " +
+                                               std::to_string(e.stats().listeners) + " workers");
+    }
+    epoll_echo::copyStructOut(value, stats);
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_t buffer_size) {
-  if (!isEngine(engine) || (buffer == nullptr && buffer_size != 0)) return EPOLL_ECHO_EINVAL;
+  if (!isEngine(engine)) return EPOLL_ECHO_EINVAL;
+  // The one failure that leaves the record alone: it would replace the message being read.
+  if (buffer == nullptr && buffer_size != 0) return EPOLL_ECHO_EINVAL;
   try {
     const std::string message = engine->engine.lastError();
     writeDetail(buffer, buffer_size, message);
     return static_cast<int>(std::min<size_t>(message.size(), INT32_MAX));
   } catch (...) {
-    return EPOLL_ECHO_EINTERNAL;
+    return EPOLL_ECHO_ENOMEM;  // copying the message is the only thing that can fail
   }
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_pause(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.pause(); });
+  return runOnEngine(engine, "pause", [](Engine& e) { e.pause(); });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_resume(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.resume(); });
+  return runOnEngine(engine, "resume", [](Engine& e) { e.resume(); });
 }
 
+// The hand-over queries take a const handle (they change nothing a caller can see) but serialise
+// with the control calls, which needs the engine's control lock.
 EPOLL_ECHO_EXPORT int epoll_echo_handover_counts(const epoll_echo_engine_t* engine, uint32_t* listeners,
                                                  uint32_t* connections) {
-  if (listeners == nullptr || connections == nullptr) return EPOLL_ECHO_EINVAL;
-  return runControl(const_cast<epoll_echo_engine_t*>(engine),
-                    [&](Engine& e) { e.handoverCounts(*listeners, *connections); });
+  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "handover_counts", [&](Engine& e) {
+    if (listeners == nullptr) refuseNull("handover_counts", "listeners");
+    if (connections == nullptr) refuseNull("handover_counts", "connections");
+    e.handoverCounts(*listeners, *connections);
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_export_listener(const epoll_echo_engine_t* engine, uint32_t index, int32_t* fd) {
-  if (fd == nullptr) return EPOLL_ECHO_EINVAL;
-  return runControl(const_cast<epoll_echo_engine_t*>(engine), [&](Engine& e) { *fd = e.exportListener(index); });
+  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "export_listener", [&](Engine& e) {
+    if (fd == nullptr) refuseNull("export_listener", "fd");
+    *fd = e.exportListener(index);
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_export_connection(const epoll_echo_engine_t* engine, uint32_t index,
                                                    epoll_echo_connection_state_t* state, void* pending,
                                                    size_t pending_capacity) {
-  if (state == nullptr) return EPOLL_ECHO_EINVAL;
-  uint32_t size = 0;
-  std::memcpy(&size, state, sizeof size);
-  if (!epoll_echo::structSizeValid<epoll_echo_connection_state_t>(size)) return EPOLL_ECHO_ESIZE;
-  bool copied = true;
-  epoll_echo_connection_state_t value{};
-  const int code = runControl(const_cast<epoll_echo_engine_t*>(engine),
-                              [&](Engine& e) { copied = e.exportConnection(index, value, pending, pending_capacity); });
-  if (code != EPOLL_ECHO_OK) return code;
-  epoll_echo::copyStructOut(value, state);
-  return copied ? EPOLL_ECHO_OK : EPOLL_ECHO_EINVAL;
+  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "export_connection", [&](Engine& e) {
+    if (state == nullptr) refuseNull("export_connection", "state");
+    requireStructSize<epoll_echo_connection_state_t>("export_connection: state", state);
+    epoll_echo_connection_state_t value{};
+    const bool copied = e.exportConnection(index, value, pending, pending_capacity);
+    epoll_echo::copyStructOut(value, state);
+    if (!copied) {
+      throw EngineError(EPOLL_ECHO_EINVAL, "export_connection: pending_capacity " + std::to_string(pending_capacity) +
+                                               " is below the connection's " + std::to_string(value.pending_bytes) +
+                                               " pending bytes (state is filled; nothing was copied)");
+    }
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_handover_complete(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.completeHandover(); });
+  return runOnEngine(engine, "handover_complete", [](Engine& e) { e.completeHandover(); });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd) {
-  return runControl(engine, [&](Engine& e) { e.importListener(fd); });
+  return runOnEngine(engine, "import_listener", [&](Engine& e) { e.importListener(fd); });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_import_connection(epoll_echo_engine_t* engine,
                                                    const epoll_echo_connection_state_t* state, const void* pending) {
-  if (state == nullptr) return EPOLL_ECHO_EINVAL;
-  epoll_echo_connection_state_t value;
-  const int sized = epoll_echo::copyStructIn(state, value);
-  if (sized != EPOLL_ECHO_OK) return sized;
-  return runControl(engine, [&](Engine& e) { e.importConnection(value, pending); });
+  return runOnEngine(engine, "import_connection", [&](Engine& e) {
+    if (state == nullptr) refuseNull("import_connection", "state");
+    epoll_echo_connection_state_t value;
+    if (epoll_echo::copyStructIn(state, value) != EPOLL_ECHO_OK) {
+      throw EngineError(EPOLL_ECHO_ESIZE, epoll_echo::describeBadSize<epoll_echo_connection_state_t>(
+                                              "import_connection: state", epoll_echo::callerStructSize(state)));
+    }
+    e.importConnection(value, pending);
+  });
 }
 
 }  // extern "C"

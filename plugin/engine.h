@@ -53,7 +53,10 @@ class Engine {
   // Returns false when index is out of range.
   bool workerCounters(uint32_t index, epoll_echo_counters_t& out) const;
 
-  void setLastError(const std::string& detail);
+  // Records the detail of a failed call, `first` followed by `second`: the next failure replaces
+  // it, a success leaves it. Const and noexcept so that every path, a failed stats() included,
+  // can record; without memory for the text it keeps a fixed one.
+  void setLastError(const char* first, const char* second = "") const noexcept;
   std::string lastError() const;
 
  private:
@@ -80,7 +83,7 @@ class Engine {
   uint32_t state_ = EPOLL_ECHO_STATE_CREATED;            // guarded by stateMutex_
   uint16_t port_ = 0;                                    // guarded by stateMutex_
   std::vector<std::unique_ptr<Worker>> workers_;         // guarded by stateMutex_; set once by start()
-  std::string lastError_;                                // guarded by stateMutex_
+  mutable std::string lastError_;                        // guarded by stateMutex_
   std::vector<UniqueFd> importedListeners_;              // control thread only, until start()
   std::vector<ImportedConnection> importedConnections_;  // control thread only, until start()
 };

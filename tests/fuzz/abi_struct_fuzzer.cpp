@@ -278,7 +278,9 @@ std::string AbiStructFuzzer::fuzzImportConnection(const ChoiceSource& next) {
   if (!mustRefuseSize && pendingBytes > (1 << 20)) return "";  // no buffer that large to offer
   const int code = api_.import_connection(engine, reinterpret_cast<const epoll_echo_connection_state_t*>(state.data()),
                                           pending.empty() ? nullptr : pending.data());
-  if (!documented(code) || (mustRefuseSize && code != EPOLL_ECHO_ESIZE))
+  // A handle that is not an engine is refused first, whatever the struct.
+  const bool live = engine != nullptr && engine != reinterpret_cast<epoll_echo_engine_t*>(fakeEngine_.get());
+  if (!documented(code) || (mustRefuseSize && code != (live ? EPOLL_ECHO_ESIZE : EPOLL_ECHO_EINVAL)))
     return describe("import_connection", code, declared);
   return state.canaryIntact() ? "" : "import_connection wrote into its input";
 }
