@@ -136,6 +136,15 @@ typedef struct epoll_echo_engine epoll_echo_engine_t;
  * them per engine: a second control call waits for the first. Engines are independent of each
  * other; several may run in one process. No function throws, aborts, exits, or touches signal
  * dispositions; the plugin never calls back into the host.
+ *
+ * A handle belongs to the loaded copy of the plugin that created it, in the process that created
+ * it. A hot-swap host holds two copies at once: each copy refuses the other's engines (EINVAL)
+ * without touching them. After fork() the child has the parent's memory, sockets and eventfds
+ * but none of its threads: there every call on an inherited engine returns ESTATE and touches
+ * nothing, destroy frees nothing, and the parent's engine serves on. The child's copies of the
+ * descriptors are close-on-exec, so they go when the child execs or exits; until then they keep
+ * the parent's sockets open (a listening port outlives the parent's stop). In both cases
+ * epoll_echo_last_error() returns a message saying why instead of the engine's record.
  * ---------------------------------------------------------------------------------------------- */
 
 /* Returns EPOLL_ECHO_ABI_PACK(major, minor) of the loaded plugin. [any-thread] */
@@ -176,8 +185,9 @@ int epoll_echo_start(epoll_echo_engine_t* engine);
  * [control] */
 int epoll_echo_stop(epoll_echo_engine_t* engine);
 
-/* Stops the engine if it runs, then frees it. NULL is ignored. The engine must not be used after,
- * and no other call on it may be in progress. [control] */
+/* Stops the engine if it runs, then frees it. NULL, another loaded copy's engine and, in a forked
+ * child, the parent's engine are ignored. The engine must not be used after, and no other call on
+ * it may be in progress. [control] */
 void epoll_echo_destroy(epoll_echo_engine_t* engine);
 
 /* Fills *stats (up to stats->size bytes, which the caller sets) with the engine's counters summed

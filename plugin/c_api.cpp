@@ -1,5 +1,7 @@
 // The C boundary: every extern "C" function of the plugin. Each validates its arguments first,
 // turns exceptions into error codes, and never throws or aborts.
+#include <unistd.h>
+
 #include <cstring>
 #include <new>
 #include <string>
@@ -14,15 +16,27 @@
 // Hidden visibility is the default for the whole plugin; these are the only exceptions.
 #define EPOLL_ECHO_EXPORT __attribute__((visibility("default")))
 
-// The opaque handle. The tag catches a pointer that is not an engine (or no longer one) before
-// it is used; it cannot catch every wild pointer, which is the caller's contract.
+namespace {
+
+// A static object of this loaded copy of the plugin: each copy (a hot-swap host holds two) has its
+// own, at its own address, which marks the handles this copy created.
+const char thisCopy = 0;
+
+}  // namespace
+
+// The opaque handle. `magic` and `owner` come first, in this order, in every build: another
+// loaded copy of the plugin reads them to recognise an engine that is not its own. The checks
+// catch a pointer that is not an engine (or no longer one), another copy's engine, and an engine
+// inherited across fork(); they cannot catch every wild pointer, which is the caller's contract.
 struct epoll_echo_engine {
-  static constexpr uint64_t kLiveTag = 0x6570656368306c69;  // "epech0li"
-  uint64_t tag = kLiveTag;
+  static constexpr uint64_t kMagic = 0x6570656368656e67;  // "epecheng"; 1.0 and 1.1 used another
+  uint64_t magic = kMagic;
+  const void* owner = &thisCopy;
+  pid_t creator = ::getpid();  // the only process whose threads and descriptors these are
   epoll_echo::Engine engine;
 
   explicit epoll_echo_engine(epoll_echo::EngineConfig config) : engine(std::move(config)) {}
-  ~epoll_echo_engine() { tag = 0; }
+  ~epoll_echo_engine() { magic = 0; }
 };
 
 namespace {
@@ -37,8 +51,35 @@ using epoll_echo::EngineError;
   case value:                                   \
     return "EPOLL_ECHO_" #name;
 
-bool isEngine(const epoll_echo_engine_t* handle) {
-  return handle != nullptr && handle->tag == epoll_echo_engine::kLiveTag;
+enum class HandleUse { kUsable, kNotAnEngine, kOtherCopy, kForkedChild };
+
+HandleUse classify(const epoll_echo_engine_t* handle) {
+  if (handle == nullptr || handle->magic != epoll_echo_engine::kMagic) return HandleUse::kNotAnEngine;
+  if (handle->owner != &thisCopy) return HandleUse::kOtherCopy;
+  // A forked child shares the parent's eventfds and sockets but has none of its threads: a stop
+  // there would wake and end the parent's workers, and a join would wait forever.
+  if (handle->creator != ::getpid()) return HandleUse::kForkedChild;
+  return HandleUse::kUsable;
+}
+
+int refusalCode(HandleUse use) {
+  switch (use) {
+    case HandleUse::kUsable:
+      return EPOLL_ECHO_OK;
+    case HandleUse::kForkedChild:
+      return EPOLL_ECHO_ESTATE;
+    default:
+      return EPOLL_ECHO_EINVAL;
+  }
+}
+
+// What last_error() reports for a handle this copy, in this process, must not use.
+std::string describeRefusal(HandleUse use, const epoll_echo_engine_t* handle) {
+  if (use == HandleUse::kOtherCopy) {
+    return "this engine was created by another loaded copy of the plugin: only that copy's functions may use it";
+  }
+  return "this engine belongs to process " + std::to_string(handle->creator) + ", not to its forked child " +
+         std::to_string(::getpid()) + ": here every call but destroy (which frees nothing) is refused";
 }
 
 void writeDetail(char* detail, size_t detailSize, const std::string& text) {
@@ -48,12 +89,13 @@ void writeDetail(char* detail, size_t detailSize, const std::string& text) {
   detail[length] = '\0';
 }
 
-// Runs `action` on the engine behind `handle`, for the function named `operation`: a handle that
-// is not an engine is refused untouched; any other failure is recorded as the engine's last error.
+// Runs `action` on the engine behind `handle`, for the function named `operation`: a handle this
+// copy may not use is refused untouched; any other failure is recorded as the engine's last error.
 // Argument checks inside `action` throw EngineError like the engine itself.
 template <class Handle, class Action>
 int runOnEngine(Handle* handle, const char* operation, Action action) noexcept {
-  if (!isEngine(handle)) return EPOLL_ECHO_EINVAL;
+  const int refused = refusalCode(classify(handle));
+  if (refused != EPOLL_ECHO_OK) return refused;
   const Engine& engine = handle->engine;
   try {
     action(handle->engine);
@@ -149,7 +191,9 @@ EPOLL_ECHO_EXPORT int epoll_echo_stop(epoll_echo_engine_t* engine) {
 }
 
 EPOLL_ECHO_EXPORT void epoll_echo_destroy(epoll_echo_engine_t* engine) {
-  if (isEngine(engine)) delete engine;
+  // Another copy's engine is not ours to free; in a forked child the engine's threads do not
+  // exist and its descriptors are the parent's too: the child's copies go at exec or exit.
+  if (classify(engine) == HandleUse::kUsable) delete engine;
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_stats(const epoll_echo_engine_t* engine, epoll_echo_stats_t* stats) {
@@ -177,11 +221,13 @@ EPOLL_ECHO_EXPORT int epoll_echo_worker_stats(const epoll_echo_engine_t* engine,
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_t buffer_size) {
-  if (!isEngine(engine)) return EPOLL_ECHO_EINVAL;
+  const HandleUse use = classify(engine);
+  if (use == HandleUse::kNotAnEngine) return EPOLL_ECHO_EINVAL;
   // The one failure that leaves the record alone: it would replace the message being read.
   if (buffer == nullptr && buffer_size != 0) return EPOLL_ECHO_EINVAL;
   try {
-    const std::string message = engine->engine.lastError();
+    // The engine's own record, or why this copy or this process may not use the engine.
+    const std::string message = use == HandleUse::kUsable ? engine->engine.lastError() : describeRefusal(use, engine);
     writeDetail(buffer, buffer_size, message);
     return static_cast<int>(std::min<size_t>(message.size(), INT32_MAX));
   } catch (...) {
