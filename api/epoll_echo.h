@@ -91,13 +91,17 @@ typedef struct epoll_echo_config {
 #define EPOLL_ECHO_STATE_STOPPED 3u /* stopped: every thread joined, every descriptor closed */
 #define EPOLL_ECHO_STATE_PAUSED 4u  /* [1.1] threads joined, sockets kept open for a hand-over */
 
-/* Counters of one worker, or of the whole engine when summed. Counters only grow. */
+/* Counters of one worker, or of the whole engine when summed. Every field but `active` only
+ * grows; `active` is a gauge, which falls as connections close or are handed over. */
 typedef struct epoll_echo_counters {
   uint64_t accepted;            /* connections accepted */
   uint64_t active;              /* connections open now: accepted + adopted - closed - handed_over */
   uint64_t closed;              /* connections closed */
-  uint64_t bytes_in;            /* bytes read from clients */
-  uint64_t bytes_out;           /* bytes written back to clients */
+  uint64_t bytes_in;            /* bytes this engine read from clients */
+  uint64_t bytes_out;           /* bytes this engine wrote back to clients. An engine that adopted
+                                 * connections also writes the bytes its predecessor had read and
+                                 * not yet echoed, so its bytes_out can exceed its bytes_in; over
+                                 * both engines the sums match */
   uint64_t backpressure_pauses; /* times a connection stopped being read above its high water */
   uint64_t accept_errors;       /* failed accept() calls, EMFILE/ENFILE included */
   uint64_t accept_pauses;       /* times accepting was paused because no fd was available */

@@ -219,6 +219,13 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesAbsurdPendingBytesAndUnknownFlags
   ASSERT_TRUE(receiveExactly(pair.client.get(), reply.data(), reply.size(), deadlineIn(kTimeout), &error)) << error;
   EXPECT_EQ(reply, pending.substr(0, kSmallEngineBound));
   EXPECT_TRUE(waitForEof(pair.client.get(), deadlineIn(kTimeout), &error)) << error;
+  // The adopted bytes were read by the exporter: this engine wrote them without reading them.
+  bool counted = false;
+  const epoll_echo_stats_t stats = engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.closed == 1; },
+                                                       deadlineIn(kTimeout), &counted);
+  EXPECT_TRUE(counted);
+  EXPECT_EQ(stats.total.bytes_in, 0u);
+  EXPECT_EQ(stats.total.bytes_out, kSmallEngineBound);
 }
 
 // The rollback path: pause keeps every socket and pending byte, resume serves them again.
