@@ -29,7 +29,9 @@ const char thisCopy = 0;
 // catch a pointer that is not an engine (or no longer one), another copy's engine, and an engine
 // inherited across fork(); they cannot catch every wild pointer, which is the caller's contract.
 struct epoll_echo_engine {
-  static constexpr uint64_t kMagic = 0x6570656368656e67;  // "epecheng"; 1.0 and 1.1 used another
+  // "epecheng". Builds before the owner field used another value: they and this build refuse
+  // each other's handles.
+  static constexpr uint64_t kMagic = 0x6570656368656e67;
   uint64_t magic = kMagic;
   const void* owner = &thisCopy;
   pid_t creator = ::getpid();  // the only process whose threads and descriptors these are
@@ -79,7 +81,7 @@ std::string describeRefusal(HandleUse use, const epoll_echo_engine_t* handle) {
     return "this engine was created by another loaded copy of the plugin: only that copy's functions may use it";
   }
   return "this engine belongs to process " + std::to_string(handle->creator) + ", not to its forked child " +
-         std::to_string(::getpid()) + ": here every call but destroy (which frees nothing) is refused";
+         std::to_string(::getpid()) + ": here its calls are refused (ESTATE) and destroy frees nothing";
 }
 
 void writeDetail(char* detail, size_t detailSize, const std::string& text) {

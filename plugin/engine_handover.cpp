@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "engine.h"
@@ -20,6 +21,7 @@ int socketOption(int fd, int name) {
   return value;
 }
 
+// Checks that fd is a TCP socket, listening or not as `listening` requires.
 void requireTcpSocket(int fd, bool listening, const char* what) {
   const int domain = socketOption(fd, SO_DOMAIN);
   if (socketOption(fd, SO_TYPE) != SOCK_STREAM || (domain != AF_INET && domain != AF_INET6)) {
