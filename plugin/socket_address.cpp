@@ -18,25 +18,25 @@ std::string stripBrackets(const std::string& text) {
 // The zone of "fe80::1%eth0" or "fe80::1%2": an interface name, or its index in decimal. Names
 // are looked up for any address, not only link-local ones as getaddrinfo does, so "::1%lo" works
 // too (the kernel ignores the zone of an address that needs none).
-std::optional<uint32_t> parseScope(const std::string& scope) {
-  if (scope.empty()) return std::nullopt;
-  if (scope.find_first_not_of("0123456789") == std::string::npos) {
-    if (scope.size() > 10) return std::nullopt;
-    const uint64_t index = std::stoull(scope);
+std::optional<uint32_t> parseZone(const std::string& zone) {
+  if (zone.empty()) return std::nullopt;
+  if (zone.find_first_not_of("0123456789") == std::string::npos) {
+    if (zone.size() > 10) return std::nullopt;
+    const uint64_t index = std::stoull(zone);
     if (index > UINT32_MAX) return std::nullopt;
     return static_cast<uint32_t>(index);
   }
-  const unsigned index = ::if_nametoindex(scope.c_str());
+  const unsigned index = ::if_nametoindex(zone.c_str());
   if (index == 0) return std::nullopt;
   return index;
 }
 
 // "%lo" (or "%7" for an interface that has gone) for a zone; nothing without one.
-std::string scopeSuffix(uint32_t scope) {
-  if (scope == 0) return "";
+std::string zoneSuffix(uint32_t zone) {
+  if (zone == 0) return "";
   char name[IF_NAMESIZE];
-  if (::if_indextoname(scope, name) != nullptr) return std::string("%") + name;
-  return "%" + std::to_string(scope);
+  if (::if_indextoname(zone, name) != nullptr) return std::string("%") + name;
+  return "%" + std::to_string(zone);
 }
 
 }  // namespace
@@ -55,9 +55,9 @@ std::optional<SocketAddress> SocketAddress::parse(const std::string& text, uint1
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&address.storage_);
   if (::inet_pton(AF_INET6, bare.substr(0, percent).c_str(), &v6->sin6_addr) != 1) return std::nullopt;
   if (percent != std::string::npos) {
-    const std::optional<uint32_t> scope = parseScope(bare.substr(percent + 1));
-    if (!scope) return std::nullopt;
-    v6->sin6_scope_id = *scope;
+    const std::optional<uint32_t> zone = parseZone(bare.substr(percent + 1));
+    if (!zone) return std::nullopt;
+    v6->sin6_scope_id = *zone;
   }
   v6->sin6_family = AF_INET6;
   address.length_ = sizeof(sockaddr_in6);
@@ -96,7 +96,7 @@ std::string SocketAddress::toString() const {
   if (family() == AF_INET6) {
     const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
     ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
-    return "[" + std::string(text) + scopeSuffix(v6->sin6_scope_id) + "]:" + std::to_string(port());
+    return "[" + std::string(text) + zoneSuffix(v6->sin6_scope_id) + "]:" + std::to_string(port());
   }
   return "(unknown address family)";
 }
