@@ -288,8 +288,8 @@ int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
  * caller keeps ownership of its descriptor. The connection goes to worker
  * state->worker modulo the worker count. EINVAL for:
  *  - a descriptor that is not a connected TCP socket: unbound, only bound, listening, or still
- *    connecting (a connection that failed after it connected, say reset by its client during a
- *    hand-over, is taken: its worker closes it at once, and the hand-over goes on);
+ *    connecting (a socket whose connection failed and holds the error, say one its client reset
+ *    during a hand-over, is taken: its worker closes it at once, and the hand-over goes on);
  *  - a socket this engine has already imported, through any descriptor (dup() included): two
  *    workers reading one socket would reorder its echo;
  *  - flags bits this plugin does not know (EPOLL_ECHO_CONNECTION_* only);
