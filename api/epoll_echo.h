@@ -57,8 +57,10 @@ typedef enum epoll_echo_error { EPOLL_ECHO_ERROR_TABLE(EPOLL_ECHO_ERROR_ENUM_ENT
  * copy_struct_from_user rule), otherwise EPOLL_ECHO_ESIZE. Output structs are filled up to the
  * caller's size: `size` is set to min(caller's size, plugin's size), the bytes the plugin knows,
  * and any caller bytes beyond those are zeroed. Sizes below 8 or above 4096 are
- * EPOLL_ECHO_ESIZE. Fields are fixed-width integers with explicit padding: the layout is the same
- * for every compiler and language.
+ * EPOLL_ECHO_ESIZE, and so is a size smaller than the plugin's that ends inside one of its fields
+ * (10 for a config: half of `listeners`), since no version of this header declares such a struct.
+ * Fields are fixed-width integers with explicit padding: the layout is the same for every compiler
+ * and language.
  * ---------------------------------------------------------------------------------------------- */
 
 /* Engine configuration. A zero field means "the default" named on it. */
@@ -77,23 +79,29 @@ typedef struct epoll_echo_config {
   uint32_t accept_budget;     /* connections accepted per listener per wake-up; 0 = 64 */
   uint32_t reserved0;         /* must be zero */
   char bind_address[64];      /* NUL-terminated numeric IPv4 or IPv6 address ("127.0.0.1",
-                               * "::1", "[::1]"); empty = all interfaces (IPv6 dual-stack "::",
+                               * "::1", "[::1]"); an IPv6 address may carry a zone, an interface
+                               * name or index ("fe80::1%eth0", "[fe80::1%2]"), which a link-local
+                               * address needs; empty = all interfaces (IPv6 dual-stack "::",
                                * or "0.0.0.0" where IPv6 is unavailable) */
 } epoll_echo_config_t;
 
 /* Engine lifecycle states, as reported in epoll_echo_stats_t.state. */
 #define EPOLL_ECHO_STATE_CREATED 1u /* created, not yet started */
 #define EPOLL_ECHO_STATE_RUNNING 2u /* workers are serving */
-#define EPOLL_ECHO_STATE_STOPPED 3u /* stopped: every thread joined, every socket closed */
+#define EPOLL_ECHO_STATE_STOPPED 3u /* stopped: every thread joined, every descriptor closed */
 #define EPOLL_ECHO_STATE_PAUSED 4u  /* [1.1] threads joined, sockets kept open for a hand-over */
 
-/* Counters of one worker, or of the whole engine when summed. Counters only grow. */
+/* Counters of one worker, or of the whole engine when summed. Every field but `active` only
+ * grows; `active` is a gauge, which falls as connections close or are handed over. */
 typedef struct epoll_echo_counters {
   uint64_t accepted;            /* connections accepted */
   uint64_t active;              /* connections open now: accepted + adopted - closed - handed_over */
   uint64_t closed;              /* connections closed */
-  uint64_t bytes_in;            /* bytes read from clients */
-  uint64_t bytes_out;           /* bytes written back to clients */
+  uint64_t bytes_in;            /* bytes this engine read from clients */
+  uint64_t bytes_out;           /* bytes this engine wrote back to clients. An engine that adopted
+                                 * connections also writes the bytes its predecessor had read and
+                                 * not yet echoed, so its bytes_out can exceed its bytes_in; over
+                                 * both engines the sums match */
   uint64_t backpressure_pauses; /* times a connection stopped being read above its high water */
   uint64_t accept_errors;       /* failed accept() calls, EMFILE/ENFILE included */
   uint64_t accept_pauses;       /* times accepting was paused because no fd was available */
@@ -136,6 +144,15 @@ typedef struct epoll_echo_engine epoll_echo_engine_t;
  * them per engine: a second control call waits for the first. Engines are independent of each
  * other; several may run in one process. No function throws, aborts, exits, or touches signal
  * dispositions; the plugin never calls back into the host.
+ *
+ * A handle belongs to the loaded copy of the plugin that created it, in the process that created
+ * it. A hot-swap host holds two copies at once: each copy refuses the other's engines (EINVAL)
+ * without touching them. After fork() the child has the parent's memory, sockets and eventfds
+ * but none of its threads: there every call on an inherited engine returns ESTATE and touches
+ * nothing, destroy frees nothing, and the parent's engine serves on. The child's copies of the
+ * descriptors are close-on-exec, so they go when the child execs or exits; until then they keep
+ * the parent's sockets open (a listening port outlives the parent's stop). In both cases
+ * epoll_echo_last_error() returns a message saying why instead of the engine's record.
  * ---------------------------------------------------------------------------------------------- */
 
 /* Returns EPOLL_ECHO_ABI_PACK(major, minor) of the loaded plugin. [any-thread] */
@@ -169,13 +186,16 @@ int epoll_echo_create(const epoll_echo_config_t* config, epoll_echo_engine_t** e
  * no signals of their own: they inherit the calling thread's signal mask. [control] */
 int epoll_echo_start(epoll_echo_engine_t* engine);
 
-/* Wakes every worker, joins every thread the engine started and closes every socket; after it
- * returns, no plugin code runs for this engine. Idempotent: stopping a CREATED, PAUSED or STOPPED
- * engine returns 0 and moves it to STOPPED. [control] */
+/* Wakes every worker, joins every thread the engine started and closes every descriptor it holds:
+ * its sockets, and each worker's epoll instance and eventfd. After it returns, no plugin code runs
+ * for this engine and it holds only memory: the counters, which stats() still reports.
+ * Idempotent: stopping a CREATED, PAUSED or STOPPED engine returns 0 and moves it to STOPPED.
+ * [control] */
 int epoll_echo_stop(epoll_echo_engine_t* engine);
 
-/* Stops the engine if it runs, then frees it. NULL is ignored. The engine must not be used after,
- * and no other call on it may be in progress. [control] */
+/* Stops the engine if it runs, then frees it. NULL, another loaded copy's engine and, in a forked
+ * child, the parent's engine are ignored. The engine must not be used after, and no other call on
+ * it may be in progress. [control] */
 void epoll_echo_destroy(epoll_echo_engine_t* engine);
 
 /* Fills *stats (up to stats->size bytes, which the caller sets) with the engine's counters summed
@@ -188,8 +208,12 @@ int epoll_echo_worker_stats(const epoll_echo_engine_t* engine, uint32_t index, e
 
 /* Copies the engine's most recent error detail (empty when there was none) into buffer as a
  * NUL-terminated string truncated to buffer_size bytes; returns the full length of the message
- * (like snprintf), or EINVAL. The copy is taken under a lock: it cannot race a control call.
- * [any-thread] */
+ * (like snprintf), or EINVAL. Every call on an engine that fails records its own message there,
+ * from any thread, [any-thread] calls included (stats with a NULL struct, worker_stats out of
+ * range); a successful call leaves the message as it was, so read it right after the failure.
+ * The only failure that records nothing is this function's own (buffer NULL with a non-zero
+ * buffer_size), which must not replace the message being read. The copy is taken under a lock:
+ * it cannot race a control call. [any-thread] */
 int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_t buffer_size);
 
 /* ------------------------------------------------------------------------------------------------
@@ -266,8 +290,16 @@ int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
 /* Gives a CREATED engine a live connection with the bytes still to be echoed to it (copied;
  * `pending` may be NULL when state->pending_bytes is 0). The engine duplicates state->fd; the
  * caller keeps ownership of its descriptor. The connection goes to worker
- * state->worker modulo the worker count. EINVAL for a descriptor that is not a connected TCP
- * socket, ESTATE unless CREATED, ENOMEM. [control] */
+ * state->worker modulo the worker count. EINVAL for:
+ *  - a descriptor that is not a connected TCP socket: unbound, only bound, listening, or still
+ *    connecting (a socket whose connection failed and holds the error, say one its client reset
+ *    during a hand-over, is taken: its worker closes it at once, and the hand-over goes on);
+ *  - a socket this engine has already imported, through any descriptor (dup() included): two
+ *    workers reading one socket would reorder its echo;
+ *  - flags bits this plugin does not know (EPOLL_ECHO_CONNECTION_* only);
+ *  - pending_bytes above this engine's high_water_bytes + read_budget_bytes, the most an engine
+ *    ever holds for one connection: engines configured alike always hand over within it.
+ * ESTATE unless CREATED, ENOMEM. [control] */
 int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_connection_state_t* state,
                                  const void* pending);
 

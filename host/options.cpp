@@ -69,8 +69,12 @@ uint32_t parseNumber(const std::string& flag, const std::string& text, uint32_t 
 std::string parseBindAddress(const std::string& text) {
   std::string bare = text;
   if (bare.size() >= 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
+  // An IPv6 zone ("fe80::1%eth0") names an interface: the plugin checks that it exists.
+  const std::string address = bare.substr(0, bare.find('%'));
   unsigned char buffer[sizeof(in6_addr)];
-  const bool numeric = inet_pton(AF_INET, bare.c_str(), buffer) == 1 || inet_pton(AF_INET6, bare.c_str(), buffer) == 1;
+  const bool numeric =
+      address == bare ? inet_pton(AF_INET, bare.c_str(), buffer) == 1 || inet_pton(AF_INET6, bare.c_str(), buffer) == 1
+                      : inet_pton(AF_INET6, address.c_str(), buffer) == 1;
   if (!numeric || text.size() > kMaxBindAddressLength) {
     throw UsageError{refusal("--bind", "'" + text + "' is not a numeric address")};
   }

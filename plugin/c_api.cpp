@@ -1,5 +1,7 @@
 // The C boundary: every extern "C" function of the plugin. Each validates its arguments first,
 // turns exceptions into error codes, and never throws or aborts.
+#include <unistd.h>
+
 #include <cstring>
 #include <new>
 #include <string>
@@ -14,15 +16,29 @@
 // Hidden visibility is the default for the whole plugin; these are the only exceptions.
 #define EPOLL_ECHO_EXPORT __attribute__((visibility("default")))
 
-// The opaque handle. The tag catches a pointer that is not an engine (or no longer one) before
-// it is used; it cannot catch every wild pointer, which is the caller's contract.
+namespace {
+
+// A static object of this loaded copy of the plugin: each copy (a hot-swap host holds two) has its
+// own, at its own address, which marks the handles this copy created.
+const char thisCopy = 0;
+
+}  // namespace
+
+// The opaque handle. `magic` and `owner` come first, in this order, in every build: another
+// loaded copy of the plugin reads them to recognise an engine that is not its own. The checks
+// catch a pointer that is not an engine (or no longer one), another copy's engine, and an engine
+// inherited across fork(); they cannot catch every wild pointer, which is the caller's contract.
 struct epoll_echo_engine {
-  static constexpr uint64_t kLiveTag = 0x6570656368306c69;  // "epech0li"
-  uint64_t tag = kLiveTag;
+  // "epecheng". Builds before the owner field used another value: they and this build refuse
+  // each other's handles.
+  static constexpr uint64_t kMagic = 0x6570656368656e67;
+  uint64_t magic = kMagic;
+  const void* owner = &thisCopy;
+  pid_t creator = ::getpid();  // the only process whose threads and descriptors these are
   epoll_echo::Engine engine;
 
   explicit epoll_echo_engine(epoll_echo::EngineConfig config) : engine(std::move(config)) {}
-  ~epoll_echo_engine() { tag = 0; }
+  ~epoll_echo_engine() { magic = 0; }
 };
 
 namespace {
@@ -37,8 +53,35 @@ using epoll_echo::EngineError;
   case value:                                   \
     return "EPOLL_ECHO_" #name;
 
-bool isEngine(const epoll_echo_engine_t* handle) {
-  return handle != nullptr && handle->tag == epoll_echo_engine::kLiveTag;
+enum class HandleUse { kUsable, kNotAnEngine, kOtherCopy, kForkedChild };
+
+HandleUse classify(const epoll_echo_engine_t* handle) {
+  if (handle == nullptr || handle->magic != epoll_echo_engine::kMagic) return HandleUse::kNotAnEngine;
+  if (handle->owner != &thisCopy) return HandleUse::kOtherCopy;
+  // A forked child shares the parent's eventfds and sockets but has none of its threads: a stop
+  // there would wake and end the parent's workers, and a join would wait forever.
+  if (handle->creator != ::getpid()) return HandleUse::kForkedChild;
+  return HandleUse::kUsable;
+}
+
+int refusalCode(HandleUse use) {
+  switch (use) {
+    case HandleUse::kUsable:
+      return EPOLL_ECHO_OK;
+    case HandleUse::kForkedChild:
+      return EPOLL_ECHO_ESTATE;
+    default:
+      return EPOLL_ECHO_EINVAL;
+  }
+}
+
+// What last_error() reports for a handle this copy, in this process, must not use.
+std::string describeRefusal(HandleUse use, const epoll_echo_engine_t* handle) {
+  if (use == HandleUse::kOtherCopy) {
+    return "this engine was created by another loaded copy of the plugin: only that copy's functions may use it";
+  }
+  return "this engine belongs to process " + std::to_string(handle->creator) + ", not to its forked child " +
+         std::to_string(::getpid()) + ": here its calls are refused (ESTATE) and destroy frees nothing";
 }
 
 void writeDetail(char* detail, size_t detailSize, const std::string& text) {
@@ -48,31 +91,45 @@ void writeDetail(char* detail, size_t detailSize, const std::string& text) {
   detail[length] = '\0';
 }
 
-// Runs a control action on an engine, recording any failure as its last error.
-template <class Action>
-int runControl(epoll_echo_engine_t* handle, Action action) {
-  if (!isEngine(handle)) return EPOLL_ECHO_EINVAL;
+// Runs `action` on the engine behind `handle`, for the function named `operation`: a handle this
+// copy may not use is refused untouched; any other failure is recorded as the engine's last error.
+// Argument checks inside `action` throw EngineError like the engine itself.
+template <class Handle, class Action>
+int runOnEngine(Handle* handle, const char* operation, Action action) noexcept {
+  const int refused = refusalCode(classify(handle));
+  if (refused != EPOLL_ECHO_OK) return refused;
+  const Engine& engine = handle->engine;
   try {
     action(handle->engine);
     return EPOLL_ECHO_OK;
   } catch (const EngineError& error) {
-    handle->engine.setLastError(error.what());
+    engine.setLastError(error.what());
     return error.code();
   } catch (const std::bad_alloc&) {
-    handle->engine.setLastError("out of memory");
+    engine.setLastError(operation, ": out of memory");
     return EPOLL_ECHO_ENOMEM;
   } catch (...) {
+    engine.setLastError(operation, ": unexpected internal failure");
     return EPOLL_ECHO_EINTERNAL;
   }
+}
+
+[[noreturn]] void refuseNull(const char* operation, const char* argument) {
+  throw EngineError(EPOLL_ECHO_EINVAL, std::string(operation) + ": " + argument + " is NULL");
+}
+
+// Checks the size field of a caller's output struct before anything is written.
+template <class T>
+void requireStructSize(const char* what, const void* caller) {
+  const uint32_t size = epoll_echo::callerStructSize(caller);
+  if (!epoll_echo::structSizeValid<T>(size))
+    throw EngineError(EPOLL_ECHO_ESIZE, epoll_echo::describeBadSize<T>(what, size));
 }
 
 int createEngine(const epoll_echo_config_t* config, epoll_echo_engine_t** out, std::string& detail) {
   epoll_echo_config_t raw;
   if (epoll_echo::copyStructIn(config, raw) != EPOLL_ECHO_OK) {
-    uint32_t size = 0;
-    std::memcpy(&size, config, sizeof size);
-    detail = "config size " + std::to_string(size) + " is invalid (this plugin's epoll_echo_config_t has " +
-             std::to_string(sizeof raw) + " bytes; a larger struct needs a zero tail)";
+    detail = epoll_echo::describeBadSize<epoll_echo_config_t>("config", epoll_echo::callerStructSize(config));
     return EPOLL_ECHO_ESIZE;
   }
   *out = new epoll_echo_engine(epoll_echo::makeEngineConfig(raw));
@@ -128,105 +185,120 @@ EPOLL_ECHO_EXPORT int epoll_echo_create(const epoll_echo_config_t* config, epoll
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_start(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.start(); });
+  return runOnEngine(engine, "start", [](Engine& e) { e.start(); });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_stop(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.stop(); });
+  return runOnEngine(engine, "stop", [](Engine& e) { e.stop(); });
 }
 
 EPOLL_ECHO_EXPORT void epoll_echo_destroy(epoll_echo_engine_t* engine) {
-  if (isEngine(engine)) delete engine;
+  // Another copy's engine is not ours to free; in a forked child the engine's threads do not
+  // exist and its descriptors are the parent's too: the child's copies go at exec or exit.
+  if (classify(engine) == HandleUse::kUsable) delete engine;
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_stats(const epoll_echo_engine_t* engine, epoll_echo_stats_t* stats) {
-  if (!isEngine(engine) || stats == nullptr) return EPOLL_ECHO_EINVAL;
-  try {
-    return epoll_echo::copyStructOut(engine->engine.stats(), stats);
-  } catch (...) {
-    return EPOLL_ECHO_EINTERNAL;
-  }
+  return runOnEngine(engine, "stats", [&](const Engine& e) {
+    if (stats == nullptr) refuseNull("stats", "stats");
+    requireStructSize<epoll_echo_stats_t>("stats: stats", stats);
+    epoll_echo::copyStructOut(e.stats(), stats);
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_worker_stats(const epoll_echo_engine_t* engine, uint32_t index,
                                               epoll_echo_worker_stats_t* stats) {
-  if (!isEngine(engine) || stats == nullptr) return EPOLL_ECHO_EINVAL;
-  uint32_t size = 0;
-  std::memcpy(&size, stats, sizeof size);
-  if (!epoll_echo::structSizeValid(size)) return EPOLL_ECHO_ESIZE;
-  try {
+  return runOnEngine(engine, "worker_stats", [&](const Engine& e) {
+    if (stats == nullptr) refuseNull("worker_stats", "stats");
+    requireStructSize<epoll_echo_worker_stats_t>("worker_stats: stats", stats);
     epoll_echo_worker_stats_t value{};
     value.size = sizeof value;
     value.index = index;
-    if (!engine->engine.workerCounters(index, value.counters)) return EPOLL_ECHO_ERANGE;
-    return epoll_echo::copyStructOut(value, stats);
-  } catch (...) {
-    return EPOLL_ECHO_EINTERNAL;
-  }
+    if (!e.workerCounters(index, value.counters)) {
+      throw EngineError(EPOLL_ECHO_ERANGE, "worker_stats: index " + std::to_string(index) + " is past the last of " +
+                                               std::to_string(e.stats().listeners) + " workers");
+    }
+    epoll_echo::copyStructOut(value, stats);
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_t buffer_size) {
-  if (!isEngine(engine) || (buffer == nullptr && buffer_size != 0)) return EPOLL_ECHO_EINVAL;
+  const HandleUse use = classify(engine);
+  if (use == HandleUse::kNotAnEngine) return EPOLL_ECHO_EINVAL;
+  // The one failure that leaves the record alone: it would replace the message being read.
+  if (buffer == nullptr && buffer_size != 0) return EPOLL_ECHO_EINVAL;
   try {
-    const std::string message = engine->engine.lastError();
+    // The engine's own record, or why this copy or this process may not use the engine.
+    const std::string message = use == HandleUse::kUsable ? engine->engine.lastError() : describeRefusal(use, engine);
     writeDetail(buffer, buffer_size, message);
     return static_cast<int>(std::min<size_t>(message.size(), INT32_MAX));
   } catch (...) {
-    return EPOLL_ECHO_EINTERNAL;
+    return EPOLL_ECHO_ENOMEM;  // copying the message is the only thing that can fail
   }
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_pause(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.pause(); });
+  return runOnEngine(engine, "pause", [](Engine& e) { e.pause(); });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_resume(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.resume(); });
+  return runOnEngine(engine, "resume", [](Engine& e) { e.resume(); });
 }
 
+// The hand-over queries take a const handle (they change nothing a caller can see) but serialise
+// with the control calls, which needs the engine's control lock.
 EPOLL_ECHO_EXPORT int epoll_echo_handover_counts(const epoll_echo_engine_t* engine, uint32_t* listeners,
                                                  uint32_t* connections) {
-  if (listeners == nullptr || connections == nullptr) return EPOLL_ECHO_EINVAL;
-  return runControl(const_cast<epoll_echo_engine_t*>(engine),
-                    [&](Engine& e) { e.handoverCounts(*listeners, *connections); });
+  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "handover_counts", [&](Engine& e) {
+    if (listeners == nullptr) refuseNull("handover_counts", "listeners");
+    if (connections == nullptr) refuseNull("handover_counts", "connections");
+    e.handoverCounts(*listeners, *connections);
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_export_listener(const epoll_echo_engine_t* engine, uint32_t index, int32_t* fd) {
-  if (fd == nullptr) return EPOLL_ECHO_EINVAL;
-  return runControl(const_cast<epoll_echo_engine_t*>(engine), [&](Engine& e) { *fd = e.exportListener(index); });
+  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "export_listener", [&](Engine& e) {
+    if (fd == nullptr) refuseNull("export_listener", "fd");
+    *fd = e.exportListener(index);
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_export_connection(const epoll_echo_engine_t* engine, uint32_t index,
                                                    epoll_echo_connection_state_t* state, void* pending,
                                                    size_t pending_capacity) {
-  if (state == nullptr) return EPOLL_ECHO_EINVAL;
-  uint32_t size = 0;
-  std::memcpy(&size, state, sizeof size);
-  if (!epoll_echo::structSizeValid(size)) return EPOLL_ECHO_ESIZE;
-  bool copied = true;
-  epoll_echo_connection_state_t value{};
-  const int code = runControl(const_cast<epoll_echo_engine_t*>(engine),
-                              [&](Engine& e) { copied = e.exportConnection(index, value, pending, pending_capacity); });
-  if (code != EPOLL_ECHO_OK) return code;
-  epoll_echo::copyStructOut(value, state);
-  return copied ? EPOLL_ECHO_OK : EPOLL_ECHO_EINVAL;
+  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "export_connection", [&](Engine& e) {
+    if (state == nullptr) refuseNull("export_connection", "state");
+    requireStructSize<epoll_echo_connection_state_t>("export_connection: state", state);
+    epoll_echo_connection_state_t value{};
+    const bool copied = e.exportConnection(index, value, pending, pending_capacity);
+    epoll_echo::copyStructOut(value, state);
+    if (!copied) {
+      throw EngineError(EPOLL_ECHO_EINVAL, "export_connection: pending_capacity " + std::to_string(pending_capacity) +
+                                               " is below the connection's " + std::to_string(value.pending_bytes) +
+                                               " pending bytes (state is filled; nothing was copied)");
+    }
+  });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_handover_complete(epoll_echo_engine_t* engine) {
-  return runControl(engine, [](Engine& e) { e.completeHandover(); });
+  return runOnEngine(engine, "handover_complete", [](Engine& e) { e.completeHandover(); });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd) {
-  return runControl(engine, [&](Engine& e) { e.importListener(fd); });
+  return runOnEngine(engine, "import_listener", [&](Engine& e) { e.importListener(fd); });
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_import_connection(epoll_echo_engine_t* engine,
                                                    const epoll_echo_connection_state_t* state, const void* pending) {
-  if (state == nullptr) return EPOLL_ECHO_EINVAL;
-  epoll_echo_connection_state_t value;
-  const int sized = epoll_echo::copyStructIn(state, value);
-  if (sized != EPOLL_ECHO_OK) return sized;
-  return runControl(engine, [&](Engine& e) { e.importConnection(value, pending); });
+  return runOnEngine(engine, "import_connection", [&](Engine& e) {
+    if (state == nullptr) refuseNull("import_connection", "state");
+    epoll_echo_connection_state_t value;
+    if (epoll_echo::copyStructIn(state, value) != EPOLL_ECHO_OK) {
+      throw EngineError(EPOLL_ECHO_ESIZE, epoll_echo::describeBadSize<epoll_echo_connection_state_t>(
+                                              "import_connection: state", epoll_echo::callerStructSize(state)));
+    }
+    e.importConnection(value, pending);
+  });
 }
 
 }  // extern "C"

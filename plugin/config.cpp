@@ -40,7 +40,9 @@ std::string bindAddressOf(const epoll_echo_config_t& raw) {
   }
   std::string text(raw.bind_address, length);
   if (!text.empty() && !SocketAddress::parse(text, 0)) {
-    throw EngineError(EPOLL_ECHO_EADDRESS, "bind_address \"" + text + "\" is not a numeric IPv4 or IPv6 address");
+    throw EngineError(EPOLL_ECHO_EADDRESS, "bind_address \"" + text +
+                                               "\" is not a numeric IPv4 or IPv6 address (a zone, as in fe80::1%eth0, "
+                                               "must name an interface of this host)");
   }
   return text;
 }

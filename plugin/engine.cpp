@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <new>
 #include <system_error>
 
 #include "engine_error.h"
@@ -153,9 +154,13 @@ bool Engine::workerCounters(uint32_t index, epoll_echo_counters_t& out) const {
   return true;
 }
 
-void Engine::setLastError(const std::string& detail) {
+void Engine::setLastError(const char* first, const char* second) const noexcept {
   std::lock_guard<std::mutex> lock(stateMutex_);
-  lastError_ = detail;
+  try {
+    lastError_.assign(first).append(second);
+  } catch (const std::bad_alloc&) {
+    lastError_ = "out of memory";  // fits the string's inline buffer: no allocation
+  }
 }
 
 std::string Engine::lastError() const {

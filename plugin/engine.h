@@ -3,6 +3,8 @@
 // several engines can share a process.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <mutex>
 #include <string>
@@ -15,6 +17,13 @@
 #include "worker.h"
 
 namespace epoll_echo {
+
+// A socket as the kernel knows it (sockfs device and inode), whichever descriptor refers to it.
+struct SocketIdentity {
+  dev_t device = 0;
+  ino_t inode = 0;
+  bool operator==(const SocketIdentity& other) const { return device == other.device && inode == other.inode; }
+};
 
 // Control calls (start, stop, pause, resume, hand-over) are serialised by controlMutex_; stats and
 // lastError may run on any thread at any time and take only the short-lived stateMutex_.
@@ -44,12 +53,16 @@ class Engine {
   // Returns false when index is out of range.
   bool workerCounters(uint32_t index, epoll_echo_counters_t& out) const;
 
-  void setLastError(const std::string& detail);
+  // Records the detail of a failed call, `first` followed by `second`: the next failure replaces
+  // it, a success leaves it. Const and noexcept so that every path, a failed stats() included,
+  // can record; without memory for the text it keeps a fixed one.
+  void setLastError(const char* first, const char* second = "") const noexcept;
   std::string lastError() const;
 
  private:
   struct ImportedConnection {
     UniqueFd fd;
+    SocketIdentity identity;
     std::string pending;
     uint32_t worker = 0;
     bool peerClosed = false;
@@ -70,7 +83,7 @@ class Engine {
   uint32_t state_ = EPOLL_ECHO_STATE_CREATED;            // guarded by stateMutex_
   uint16_t port_ = 0;                                    // guarded by stateMutex_
   std::vector<std::unique_ptr<Worker>> workers_;         // guarded by stateMutex_; set once by start()
-  std::string lastError_;                                // guarded by stateMutex_
+  mutable std::string lastError_;                        // guarded by stateMutex_
   std::vector<UniqueFd> importedListeners_;              // control thread only, until start()
   std::vector<ImportedConnection> importedConnections_;  // control thread only, until start()
 };

@@ -1,8 +1,11 @@
 // Engine hand-over: exporting a paused engine's sockets and importing them into a new engine.
 // Descriptors are duplicated, never moved, so either side can fail without a client noticing.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "engine.h"
@@ -18,8 +21,8 @@ int socketOption(int fd, int name) {
   return value;
 }
 
-// Checks that fd is a TCP socket, listening or not as required, and returns our own copy of it.
-UniqueFd duplicateTcpSocket(int fd, bool listening, const char* what) {
+// Checks that fd is a TCP socket, listening or not as `listening` requires.
+void requireTcpSocket(int fd, bool listening, const char* what) {
   const int domain = socketOption(fd, SO_DOMAIN);
   if (socketOption(fd, SO_TYPE) != SOCK_STREAM || (domain != AF_INET && domain != AF_INET6)) {
     throw EngineError(EPOLL_ECHO_EINVAL, std::string(what) + ": fd " + std::to_string(fd) + " is not a TCP socket");
@@ -28,6 +31,25 @@ UniqueFd duplicateTcpSocket(int fd, bool listening, const char* what) {
     throw EngineError(EPOLL_ECHO_EINVAL, std::string(what) + ": fd " + std::to_string(fd) +
                                              (listening ? " is not listening" : " is a listening socket"));
   }
+}
+
+// A socket that never connected (unbound, only bound, or still connecting) has no peer. One whose
+// connection died while its exporter was paused has none either, but it still holds the error
+// (POLLERR): it is taken like any connection, and its worker closes it at its first event, so a
+// client's reset during a hand-over does not fail the whole hand-over.
+void requireConnected(int fd) {
+  sockaddr_storage peer{};
+  socklen_t length = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0) return;
+  if (errno != ENOTCONN) throwErrno(EPOLL_ECHO_ESYSTEM, "import_connection: getpeername of fd " + std::to_string(fd));
+  pollfd probe{fd, 0, 0};
+  if (::poll(&probe, 1, 0) == 1 && (probe.revents & POLLERR) != 0) return;
+  throw EngineError(EPOLL_ECHO_EINVAL,
+                    "import_connection: fd " + std::to_string(fd) + " is a TCP socket that is not connected");
+}
+
+// Our own close-on-exec, non-blocking copy of a socket the caller keeps.
+UniqueFd duplicateSocket(int fd, const char* what) {
   UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!copy) throwErrno(EPOLL_ECHO_ESYSTEM, std::string(what) + ": fcntl F_DUPFD_CLOEXEC");
   // O_NONBLOCK belongs to the shared open file description, which the exporter set already;
@@ -38,6 +60,15 @@ UniqueFd duplicateTcpSocket(int fd, bool listening, const char* what) {
   }
   return copy;
 }
+
+// The socket itself, whatever descriptor refers to it: dup() and SCM_RIGHTS copies share it.
+SocketIdentity identify(int fd) {
+  struct stat status {};
+  if (::fstat(fd, &status) != 0) throwErrno(EPOLL_ECHO_ESYSTEM, "import_connection: fstat of fd " + std::to_string(fd));
+  return {status.st_dev, status.st_ino};
+}
+
+constexpr uint32_t kKnownConnectionFlags = EPOLL_ECHO_CONNECTION_PEER_CLOSED;
 
 }  // namespace
 
@@ -99,19 +130,41 @@ void Engine::importListener(int fd) {
   if (importedListeners_.size() >= kMaxListeners) {
     throw EngineError(EPOLL_ECHO_EINVAL, "import_listener: more than " + std::to_string(kMaxListeners) + " listeners");
   }
-  UniqueFd copy = duplicateTcpSocket(fd, true, "import_listener");
-  importedListeners_.push_back(std::move(copy));
+  requireTcpSocket(fd, true, "import_listener");
+  importedListeners_.push_back(duplicateSocket(fd, "import_listener"));
 }
 
 void Engine::importConnection(const epoll_echo_connection_state_t& state, const void* pending) {
   std::lock_guard<std::mutex> control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_CREATED, "import_connection");
+  if ((state.flags & ~kKnownConnectionFlags) != 0) {
+    throw EngineError(EPOLL_ECHO_EINVAL,
+                      "import_connection: flags " + std::to_string(state.flags) +
+                          " has bits this plugin does not know (known: " + std::to_string(kKnownConnectionFlags) + ")");
+  }
+  // No engine holds more for one connection (docs/abi.md); anything above is a corrupt state.
+  const uint64_t limit = uint64_t{config_.highWaterBytes} + config_.readBudgetBytes;
+  if (state.pending_bytes > limit) {
+    throw EngineError(EPOLL_ECHO_EINVAL, "import_connection: pending_bytes " + std::to_string(state.pending_bytes) +
+                                             " is above this engine's " + std::to_string(limit) +
+                                             " (high_water_bytes + read_budget_bytes)");
+  }
   if (state.pending_bytes > 0 && pending == nullptr) {
     throw EngineError(EPOLL_ECHO_EINVAL,
                       "import_connection: pending is NULL with pending_bytes " + std::to_string(state.pending_bytes));
   }
+  requireTcpSocket(state.fd, false, "import_connection");
+  requireConnected(state.fd);
   ImportedConnection imported;
-  imported.fd = duplicateTcpSocket(state.fd, false, "import_connection");
+  imported.identity = identify(state.fd);
+  for (const ImportedConnection& earlier : importedConnections_) {
+    // Two workers serving one socket would interleave its reads and reorder the echo.
+    if (earlier.identity == imported.identity) {
+      throw EngineError(EPOLL_ECHO_EINVAL, "import_connection: fd " + std::to_string(state.fd) +
+                                               " is a connection this engine has already imported");
+    }
+  }
+  imported.fd = duplicateSocket(state.fd, "import_connection");
   if (state.pending_bytes > 0) {
     imported.pending.assign(static_cast<const char*>(pending), static_cast<size_t>(state.pending_bytes));
   }

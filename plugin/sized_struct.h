@@ -1,10 +1,13 @@
 // Copying size-first structs across the C boundary with the Linux copy_struct_from_user rule:
 // read min(caller size, own size), missing fields are zero, a longer struct's tail must be zero.
+// A size that ends inside one of our fields is refused: no header ever declared such a struct.
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 #include "epoll_echo.h"
@@ -16,15 +19,93 @@ namespace epoll_echo {
 inline constexpr uint32_t kMinStructSize = 8;
 inline constexpr uint32_t kMaxStructSize = 4096;
 
-inline bool structSizeValid(uint32_t size) { return size >= kMinStructSize && size <= kMaxStructSize; }
+// The offsets at which the scalar fields of a boundary struct end, in order (char arrays count as
+// one field). An older caller's struct always ends at one of them.
+template <class T>
+struct FieldEnds;
+
+#define EPOLL_ECHO_FIELD_END(type, field) static_cast<uint32_t>(offsetof(type, field) + sizeof(type::field))
+#define EPOLL_ECHO_COUNTER_ENDS(type, member)                                                               \
+  EPOLL_ECHO_FIELD_END(type, member.accepted), EPOLL_ECHO_FIELD_END(type, member.active),                   \
+      EPOLL_ECHO_FIELD_END(type, member.closed), EPOLL_ECHO_FIELD_END(type, member.bytes_in),               \
+      EPOLL_ECHO_FIELD_END(type, member.bytes_out), EPOLL_ECHO_FIELD_END(type, member.backpressure_pauses), \
+      EPOLL_ECHO_FIELD_END(type, member.accept_errors), EPOLL_ECHO_FIELD_END(type, member.accept_pauses),   \
+      EPOLL_ECHO_FIELD_END(type, member.syscalls), EPOLL_ECHO_FIELD_END(type, member.wakeups),              \
+      EPOLL_ECHO_FIELD_END(type, member.adopted), EPOLL_ECHO_FIELD_END(type, member.handed_over)
+
+template <>
+struct FieldEnds<epoll_echo_config_t> {
+  using T = epoll_echo_config_t;
+  static constexpr uint32_t values[] = {EPOLL_ECHO_FIELD_END(T, size),
+                                        EPOLL_ECHO_FIELD_END(T, port),
+                                        EPOLL_ECHO_FIELD_END(T, listeners),
+                                        EPOLL_ECHO_FIELD_END(T, backlog),
+                                        EPOLL_ECHO_FIELD_END(T, high_water_bytes),
+                                        EPOLL_ECHO_FIELD_END(T, read_budget_bytes),
+                                        EPOLL_ECHO_FIELD_END(T, accept_budget),
+                                        EPOLL_ECHO_FIELD_END(T, reserved0),
+                                        EPOLL_ECHO_FIELD_END(T, bind_address)};
+};
+
+template <>
+struct FieldEnds<epoll_echo_stats_t> {
+  using T = epoll_echo_stats_t;
+  static constexpr uint32_t values[] = {EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, state),
+                                        EPOLL_ECHO_FIELD_END(T, port), EPOLL_ECHO_FIELD_END(T, listeners),
+                                        EPOLL_ECHO_COUNTER_ENDS(T, total)};
+};
+
+template <>
+struct FieldEnds<epoll_echo_worker_stats_t> {
+  using T = epoll_echo_worker_stats_t;
+  static constexpr uint32_t values[] = {EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, index),
+                                        EPOLL_ECHO_COUNTER_ENDS(T, counters)};
+};
+
+template <>
+struct FieldEnds<epoll_echo_connection_state_t> {
+  using T = epoll_echo_connection_state_t;
+  static constexpr uint32_t values[] = {EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, fd),
+                                        EPOLL_ECHO_FIELD_END(T, worker), EPOLL_ECHO_FIELD_END(T, flags),
+                                        EPOLL_ECHO_FIELD_END(T, pending_bytes)};
+};
+
+#undef EPOLL_ECHO_COUNTER_ENDS
+#undef EPOLL_ECHO_FIELD_END
+
+// True for a size in [kMinStructSize, kMaxStructSize] that does not end inside a field of T (a
+// size beyond T's own may end anywhere: those fields are a newer header's).
+template <class T>
+bool structSizeValid(uint32_t size) {
+  if (size < kMinStructSize || size > kMaxStructSize) return false;
+  if (size >= sizeof(T)) return true;
+  const auto& ends = FieldEnds<T>::values;
+  static_assert(ends[std::size(ends) - 1] == sizeof(T), "FieldEnds must list every field of the struct");
+  return std::binary_search(std::begin(ends), std::end(ends), size);
+}
+
+// The caller's size field (the first 4 bytes of any boundary struct).
+inline uint32_t callerStructSize(const void* caller) {
+  uint32_t size = 0;
+  std::memcpy(&size, caller, sizeof size);
+  return size;
+}
+
+// "stats size 10 is invalid: ..." for a size structSizeValid<T> refused.
+template <class T>
+std::string describeBadSize(const char* what, uint32_t size) {
+  return std::string(what) + " size " + std::to_string(size) + " is invalid: it must be " +
+         std::to_string(kMinStructSize) + ".." + std::to_string(kMaxStructSize) +
+         ", end on a field boundary, and a struct larger than this plugin's " + std::to_string(sizeof(T)) +
+         " bytes needs an all-zero tail";
+}
 
 // Reads a caller's struct into `out`. Returns 0 or EPOLL_ECHO_ESIZE.
 template <class T>
 int copyStructIn(const void* source, T& out) {
   static_assert(std::is_trivially_copyable_v<T>);
-  uint32_t callerSize = 0;
-  std::memcpy(&callerSize, source, sizeof callerSize);
-  if (!structSizeValid(callerSize)) return EPOLL_ECHO_ESIZE;
+  const uint32_t callerSize = callerStructSize(source);
+  if (!structSizeValid<T>(callerSize)) return EPOLL_ECHO_ESIZE;
   const auto* bytes = static_cast<const unsigned char*>(source);
   for (uint32_t i = sizeof(T); i < callerSize; ++i) {
     if (bytes[i] != 0) return EPOLL_ECHO_ESIZE;
@@ -39,9 +120,8 @@ int copyStructIn(const void* source, T& out) {
 template <class T>
 int copyStructOut(const T& value, void* destination) {
   static_assert(std::is_trivially_copyable_v<T>);
-  uint32_t callerSize = 0;
-  std::memcpy(&callerSize, destination, sizeof callerSize);
-  if (!structSizeValid(callerSize)) return EPOLL_ECHO_ESIZE;
+  const uint32_t callerSize = callerStructSize(destination);
+  if (!structSizeValid<T>(callerSize)) return EPOLL_ECHO_ESIZE;
   const uint32_t written = static_cast<uint32_t>(std::min<size_t>(callerSize, sizeof(T)));
   auto* bytes = static_cast<unsigned char*>(destination);
   std::memcpy(bytes, &value, written);

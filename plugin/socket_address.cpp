@@ -2,6 +2,7 @@
 #include "socket_address.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 
 #include <cstring>
@@ -12,6 +13,30 @@ namespace {
 std::string stripBrackets(const std::string& text) {
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') return text.substr(1, text.size() - 2);
   return text;
+}
+
+// The zone of "fe80::1%eth0" or "fe80::1%2": an interface name, or its index in decimal. Names
+// are looked up for any address, not only link-local ones as getaddrinfo does, so "::1%lo" works
+// too (the kernel ignores the zone of an address that needs none).
+std::optional<uint32_t> parseZone(const std::string& zone) {
+  if (zone.empty()) return std::nullopt;
+  if (zone.find_first_not_of("0123456789") == std::string::npos) {
+    if (zone.size() > 10) return std::nullopt;
+    const uint64_t index = std::stoull(zone);
+    if (index > UINT32_MAX) return std::nullopt;
+    return static_cast<uint32_t>(index);
+  }
+  const unsigned index = ::if_nametoindex(zone.c_str());
+  if (index == 0) return std::nullopt;
+  return index;
+}
+
+// "%lo" (or "%7" for an interface that has gone) for a zone; nothing without one.
+std::string zoneSuffix(uint32_t zone) {
+  if (zone == 0) return "";
+  char name[IF_NAMESIZE];
+  if (::if_indextoname(zone, name) != nullptr) return std::string("%") + name;
+  return "%" + std::to_string(zone);
 }
 
 }  // namespace
@@ -25,14 +50,19 @@ std::optional<SocketAddress> SocketAddress::parse(const std::string& text, uint1
     address.setPort(port);
     return address;
   }
+  const std::string bare = stripBrackets(text);
+  const size_t percent = bare.find('%');
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&address.storage_);
-  if (::inet_pton(AF_INET6, stripBrackets(text).c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    address.length_ = sizeof(sockaddr_in6);
-    address.setPort(port);
-    return address;
+  if (::inet_pton(AF_INET6, bare.substr(0, percent).c_str(), &v6->sin6_addr) != 1) return std::nullopt;
+  if (percent != std::string::npos) {
+    const std::optional<uint32_t> zone = parseZone(bare.substr(percent + 1));
+    if (!zone) return std::nullopt;
+    v6->sin6_scope_id = *zone;
   }
-  return std::nullopt;
+  v6->sin6_family = AF_INET6;
+  address.length_ = sizeof(sockaddr_in6);
+  address.setPort(port);
+  return address;
 }
 
 SocketAddress SocketAddress::anyIpv6(uint16_t port) { return *parse("::", port); }
@@ -64,8 +94,9 @@ std::string SocketAddress::toString() const {
     return std::string(text) + ":" + std::to_string(port());
   }
   if (family() == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr, text, sizeof text);
-    return "[" + std::string(text) + "]:" + std::to_string(port());
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    return "[" + std::string(text) + zoneSuffix(v6->sin6_scope_id) + "]:" + std::to_string(port());
   }
   return "(unknown address family)";
 }

@@ -12,7 +12,8 @@ namespace epoll_echo {
 // A value type; copy freely.
 class SocketAddress {
  public:
-  // Parses "127.0.0.1", "::1" or "[::1]" (numeric only: no name lookup inside a plugin).
+  // Parses "127.0.0.1", "::1", "[::1]", or an IPv6 address with a zone, "fe80::1%eth0" or
+  // "fe80::1%2" (numeric only: no name lookup inside a plugin; the zone names an interface).
   static std::optional<SocketAddress> parse(const std::string& text, uint16_t port);
   static SocketAddress anyIpv6(uint16_t port);
   static SocketAddress anyIpv4(uint16_t port);
@@ -24,7 +25,7 @@ class SocketAddress {
   socklen_t length() const { return length_; }
   uint16_t port() const;
   void setPort(uint16_t port);
-  // "127.0.0.1:8080" or "[::1]:8080".
+  // "127.0.0.1:8080", "[::1]:8080" or "[fe80::1%lo]:8080".
   std::string toString() const;
 
  private:

@@ -113,6 +113,9 @@ void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
   closedThisBatch_.clear();
   resumeList_.clear();
   listener_.reset();
+  // The worker never runs again: its epoll instance and wake-up fd go too (only counters stay).
+  epoll_.reset();
+  wakeup_.reset();
 }
 
 void Worker::run() noexcept {

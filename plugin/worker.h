@@ -40,10 +40,11 @@ class Worker {
   void requestStop() noexcept;
   // Waits for the thread to leave its loop (after requestStop()).
   void join() noexcept;
-  // After join(): closes every connection and the listening socket.
+  // After join(): closes every connection, the listening socket, the epoll instance and the
+  // eventfd. The worker cannot start again; its counters stay readable.
   void closeAll() noexcept;
   // After join(): closes this worker's copies of its sockets, which now live on in another
-  // engine, counting the connections as handed over.
+  // engine, counting the connections as handed over, and its own descriptors as closeAll() does.
   void releaseAll() noexcept;
 
   // Hand-over, only while the thread is not running.

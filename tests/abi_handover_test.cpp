@@ -1,9 +1,15 @@
 // abi_handover_test.cpp — misuse of the ABI 1.1 hand-over functions: NULL and garbage arguments,
 // calls in the wrong state, and the rollback path (pause, then resume) losing no connection or
 // byte. The full old-to-new-engine hand-over is exercised by the host's hot-swap tests.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -15,7 +21,48 @@ namespace {
 
 constexpr auto kTimeout = std::chrono::seconds(5);
 
-class AbiHandoverTest : public PluginTest {};
+class AbiHandoverTest : public PluginTest {
+ protected:
+  // A CREATED engine with a small per-connection bound: high water + read budget = 8192 bytes.
+  void createSmallEngine(Engine& engine, uint32_t listeners = 1) {
+    epoll_echo_config_t config = loopbackConfig(listeners);
+    config.high_water_bytes = 4096;
+    config.read_budget_bytes = 4096;
+    std::string error;
+    ASSERT_EQ(engine.create(config, &error), EPOLL_ECHO_OK) << error;
+  }
+};
+
+constexpr uint64_t kSmallEngineBound = 8192;
+
+// Both ends of a loopback TCP connection, as an embedder holding a client's socket would have.
+struct ConnectedPair {
+  Fd client;
+  Fd server;
+};
+
+ConnectedPair connectPair() {
+  std::string error;
+  ConnectedPair pair;
+  Fd listener = listenTcp("127.0.0.1", 0, 4, &error);
+  EXPECT_TRUE(listener) << error;
+  if (!listener) return pair;
+  pair.client = connectLoopback(localPort(listener.get()), deadlineIn(kTimeout), &error);
+  EXPECT_TRUE(pair.client) << error;
+  pair.server.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  EXPECT_TRUE(pair.server) << "accept4: " << std::strerror(errno);
+  return pair;
+}
+
+epoll_echo_connection_state_t stateFor(int fd, uint32_t worker = 0, uint64_t pendingBytes = 0, uint32_t flags = 0) {
+  epoll_echo_connection_state_t state{};
+  state.size = sizeof state;
+  state.fd = fd;
+  state.worker = worker;
+  state.pending_bytes = pendingBytes;
+  state.flags = flags;
+  return state;
+}
 
 TEST_F(AbiHandoverTest, NullArgumentsAreRejected) {
   uint32_t listeners = 0, connections = 0;
@@ -75,6 +122,110 @@ TEST_F(AbiHandoverTest, ImportRejectsDescriptorsOfTheWrongKind) {
   state.fd = readEnd.get();
   EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL);
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_CREATED);
+}
+
+// Two workers reading one socket would interleave its bytes and reorder the echo: the second
+// import of a socket is refused, however the descriptor that names it was obtained.
+TEST_F(AbiHandoverTest, ImportConnectionRefusesTheSameSocketTwice) {
+  Engine engine(api());
+  ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine, 2));
+  ConnectedPair pair = connectPair();
+  ASSERT_TRUE(pair.server);
+  epoll_echo_connection_state_t state = stateFor(pair.server.get(), 0);
+  ASSERT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_OK) << engine.lastError();
+  state.worker = 1;
+  EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL);
+  EXPECT_NE(engine.lastError().find("already imported"), std::string::npos) << engine.lastError();
+  Fd copy(::fcntl(pair.server.get(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(copy);
+  state.fd = copy.get();
+  EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL) << "a dup() of it";
+
+  ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(engine.stats().total.adopted, 1u);
+  std::string error;
+  const std::string message(20000, 'e');
+  ASSERT_TRUE(sendAll(pair.client.get(), message, deadlineIn(kTimeout), &error)) << error;
+  std::string reply(message.size(), '\0');
+  ASSERT_TRUE(receiveExactly(pair.client.get(), reply.data(), reply.size(), deadlineIn(kTimeout), &error)) << error;
+  EXPECT_EQ(reply, message);
+}
+
+// An unbound or merely bound socket is not a connection: the engine would adopt and close it.
+TEST_F(AbiHandoverTest, ImportConnectionRefusesSocketsThatNeverConnected) {
+  Engine engine(api());
+  ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine));
+  Fd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(unbound);
+  epoll_echo_connection_state_t state = stateFor(unbound.get());
+  EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL);
+  EXPECT_NE(engine.lastError().find("not connected"), std::string::npos) << engine.lastError();
+
+  Fd bound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(bound);
+  sockaddr_in loopback{};
+  loopback.sin_family = AF_INET;
+  loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(bound.get(), reinterpret_cast<sockaddr*>(&loopback), sizeof loopback), 0);
+  state.fd = bound.get();
+  EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL);
+
+  // A connection its client reset while the exporter was paused is still a connection: refusing
+  // it would fail a whole hot-swap over one client. Its worker closes it.
+  ConnectedPair pair = connectPair();
+  ASSERT_TRUE(pair.server);
+  ASSERT_TRUE(setLingerZero(pair.client.get()));
+  pair.client.reset();
+  pollfd reset{pair.server.get(), 0, 0};
+  ASSERT_EQ(::poll(&reset, 1, millisecondsLeft(deadlineIn(kTimeout))), 1);
+  ASSERT_NE(reset.revents & POLLERR, 0);
+  state.fd = pair.server.get();
+  EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_OK) << engine.lastError();
+  ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
+  bool closed = false;
+  engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.closed == 1 && s.total.active == 0; },
+                      deadlineIn(kTimeout), &closed);
+  EXPECT_TRUE(closed);
+}
+
+// pending_bytes can never exceed what an engine holds for one connection (high water + read
+// budget); beyond is a corrupt state, refused before anything is allocated or read. Unknown flag
+// bits are refused too: they would mean something this plugin cannot honour.
+TEST_F(AbiHandoverTest, ImportConnectionRefusesAbsurdPendingBytesAndUnknownFlags) {
+  Engine engine(api());
+  ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine));
+  ConnectedPair pair = connectPair();
+  ASSERT_TRUE(pair.server);
+  const std::string pending(kSmallEngineBound + 1, 'p');
+  for (uint64_t bytes : {uint64_t{1} << 63, uint64_t{1} << 35, kSmallEngineBound + 1}) {
+    epoll_echo_connection_state_t state = stateFor(pair.server.get(), 0, bytes);
+    EXPECT_EQ(api().import_connection(engine.handle(), &state, pending.data()), EPOLL_ECHO_EINVAL) << bytes;
+    EXPECT_NE(engine.lastError().find("pending_bytes " + std::to_string(bytes)), std::string::npos)
+        << engine.lastError();
+  }
+  for (uint32_t flags : {2u, 0x80000000u, EPOLL_ECHO_CONNECTION_PEER_CLOSED | 4u}) {
+    epoll_echo_connection_state_t state = stateFor(pair.server.get(), 0, 0, flags);
+    EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL) << flags;
+    EXPECT_NE(engine.lastError().find("flags"), std::string::npos) << engine.lastError();
+  }
+  // The bound itself is accepted, and those bytes are echoed first.
+  epoll_echo_connection_state_t state =
+      stateFor(pair.server.get(), 0, kSmallEngineBound, EPOLL_ECHO_CONNECTION_PEER_CLOSED);
+  ASSERT_EQ(api().import_connection(engine.handle(), &state, pending.data()), EPOLL_ECHO_OK) << engine.lastError();
+  ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
+  pair.server.reset();  // as the exporter does at handover_complete: the engine's copy is the last
+  std::string error;
+  std::string reply(kSmallEngineBound, '\0');
+  ASSERT_TRUE(receiveExactly(pair.client.get(), reply.data(), reply.size(), deadlineIn(kTimeout), &error)) << error;
+  EXPECT_EQ(reply, pending.substr(0, kSmallEngineBound));
+  EXPECT_TRUE(waitForEof(pair.client.get(), deadlineIn(kTimeout), &error)) << error;
+  // The adopted bytes were read by the exporter: this engine wrote them without reading them.
+  bool counted = false;
+  const epoll_echo_stats_t stats = engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.closed == 1; },
+                                                       deadlineIn(kTimeout), &counted);
+  EXPECT_TRUE(counted);
+  EXPECT_EQ(stats.total.bytes_in, 0u);
+  EXPECT_EQ(stats.total.bytes_out, kSmallEngineBound);
 }
 
 // The rollback path: pause keeps every socket and pending byte, resume serves them again.

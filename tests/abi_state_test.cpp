@@ -2,6 +2,8 @@
 // idempotent, destroy while running), stats/worker_stats/last_error argument and size rules, and
 // the [any-thread]/[control] promises exercised from concurrent threads (TSan checks the rest).
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <cstring>
@@ -85,6 +87,118 @@ TEST_F(AbiStateTest, DestroyStopsARunningEngine) {
     EXPECT_TRUE(outcome == PeerClose::Eof || outcome == PeerClose::Reset) << toString(outcome);
   }
   EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();
+}
+
+// A stopped engine keeps its counters but no descriptor: not its sockets, and not the epoll
+// instance and eventfd of each worker either (a host may keep stopped engines for their stats).
+TEST_F(AbiStateTest, StopReleasesEveryDescriptorAndKeepsTheCounters) {
+  const int fdsBefore = countOpenFds();
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(4), &error)) << error;
+  const std::string message = "counted";
+  expectEcho(engine.port(), message);
+  ASSERT_EQ(engine.stop(), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();
+
+  int code = 1;
+  const epoll_echo_stats_t stats = engine.stats(&code);
+  EXPECT_EQ(code, EPOLL_ECHO_OK);
+  EXPECT_EQ(stats.state, EPOLL_ECHO_STATE_STOPPED);
+  EXPECT_EQ(stats.listeners, 4u);
+  EXPECT_EQ(stats.total.accepted, 1u);
+  EXPECT_EQ(stats.total.closed, 1u);
+  EXPECT_EQ(stats.total.bytes_in, message.size());
+  EXPECT_EQ(stats.total.bytes_out, message.size());
+  for (uint32_t index = 0; index < 4; ++index) {
+    engine.workerStats(index, &code);
+    EXPECT_EQ(code, EPOLL_ECHO_OK) << index;
+  }
+}
+
+// Every failing call leaves its own message, never an empty or an earlier one: each failure below
+// must replace the message the one before it left.
+TEST_F(AbiStateTest, EveryFailureLeavesItsOwnMessage) {
+  Engine engine(api());
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  ASSERT_EQ(engine.start(), EPOLL_ECHO_ESTATE);
+  std::string previous = engine.lastError();
+  ASSERT_FALSE(previous.empty());
+  const auto expectOwnMessage = [&](int code, int expected, const std::string& mentions) {
+    EXPECT_EQ(code, expected) << describeCode(api(), code) << " for " << mentions;
+    const std::string message = engine.lastError();
+    EXPECT_NE(message, previous) << "no message of its own for " << mentions;
+    EXPECT_NE(message.find(mentions), std::string::npos) << "\"" << message << "\" does not mention " << mentions;
+    previous = message;
+  };
+  expectOwnMessage(api().stats(engine.handle(), nullptr), EPOLL_ECHO_EINVAL, "stats");
+  epoll_echo_stats_t stats{};
+  stats.size = 4;
+  expectOwnMessage(api().stats(engine.handle(), &stats), EPOLL_ECHO_ESIZE, "size 4");
+  epoll_echo_worker_stats_t workerStats{};
+  workerStats.size = sizeof workerStats;
+  expectOwnMessage(api().worker_stats(engine.handle(), 99, &workerStats), EPOLL_ECHO_ERANGE, "index 99");
+  expectOwnMessage(api().worker_stats(engine.handle(), 0, nullptr), EPOLL_ECHO_EINVAL, "worker_stats");
+  workerStats.size = 2;
+  expectOwnMessage(api().worker_stats(engine.handle(), 0, &workerStats), EPOLL_ECHO_ESIZE, "size 2");
+  // last_error's own misuse is the one failure that must not replace the message being read.
+  EXPECT_EQ(api().last_error(engine.handle(), nullptr, 8), EPOLL_ECHO_EINVAL);
+  EXPECT_EQ(engine.lastError(), previous);
+
+  ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  uint32_t count = 0;
+  expectOwnMessage(api().handover_counts(engine.handle(), nullptr, &count), EPOLL_ECHO_EINVAL, "listeners");
+  expectOwnMessage(api().handover_counts(engine.handle(), &count, nullptr), EPOLL_ECHO_EINVAL, "connections");
+  expectOwnMessage(api().export_listener(engine.handle(), 0, nullptr), EPOLL_ECHO_EINVAL, "export_listener");
+  expectOwnMessage(api().export_connection(engine.handle(), 0, nullptr, nullptr, 0), EPOLL_ECHO_EINVAL,
+                   "export_connection");
+  epoll_echo_connection_state_t state{};
+  state.size = 4;
+  expectOwnMessage(api().export_connection(engine.handle(), 0, &state, nullptr, 0), EPOLL_ECHO_ESIZE, "size 4");
+
+  Engine fresh(api());
+  ASSERT_EQ(fresh.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
+  state.size = 4;
+  EXPECT_EQ(api().import_connection(fresh.handle(), &state, nullptr), EPOLL_ECHO_ESIZE);
+  EXPECT_NE(fresh.lastError().find("size 4"), std::string::npos) << fresh.lastError();
+  EXPECT_EQ(api().import_connection(fresh.handle(), nullptr, nullptr), EPOLL_ECHO_EINVAL);
+  EXPECT_NE(fresh.lastError().find("state is NULL"), std::string::npos) << fresh.lastError();
+}
+
+// The pending buffer is too small for a paused connection's unsent bytes: EINVAL, *state filled
+// so the caller can retry, and a message that says so.
+TEST_F(AbiStateTest, ExportConnectionExplainsATooSmallPendingBuffer) {
+  Engine engine(api());
+  epoll_echo_config_t config = loopbackConfig();
+  config.high_water_bytes = 4096;
+  config.read_budget_bytes = 4096;
+  std::string error;
+  ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  ASSERT_TRUE(setNonBlocking(client.get(), true));
+  // The client never reads: the echo fills both socket buffers, then the engine's output buffer
+  // until the connection is paused above its high water. Bounded by count and by the deadline.
+  const std::string chunk(65536, 'q');
+  const Deadline deadline = deadlineIn(kTimeout);
+  bool paused = false;
+  for (int round = 0; round < 100000 && !paused && Clock::now() < deadline; ++round) {
+    [[maybe_unused]] const ssize_t sent = ::send(client.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    paused = engine.stats().total.backpressure_pauses > 0;
+    if (!paused) {
+      pollfd writable{client.get(), POLLOUT, 0};
+      ::poll(&writable, 1, 10);  // until the engine reads more, or 10 ms to look at the stats again
+    }
+  }
+  ASSERT_TRUE(paused) << "the connection never reached its high water";
+  ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  epoll_echo_connection_state_t state{};
+  state.size = sizeof state;
+  char tooSmall[1];
+  EXPECT_EQ(api().export_connection(engine.handle(), 0, &state, tooSmall, sizeof tooSmall), EPOLL_ECHO_EINVAL);
+  EXPECT_GE(state.pending_bytes, 4096u);
+  EXPECT_NE(engine.lastError().find("pending_capacity 1"), std::string::npos) << engine.lastError();
 }
 
 TEST_F(AbiStateTest, StatsRejectsNullAndBadSizes) {

@@ -66,6 +66,8 @@ TEST(HostOptionsTest, AcceptsTheEdgesOfEachRange) {
   EXPECT_EQ(parseValid({"--stats-interval", "86400"}).statsIntervalSeconds, 86400u);
   EXPECT_EQ(parseValid({"--bind", "[::1]"}).bindAddress, "[::1]");
   EXPECT_EQ(parseValid({"--bind", "0.0.0.0"}).bindAddress, "0.0.0.0");
+  EXPECT_EQ(parseValid({"--bind", "fe80::1%eth0"}).bindAddress, "fe80::1%eth0");
+  EXPECT_EQ(parseValid({"--bind", "[fe80::1%2]"}).bindAddress, "[fe80::1%2]");
 }
 
 TEST(HostOptionsTest, PassesBufferLimitsToTheEngineZeroMeaningItsDefault) {
@@ -109,6 +111,7 @@ TEST(HostOptionsTest, RefusesBadWordsAndAddresses) {
   expectRefusal({"--stats-format", "yaml"}, "--stats-format 'yaml' is not a format: allowed text or json");
   expectRefusal({"--bind", "localhost"}, "--bind 'localhost' is not a numeric address");
   expectRefusal({"--bind", "127.0.0.1:80"}, "--bind '127.0.0.1:80' is not a numeric address");
+  expectRefusal({"--bind", "127.0.0.1%lo"}, "--bind '127.0.0.1%lo' is not a numeric address");
   expectRefusal({"--bind", "1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc:dddd:eeee:ffff:0000"},
                 "is not a numeric address");
   expectRefusal({"--plugin", ""}, "--plugin needs a path");

@@ -15,6 +15,15 @@ struct Sample {
   uint64_t b;
 };
 
+}  // namespace
+
+template <>
+struct FieldEnds<Sample> {
+  static constexpr uint32_t values[] = {4, 8, 16};
+};
+
+namespace {
+
 TEST(SizedStructTest, ReadsAnOlderSmallerStructWithMissingFieldsAsZero) {
   Sample caller{};
   caller.size = 8;
@@ -54,6 +63,24 @@ TEST(SizedStructTest, RefusesSizesOutsideTheAllowedRange) {
     std::memcpy(bytes.data(), &size, sizeof size);
     EXPECT_EQ(copyStructIn(bytes.data(), out), EPOLL_ECHO_ESIZE) << size;
     EXPECT_EQ(copyStructOut(out, bytes.data()), EPOLL_ECHO_ESIZE) << size;
+  }
+}
+
+// An older header's struct always ends where one of its fields ends; 12 would be half of `b`.
+TEST(SizedStructTest, RefusesASizeThatEndsInsideAField) {
+  Sample value{sizeof(Sample), 1, 2};
+  for (uint32_t size : {9u, 10u, 12u, 15u}) {
+    Sample caller = value;
+    caller.size = size;
+    Sample out{};
+    EXPECT_EQ(copyStructIn(&caller, out), EPOLL_ECHO_ESIZE) << size;
+    EXPECT_EQ(copyStructOut(value, &caller), EPOLL_ECHO_ESIZE) << size;
+  }
+  for (uint32_t size : {8u, 16u}) {
+    Sample caller = value;
+    caller.size = size;
+    Sample out{};
+    EXPECT_EQ(copyStructIn(&caller, out), EPOLL_ECHO_OK) << size;
   }
 }
 

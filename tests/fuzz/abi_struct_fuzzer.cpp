@@ -72,7 +72,18 @@ void fillStruct(const ChoiceSource& next, GuardedBuffer& buffer, std::uint32_t d
 
 std::size_t bufferSizeFor(std::uint32_t declared) { return std::min<std::uint32_t>(declared, kHugeBufferCap); }
 
-bool sizeValid(std::uint32_t declared) { return declared >= 8 && declared <= 4096; }
+// Where the fields of each boundary struct end, read off the header's layout (bind_address is one
+// 64-byte field). A size below the plugin's own must end at one of them: any other size would
+// have the plugin read or write half a field.
+const std::vector<std::uint32_t> kConfigFieldEnds = {8, 12, 16, 20, 24, 28, 32, 96};
+const std::vector<std::uint32_t> kStatsFieldEnds = {8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112};
+const std::vector<std::uint32_t> kWorkerStatsFieldEnds = {8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104};
+const std::vector<std::uint32_t> kConnectionStateFieldEnds = {8, 12, 16, 24};
+
+bool sizeValid(std::uint32_t declared, const std::vector<std::uint32_t>& fieldEnds) {
+  if (declared < 8 || declared > 4096) return false;
+  return declared >= fieldEnds.back() || std::find(fieldEnds.begin(), fieldEnds.end(), declared) != fieldEnds.end();
+}
 
 // True when a struct of `declared` bytes has a non-zero byte beyond the plugin's `own` size.
 bool tailNonZero(const GuardedBuffer& buffer, std::uint32_t declared, std::size_t own) {
@@ -155,7 +166,7 @@ std::string AbiStructFuzzer::fuzzCreate(const ChoiceSource& next) {
   epoll_echo_engine_t* engine = reinterpret_cast<epoll_echo_engine_t*>(fakeEngine_.get());
   const int code = api_.create(reinterpret_cast<const epoll_echo_config_t*>(config.data()), &engine,
                                detailSize == 0 ? nullptr : reinterpret_cast<char*>(detail.data()), detailSize);
-  const bool mustRefuseSize = !sizeValid(declared) || tailNonZero(config, declared, sizeof valid);
+  const bool mustRefuseSize = !sizeValid(declared, kConfigFieldEnds) || tailNonZero(config, declared, sizeof valid);
   std::string failure;
   if (!documented(code) || (mustRefuseSize && code != EPOLL_ECHO_ESIZE)) failure = describe("create", code, declared);
   if ((code == EPOLL_ECHO_OK) != (engine != nullptr))
@@ -182,7 +193,9 @@ std::string AbiStructFuzzer::fuzzStats(const ChoiceSource& next) {
   const bool nullStats = next() % 16 == 0;
   const int code = api_.stats(engine, nullStats ? nullptr : reinterpret_cast<epoll_echo_stats_t*>(stats.data()));
   const bool live = engine != nullptr && engine != reinterpret_cast<epoll_echo_engine_t*>(fakeEngine_.get());
-  int expected = !live || nullStats ? EPOLL_ECHO_EINVAL : sizeValid(declared) ? EPOLL_ECHO_OK : EPOLL_ECHO_ESIZE;
+  int expected = !live || nullStats                     ? EPOLL_ECHO_EINVAL
+                 : sizeValid(declared, kStatsFieldEnds) ? EPOLL_ECHO_OK
+                                                        : EPOLL_ECHO_ESIZE;
   if (code != expected) return describe("stats", code, declared) + ", expected " + std::to_string(expected);
   if (!stats.canaryIntact()) return "stats wrote past the struct";
   if (code != EPOLL_ECHO_OK) {
@@ -203,7 +216,7 @@ std::string AbiStructFuzzer::fuzzWorkerStats(const ChoiceSource& next) {
   std::string failure;
   if (!live) {
     if (code != EPOLL_ECHO_EINVAL) failure = describe("worker_stats on a non-engine", code, declared);
-  } else if (!sizeValid(declared)) {
+  } else if (!sizeValid(declared, kWorkerStatsFieldEnds)) {
     if (code != EPOLL_ECHO_ESIZE && !(index != 0 && code == EPOLL_ECHO_ERANGE))
       failure = describe("worker_stats", code, declared);
   } else if (code != (index == 0 ? EPOLL_ECHO_OK : EPOLL_ECHO_ERANGE)) {
@@ -226,10 +239,12 @@ std::string AbiStructFuzzer::fuzzExportConnection(const ChoiceSource& next) {
   const int code = api_.export_connection(engine, index, reinterpret_cast<epoll_echo_connection_state_t*>(state.data()),
                                           withPending ? pending.data() : nullptr, withPending ? pending.size() : 0);
   std::string failure;
-  if (!documented(code) || (!sizeValid(declared) && code != EPOLL_ECHO_ESIZE && code != EPOLL_ECHO_EINVAL)) {
+  if (!documented(code) ||
+      (!sizeValid(declared, kConnectionStateFieldEnds) && code != EPOLL_ECHO_ESIZE && code != EPOLL_ECHO_EINVAL)) {
     failure = describe("export_connection", code, declared);
   }
-  if (engine == paused_->handle() && sizeValid(declared) && code != (index == 0 ? EPOLL_ECHO_OK : EPOLL_ECHO_ERANGE)) {
+  if (engine == paused_->handle() && sizeValid(declared, kConnectionStateFieldEnds) &&
+      code != (index == 0 ? EPOLL_ECHO_OK : EPOLL_ECHO_ERANGE)) {
     failure = describe("export_connection", code, declared) + " at index " + std::to_string(index);
   }
   if (code == EPOLL_ECHO_OK)
@@ -257,12 +272,15 @@ std::string AbiStructFuzzer::fuzzImportConnection(const ChoiceSource& next) {
   std::uint64_t pendingBytes = 0;
   if (declared >= sizeof valid && declared <= state.size())
     std::memcpy(&pendingBytes, state.data() + 16, sizeof pendingBytes);
-  const bool mustRefuseSize = !sizeValid(declared) || tailNonZero(state, declared, sizeof valid);
+  const bool mustRefuseSize =
+      !sizeValid(declared, kConnectionStateFieldEnds) || tailNonZero(state, declared, sizeof valid);
   std::vector<unsigned char> pending(pendingBytes <= 1 << 20 ? pendingBytes : 0, 0x5a);
   if (!mustRefuseSize && pendingBytes > (1 << 20)) return "";  // no buffer that large to offer
   const int code = api_.import_connection(engine, reinterpret_cast<const epoll_echo_connection_state_t*>(state.data()),
                                           pending.empty() ? nullptr : pending.data());
-  if (!documented(code) || (mustRefuseSize && code != EPOLL_ECHO_ESIZE))
+  // A handle that is not an engine is refused first, whatever the struct.
+  const bool live = engine != nullptr && engine != reinterpret_cast<epoll_echo_engine_t*>(fakeEngine_.get());
+  if (!documented(code) || (mustRefuseSize && code != (live ? EPOLL_ECHO_ESIZE : EPOLL_ECHO_EINVAL)))
     return describe("import_connection", code, declared);
   return state.canaryIntact() ? "" : "import_connection wrote into its input";
 }
