@@ -88,7 +88,7 @@ std::vector<std::unique_ptr<Worker>> Engine::createWorkers(std::vector<UniqueFd>
   workers.reserve(listeners.size());
   for (uint32_t i = 0; i < listeners.size(); ++i) {
     workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners[i]),
-                                               [this](const std::string& detail) { setLastError(detail); }));
+                                               [this](const std::string& detail) { setLastError(detail.c_str()); }));
   }
   return workers;
 }

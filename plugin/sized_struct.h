@@ -31,7 +31,8 @@ struct FieldEnds;
       EPOLL_ECHO_FIELD_END(type, member.bytes_out), EPOLL_ECHO_FIELD_END(type, member.backpressure_pauses), \
       EPOLL_ECHO_FIELD_END(type, member.accept_errors), EPOLL_ECHO_FIELD_END(type, member.accept_pauses),   \
       EPOLL_ECHO_FIELD_END(type, member.syscalls), EPOLL_ECHO_FIELD_END(type, member.wakeups),              \
-      EPOLL_ECHO_FIELD_END(type, member.adopted), EPOLL_ECHO_FIELD_END(type, member.handed_over)
+      EPOLL_ECHO_FIELD_END(type, member.adopted), EPOLL_ECHO_FIELD_END(type, member.handed_over),           \
+      EPOLL_ECHO_FIELD_END(type, member.worker_failures)
 
 template <>
 struct FieldEnds<epoll_echo_config_t> {
