@@ -76,9 +76,13 @@ std::size_t bufferSizeFor(std::uint32_t declared) { return std::min<std::uint32_
 // 64-byte field). A size below the plugin's own must end at one of them: any other size would
 // have the plugin read or write half a field.
 const std::vector<std::uint32_t> kConfigFieldEnds = {8, 12, 16, 20, 24, 28, 32, 96};
-const std::vector<std::uint32_t> kStatsFieldEnds = {8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112};
-const std::vector<std::uint32_t> kWorkerStatsFieldEnds = {8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104};
+const std::vector<std::uint32_t> kStatsFieldEnds = {8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120};
+const std::vector<std::uint32_t> kWorkerStatsFieldEnds = {8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112};
 const std::vector<std::uint32_t> kConnectionStateFieldEnds = {8, 12, 16, 24};
+// A new trailing field must be added to the lists above: each list's last end is its struct's size.
+static_assert(sizeof(epoll_echo_config_t) == 96 && sizeof(epoll_echo_stats_t) == 120 &&
+                  sizeof(epoll_echo_worker_stats_t) == 112 && sizeof(epoll_echo_connection_state_t) == 24,
+              "update the field-end lists for the new struct layout");
 
 bool sizeValid(std::uint32_t declared, const std::vector<std::uint32_t>& fieldEnds) {
   if (declared < 8 || declared > 4096) return false;
