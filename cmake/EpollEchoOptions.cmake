@@ -3,6 +3,8 @@
 add_library(epoll_echo_build_flags INTERFACE)
 target_compile_options(epoll_echo_build_flags INTERFACE -Wall -Wextra
   $<$<BOOL:${EPOLL_ECHO_WERROR}>:-Werror>)
+# The least every target of the project needs; epoll_echo_target_defaults() below pins it exactly.
+target_compile_features(epoll_echo_build_flags INTERFACE cxx_std_17)
 
 if(EPOLL_ECHO_SANITIZE STREQUAL "address")
   set(_epoll_echo_sanitize_flags -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
@@ -20,3 +22,13 @@ if(_epoll_echo_sanitize_flags)
   target_compile_options(epoll_echo_build_flags INTERFACE ${_epoll_echo_sanitize_flags})
   target_link_options(epoll_echo_build_flags INTERFACE ${_epoll_echo_sanitize_flags})
 endif()
+
+# The language standard and symbol visibility of a project target, set on the target itself so
+# that nothing leaks into a build that adds this project with add_subdirectory().
+function(epoll_echo_target_defaults)
+  foreach(target IN LISTS ARGN)
+    set_target_properties(${target} PROPERTIES
+      CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF
+      C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+  endforeach()
+endfunction()
