@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what epoll-echo needs from Debian 12 packages (when missing) and builds it into
-# build/ (or the folder given last). Used by the README's quick start and by CI.
+# build/ (or the folder given last) with the `normal` preset of CMakePresets.json. Used by the
+# README's quick start and by CI.
 # `--server-only` installs just the compiler and Boost and builds the server and plugin without
 # the test suite: the Dockerfile's build stage, which ships no test.
 set -euo pipefail
@@ -34,6 +35,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPOLL_ECHO_WERROR=ON \
+cmake --preset normal -B "$build_dir" \
   -DEPOLL_ECHO_BUILD_TESTS="$($server_only && echo OFF || echo ON)" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
