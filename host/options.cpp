@@ -152,6 +152,19 @@ std::string describeParseError(const po::error& error) {
   return std::string(error.what()) + (range.empty() ? "" : ": " + range) + "; see --help";
 }
 
+// Boost gives a flag that needs a value the next word, even another flag: "--port --bind 127.0.0.1"
+// would set the port to "--bind" and then call 127.0.0.1 a stray argument. Name the flag instead.
+void refuseFlagTakenAsValue(const po::parsed_options& parsed, const po::options_description& options) {
+  for (const po::option& option : parsed.options) {
+    for (const std::string& value : option.value) {
+      const std::string name = value.substr(std::min(value.find_first_not_of('-'), value.size()));
+      if (value.size() > name.size() && !name.empty() && options.find_nothrow(name, false)) {
+        throw UsageError{refusal("--" + option.string_key, "needs a value, but is followed by the flag " + value)};
+      }
+    }
+  }
+}
+
 po::variables_map parseArguments(int argc, const char* const argv[], const po::options_description& visible) {
   // Go's flag package, which the seed used, also accepts "-port 9000": allow_long_disguise keeps
   // those command lines working. Prefix guessing is off: "--p" must not silently mean --port.
@@ -162,8 +175,11 @@ po::variables_map parseArguments(int argc, const char* const argv[], const po::o
   options.add(visible).add_options()("stray", po::value<std::vector<std::string>>());
   po::positional_options_description strays;
   strays.add("stray", -1);
+  const po::parsed_options parsed =
+      po::command_line_parser(argc, argv).options(options).positional(strays).style(style).run();
+  refuseFlagTakenAsValue(parsed, options);
   po::variables_map values;
-  po::store(po::command_line_parser(argc, argv).options(options).positional(strays).style(style).run(), values);
+  po::store(parsed, values);
   if (values.count("stray")) {
     throw UsageError{"unexpected argument '" + values["stray"].as<std::vector<std::string>>().front() +
                      "': every setting is a flag such as --port 8080; see --help"};

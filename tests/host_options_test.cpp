@@ -123,6 +123,9 @@ TEST(HostOptionsTest, RefusesUnknownRepeatedAndStrayArguments) {
   expectRefusal({"--port", "1", "--port", "2"}, "'--port' cannot be specified more than once");
   expectRefusal({"--port"}, "the required argument for option '--port' is missing: allowed 0-65535");
   expectRefusal({"serve"}, "unexpected argument 'serve'");
+  expectRefusal({"--port", "--bind", "127.0.0.1"},
+                "--port needs a value, but is followed by the flag --bind: allowed 0-65535");
+  expectRefusal({"-maxListeners", "-port", "9000"}, "--maxListeners needs a value, but is followed by the flag -port");
 }
 
 TEST(HostOptionsTest, HelpWinsAndDescribesEveryFlag) {
