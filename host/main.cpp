@@ -16,6 +16,7 @@
 #include "server.h"
 #include "service_notify.h"
 #include "socket_activation.h"
+#include "stats_report.h"
 
 namespace epoll_echo::host {
 namespace {
@@ -59,8 +60,8 @@ void importActivatedSockets(LoadedEngine& loaded, const ActivatedSockets& activa
     throw PluginError("socket activation needs a plugin with ABI 1.1 or later (epoll_echo_import_listener); " +
                       loaded.library().path().string() + " has ABI " + formatAbiVersion(loaded.library().abiVersion()));
   }
-  logLine("socket activation: serving " + std::to_string(activated.size()) +
-          " inherited listening socket(s) from fd 3; --port and --bind are ignored");
+  logLine("socket activation: serving " + countOf(activated.size(), "inherited listening socket") +
+          " from fd 3; --port and --bind are ignored");
   for (std::size_t index = 0; index < activated.size(); ++index) loaded.engine().importListener(activated.fd(index));
 }
 
@@ -92,7 +93,7 @@ int serve(const Options& options) {
   // after this line it opens none except for a reload.
   const epoll_echo_stats_t stats = server.stats();
   const std::string address = listenAddress(bindAddress, stats.port);
-  logLine("listening on " + address + " (" + std::to_string(stats.listeners) + " listeners, " +
+  logLine("listening on " + address + " (" + countOf(stats.listeners, "listener") + ", " +
           (socketActivated ? "socket-activated, " : "") + "plugin " + path.string() + ", " +
           server.serving().library().describe() + (options.watch ? ", watching for a new build" : "") + ")");
   notify("READY=1\nSTATUS=listening on " + address);

@@ -216,8 +216,7 @@ std::optional<ReloadError> Server::swapEngine() {
   serving_ = std::move(next);                                // the old engine is destroyed and unloaded
   ++reloads_;
   logLine(std::string("reloaded: build ") + serving_->library().buildId() + " serving (was " + oldBuild + "), " +
-          std::to_string(moved.listeners) + " listeners, " + std::to_string(moved.connections) +
-          " connections handed over");
+          countOf(moved.listeners, "listener") + ", " + countOf(moved.connections, "connection") + " handed over");
   return std::nullopt;
 }
 

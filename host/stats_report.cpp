@@ -56,6 +56,10 @@ const char* stateName(uint32_t state) {
   }
 }
 
+std::string countOf(uint64_t count, const std::string& noun) {
+  return std::to_string(count) + " " + noun + (count == 1 ? "" : "s");
+}
+
 std::string formatCounters(const epoll_echo_counters_t& counters) {
   std::string line;
   for (const auto& [name, value] : counterFields(counters)) {

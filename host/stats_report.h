@@ -38,6 +38,9 @@ void addCounters(epoll_echo_counters_t& totals, const epoll_echo_counters_t& fin
 // The counters only, "accepted=12 active=3 ...", for the stop log line.
 std::string formatCounters(const epoll_echo_counters_t& counters);
 
+// "1 listener", "4 listeners": a count and a regular English noun, for the log lines.
+std::string countOf(uint64_t count, const std::string& noun);
+
 // Decides when to warn that accepts fail (usually EMFILE: out of file descriptors). Fed every
 // monitoring tick; warns when accept_errors grew, at most once per kMinimumGap, and the next
 // warning counts every error since the previous one so none goes unreported. One thread only.

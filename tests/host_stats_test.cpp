@@ -33,6 +33,12 @@ epoll_echo_stats_t sampleStats() {
   return stats;
 }
 
+TEST(HostStatsTest, CountsAgreeWithTheirNoun) {
+  EXPECT_EQ(countOf(0, "connection"), "0 connections");
+  EXPECT_EQ(countOf(1, "listener"), "1 listener");
+  EXPECT_EQ(countOf(4, "listener"), "4 listeners");
+}
+
 TEST(HostStatsTest, TextLineHasEveryCounterAsKeyValue) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kText),
             "stats state=running port=8080 listeners=4 accepted=12 active=3 closed=9 bytes_in=4096 "

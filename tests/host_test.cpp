@@ -48,7 +48,8 @@ struct StartLine {
   int listeners = 0;
 };
 
-// Parses "epoll-server: listening on 127.0.0.1:PORT (N listeners, ...)\n" once it is complete.
+// Parses "epoll-server: listening on 127.0.0.1:PORT (N listeners, ...)\n" ("1 listener") once it is
+// complete.
 std::optional<StartLine> parseStartLine(const std::string& text) {
   const std::string prefix = "epoll-server: listening on 127.0.0.1:";
   const std::size_t at = text.find(prefix);
@@ -59,7 +60,8 @@ std::optional<StartLine> parseStartLine(const std::string& text) {
   char open = 0;
   StartLine result;
   std::string word;
-  if (!(line >> port >> open >> result.listeners >> word) || open != '(' || word != "listeners,") return std::nullopt;
+  if (!(line >> port >> open >> result.listeners >> word) || open != '(') return std::nullopt;
+  if (word != (result.listeners == 1 ? "listener," : "listeners,")) return std::nullopt;
   result.port = static_cast<uint16_t>(port);
   return result;
 }

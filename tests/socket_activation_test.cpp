@@ -39,7 +39,7 @@ ChildProcess spawnActivated(int fd, const std::vector<std::string>& serverArgume
   return child;
 }
 
-bool startLineLogged(ChildProcess& server) { return server.waitForStderr(" listeners, ", deadlineIn(kTimeout)); }
+bool startLineLogged(ChildProcess& server) { return server.waitForStderr(", plugin ", deadlineIn(kTimeout)); }
 
 // Connects to the port, echoes `text`, and returns the still-open connection (invalid on failure).
 Fd echoThrough(uint16_t port, const std::string& text) {
@@ -120,7 +120,7 @@ TEST(SocketActivationTest, HotSwapKeepsServingTheInheritedSocket) {
   ASSERT_TRUE(before);
   ASSERT_TRUE(server.sendSignal(SIGHUP));
   ASSERT_TRUE(server.waitForStderr("reloaded: build", deadlineIn(kTimeout))) << server.capturedStderr();
-  EXPECT_NE(server.capturedStderr().find("2 listeners, 1 connections handed over"), std::string::npos)
+  EXPECT_NE(server.capturedStderr().find("2 listeners, 1 connection handed over"), std::string::npos)
       << server.capturedStderr();
   EXPECT_TRUE(echoThrough(port, "a new client after the reload\n"));
   const std::string again = "the same old client\n";

@@ -54,7 +54,7 @@ std::size_t countStatsLines(const std::string& out) {
 
 StressServer::StressServer(std::uint32_t listeners, const std::vector<std::string>& extraArguments)
     : process_(EPOLL_ECHO_SERVER_PATH, serverArguments(listeners, extraArguments)) {
-  if (!process_.waitForStderr(" listeners", deadlineIn(kStartTimeout))) {
+  if (!process_.waitForStderr(", plugin ", deadlineIn(kStartTimeout))) {
     error_ = "no start line from epoll-server; stderr: " + process_.capturedStderr();
     return;
   }
