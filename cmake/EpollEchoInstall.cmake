@@ -31,8 +31,9 @@ string(REGEX REPLACE "/$" "" EPOLL_ECHO_PC_TO_PREFIX "${EPOLL_ECHO_PC_TO_PREFIX}
 configure_file(cmake/install/epoll_echo.pc.in ${PROJECT_BINARY_DIR}/install/epoll_echo.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/install/epoll_echo.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
-# Every page of docs/ and the examples (a page added later is installed without a change here).
+# README.md beside docs/, as in the source tree, so that the README's links work where it is read;
+# every page of docs/, its figure and the examples (a page added later is installed without a change here).
 install(FILES README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
-install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}
-  FILES_MATCHING PATTERN "*.md" PATTERN "*.c" PATTERN "*.cpp")
+install(DIRECTORY docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs
+  FILES_MATCHING PATTERN "*.md" PATTERN "*.svg" PATTERN "*.c" PATTERN "*.cpp")
 install(FILES docs/epoll-server.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -102,10 +103,41 @@ TEST(InstallTest, InstallsTheDocumentedLayout) {
         prefix / EPOLL_ECHO_INSTALL_INCLUDEDIR / "epoll_echo.h",
         lib / "cmake" / "epoll_echo" / "epoll_echoConfig.cmake",
         lib / "cmake" / "epoll_echo" / "epoll_echoConfigVersion.cmake", lib / "pkgconfig" / "epoll_echo.pc",
-        prefix / EPOLL_ECHO_INSTALL_DOCDIR / "README.md", prefix / EPOLL_ECHO_INSTALL_DOCDIR / "operations.md",
-        prefix / EPOLL_ECHO_INSTALL_DOCDIR / "examples" / "embed.c",
+        prefix / EPOLL_ECHO_INSTALL_DOCDIR / "README.md",
+        prefix / EPOLL_ECHO_INSTALL_DOCDIR / "docs" / "operations.md",
+        prefix / EPOLL_ECHO_INSTALL_DOCDIR / "docs" / "benchmarks.svg",
+        prefix / EPOLL_ECHO_INSTALL_DOCDIR / "docs" / "examples" / "embed.c",
         prefix / EPOLL_ECHO_INSTALL_MANDIR / "man1" / "epoll-server.1"}) {
     EXPECT_TRUE(fs::is_regular_file(file)) << file << " was not installed";
+  }
+}
+
+// The relative targets of the Markdown links "[text](target#anchor)" in `text`, anchors dropped.
+std::vector<std::string> relativeLinks(const std::string& text) {
+  std::vector<std::string> links;
+  for (std::size_t at = text.find("]("); at != std::string::npos; at = text.find("](", at + 2)) {
+    const std::size_t end = text.find(')', at + 2);
+    if (end == std::string::npos) break;
+    const std::string target = text.substr(at + 2, end - at - 2);
+    const std::string path = target.substr(0, target.find('#'));
+    if (!path.empty() && path.find(':') == std::string::npos) links.push_back(path);
+  }
+  return links;
+}
+
+// Every relative link of the installed README.md, such as [abi](docs/abi.md#section), names an
+// installed file.
+TEST(InstallTest, InstalledReadmeLinksResolve) {
+  TemporaryDirectory work("epoll-echo-install");
+  const fs::path prefix = work.path() / "prefix";
+  ASSERT_TRUE(install(prefix));
+  const fs::path docdir = prefix / EPOLL_ECHO_INSTALL_DOCDIR;
+  std::ifstream readme(docdir / "README.md");
+  const std::string text((std::istreambuf_iterator<char>(readme)), std::istreambuf_iterator<char>());
+  const std::vector<std::string> links = relativeLinks(text);
+  EXPECT_FALSE(links.empty());
+  for (const std::string& link : links) {
+    EXPECT_TRUE(fs::exists(docdir / link)) << "README.md links to " << link << ", which is not installed";
   }
 }
 
