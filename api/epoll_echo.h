@@ -69,7 +69,9 @@ typedef struct epoll_echo_config {
   uint32_t port;              /* TCP port, 0..65535; 0 = the kernel picks one free port for all
                                * listeners (read it back from epoll_echo_stats_t.port) */
   uint32_t listeners;         /* worker threads, each with its own SO_REUSEPORT listening socket;
-                               * 0 = number of CPUs this process may run on; at most 1024 */
+                               * 0 = number of CPUs this process may run on; at most 1024. The
+                               * plugin calls them workers; the field keeps its first name, which
+                               * callers' source code spells */
   uint32_t backlog;           /* listen() backlog per listener; 0 = SOMAXCONN */
   uint32_t high_water_bytes;  /* the most unsent bytes the server holds for one connection: it is
                                * not read while that many wait, until half have drained;
@@ -90,6 +92,15 @@ typedef struct epoll_echo_config {
 #define EPOLL_ECHO_STATE_RUNNING 2u /* workers are serving */
 #define EPOLL_ECHO_STATE_STOPPED 3u /* stopped: every thread joined, every descriptor closed */
 #define EPOLL_ECHO_STATE_PAUSED 4u  /* [1.1] threads joined, sockets kept open for a hand-over */
+
+/* Every state as X(NAME, "name"): NAME completes EPOLL_ECHO_STATE_NAME above, "name" is the word
+ * logs and stats lines print for it. Bindings and tools generate their lists from this table
+ * instead of copying them; a new state is added here and above. */
+#define EPOLL_ECHO_STATE_TABLE(X) \
+  X(CREATED, "created")           \
+  X(RUNNING, "running")           \
+  X(STOPPED, "stopped")           \
+  X(PAUSED, "paused")
 
 /* Counters of one worker, or of the whole engine when summed. Every field but `active` only
  * grows; `active` is a gauge, which falls as connections close or are handed over. */
@@ -115,6 +126,29 @@ typedef struct epoll_echo_counters {
                              * failed): they serve nothing more until stop; the reason is in
                              * epoll_echo_last_error(). Nonzero means: stop the engine */
 } epoll_echo_counters_t;
+
+/* What a counter measures, as a metrics system names it. */
+#define EPOLL_ECHO_METRIC_COUNTER 1u /* only grows */
+#define EPOLL_ECHO_METRIC_GAUGE 2u   /* rises and falls */
+
+/* Every field of epoll_echo_counters_t in declaration order, as X(field, KIND, minor): KIND
+ * completes EPOLL_ECHO_METRIC_KIND, minor is the ABI minor that added the field. Bindings,
+ * exporters and the plugin itself generate their per-counter code from this table; a new counter
+ * is added at the end of the struct and here. */
+#define EPOLL_ECHO_COUNTER_TABLE(X)  \
+  X(accepted, COUNTER, 0)            \
+  X(active, GAUGE, 0)                \
+  X(closed, COUNTER, 0)              \
+  X(bytes_in, COUNTER, 0)            \
+  X(bytes_out, COUNTER, 0)           \
+  X(backpressure_pauses, COUNTER, 0) \
+  X(accept_errors, COUNTER, 0)       \
+  X(accept_pauses, COUNTER, 0)       \
+  X(syscalls, COUNTER, 0)            \
+  X(wakeups, COUNTER, 0)             \
+  X(adopted, COUNTER, 1)             \
+  X(handed_over, COUNTER, 1)         \
+  X(worker_failures, COUNTER, 2)
 
 /* Engine statistics: a consistent-enough snapshot (each counter is read atomically, the set is
  * not read at one instant). */

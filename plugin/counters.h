@@ -21,39 +21,37 @@ class SingleWriterCounter {
   std::atomic<uint64_t> value_{0};
 };
 
+// One SingleWriterCounter per COUNTER of EPOLL_ECHO_COUNTER_TABLE, named as the ABI field it is
+// summed into. The gauge `active` is not stored: it is derived from the others when summed.
+#define EPOLL_ECHO_MEMBER_COUNTER(field) SingleWriterCounter field;
+#define EPOLL_ECHO_MEMBER_GAUGE(field)
+#define EPOLL_ECHO_MEMBER(field, kind, minor) EPOLL_ECHO_MEMBER_##kind(field)
+#define EPOLL_ECHO_ADD_COUNTER(field) sum.field += field.get();
+#define EPOLL_ECHO_ADD_GAUGE(field)
+#define EPOLL_ECHO_ADD(field, kind, minor) EPOLL_ECHO_ADD_##kind(field)
+#define EPOLL_ECHO_IS_GAUGE(field, kind, minor) +(EPOLL_ECHO_METRIC_##kind == EPOLL_ECHO_METRIC_GAUGE)
+
 // Aligned to a cache line so that one worker's writes never invalidate another worker's line.
 struct alignas(64) WorkerCounters {
-  SingleWriterCounter accepted;
-  SingleWriterCounter closed;
-  SingleWriterCounter bytesIn;
-  SingleWriterCounter bytesOut;
-  SingleWriterCounter backpressurePauses;
-  SingleWriterCounter acceptErrors;
-  SingleWriterCounter acceptPauses;
-  SingleWriterCounter syscalls;
-  SingleWriterCounter wakeups;
-  SingleWriterCounter adopted;
-  SingleWriterCounter handedOver;
-  SingleWriterCounter failures;  // the loop stopped on an unexpected error: 0 or 1
+  EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_MEMBER)
 
   void addTo(epoll_echo_counters_t& sum) const noexcept {
-    const uint64_t gone = closed.get() + handedOver.get();
+    static_assert(0 EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_IS_GAUGE) == 1,
+                  "addTo derives the one gauge, active; a new gauge needs its own derivation here");
+    EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_ADD)
+    const uint64_t gone = closed.get() + handed_over.get();
     const uint64_t opened = accepted.get() + adopted.get();
-    sum.accepted += accepted.get();
-    sum.closed += closed.get();
-    sum.adopted += adopted.get();
-    sum.handed_over += handedOver.get();
     // Relaxed loads of several counters may see a close without its accept: clamp at zero.
     sum.active += opened > gone ? opened - gone : 0;
-    sum.bytes_in += bytesIn.get();
-    sum.bytes_out += bytesOut.get();
-    sum.backpressure_pauses += backpressurePauses.get();
-    sum.accept_errors += acceptErrors.get();
-    sum.accept_pauses += acceptPauses.get();
-    sum.syscalls += syscalls.get();
-    sum.wakeups += wakeups.get();
-    sum.worker_failures += failures.get();
   }
 };
+
+#undef EPOLL_ECHO_IS_GAUGE
+#undef EPOLL_ECHO_ADD
+#undef EPOLL_ECHO_ADD_GAUGE
+#undef EPOLL_ECHO_ADD_COUNTER
+#undef EPOLL_ECHO_MEMBER
+#undef EPOLL_ECHO_MEMBER_GAUGE
+#undef EPOLL_ECHO_MEMBER_COUNTER
 
 }  // namespace epoll_echo

@@ -17,18 +17,12 @@ namespace epoll_echo {
 namespace {
 
 const char* stateName(uint32_t state) {
-  switch (state) {
-    case EPOLL_ECHO_STATE_CREATED:
-      return "created";
-    case EPOLL_ECHO_STATE_RUNNING:
-      return "running";
-    case EPOLL_ECHO_STATE_STOPPED:
-      return "stopped";
-    case EPOLL_ECHO_STATE_PAUSED:
-      return "paused";
-    default:
-      return "unknown";
-  }
+#define EPOLL_ECHO_STATE_NAME_CASE(name, word) \
+  case EPOLL_ECHO_STATE_##name:                \
+    return word;
+  switch (state) { EPOLL_ECHO_STATE_TABLE(EPOLL_ECHO_STATE_NAME_CASE) }
+#undef EPOLL_ECHO_STATE_NAME_CASE
+  return "unknown";
 }
 
 void joinAll(std::vector<std::unique_ptr<Worker>>& workers) noexcept {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -25,14 +26,34 @@ template <class T>
 struct FieldEnds;
 
 #define EPOLL_ECHO_FIELD_END(type, field) static_cast<uint32_t>(offsetof(type, field) + sizeof(type::field))
-#define EPOLL_ECHO_COUNTER_ENDS(type, member)                                                               \
-  EPOLL_ECHO_FIELD_END(type, member.accepted), EPOLL_ECHO_FIELD_END(type, member.active),                   \
-      EPOLL_ECHO_FIELD_END(type, member.closed), EPOLL_ECHO_FIELD_END(type, member.bytes_in),               \
-      EPOLL_ECHO_FIELD_END(type, member.bytes_out), EPOLL_ECHO_FIELD_END(type, member.backpressure_pauses), \
-      EPOLL_ECHO_FIELD_END(type, member.accept_errors), EPOLL_ECHO_FIELD_END(type, member.accept_pauses),   \
-      EPOLL_ECHO_FIELD_END(type, member.syscalls), EPOLL_ECHO_FIELD_END(type, member.wakeups),              \
-      EPOLL_ECHO_FIELD_END(type, member.adopted), EPOLL_ECHO_FIELD_END(type, member.handed_over),           \
-      EPOLL_ECHO_FIELD_END(type, member.worker_failures)
+#define EPOLL_ECHO_COUNTER_END(field, kind, minor) EPOLL_ECHO_FIELD_END(epoll_echo_counters_t, field),
+
+// Where each counter ends inside epoll_echo_counters_t, from EPOLL_ECHO_COUNTER_TABLE.
+inline constexpr uint32_t kCounterEnds[] = {EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_COUNTER_END)};
+
+// The table lists every field of epoll_echo_counters_t in declaration order: each entry ends one
+// uint64_t after the previous, and the last at the end of the struct.
+constexpr bool counterTableMatchesStruct() {
+  uint32_t expected = 0;
+  for (uint32_t end : kCounterEnds) {
+    expected += sizeof(uint64_t);
+    if (end != expected) return false;
+  }
+  return expected == sizeof(epoll_echo_counters_t);
+}
+static_assert(counterTableMatchesStruct(),
+              "EPOLL_ECHO_COUNTER_TABLE must list epoll_echo_counters_t's fields in order");
+
+// A struct's own field ends (`head`) followed by those of its counters at `countersOffset`.
+template <size_t N>
+constexpr auto withCounterEnds(const uint32_t (&head)[N], size_t countersOffset) {
+  std::array<uint32_t, N + std::size(kCounterEnds)> ends{};
+  for (size_t i = 0; i < N; ++i) ends[i] = head[i];
+  for (size_t i = 0; i < std::size(kCounterEnds); ++i) {
+    ends[N + i] = static_cast<uint32_t>(countersOffset) + kCounterEnds[i];
+  }
+  return ends;
+}
 
 template <>
 struct FieldEnds<epoll_echo_config_t> {
@@ -51,16 +72,16 @@ struct FieldEnds<epoll_echo_config_t> {
 template <>
 struct FieldEnds<epoll_echo_stats_t> {
   using T = epoll_echo_stats_t;
-  static constexpr uint32_t values[] = {EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, state),
-                                        EPOLL_ECHO_FIELD_END(T, port), EPOLL_ECHO_FIELD_END(T, listeners),
-                                        EPOLL_ECHO_COUNTER_ENDS(T, total)};
+  static constexpr auto values = withCounterEnds({EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, state),
+                                                  EPOLL_ECHO_FIELD_END(T, port), EPOLL_ECHO_FIELD_END(T, listeners)},
+                                                 offsetof(T, total));
 };
 
 template <>
 struct FieldEnds<epoll_echo_worker_stats_t> {
   using T = epoll_echo_worker_stats_t;
-  static constexpr uint32_t values[] = {EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, index),
-                                        EPOLL_ECHO_COUNTER_ENDS(T, counters)};
+  static constexpr auto values =
+      withCounterEnds({EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, index)}, offsetof(T, counters));
 };
 
 template <>
@@ -71,7 +92,7 @@ struct FieldEnds<epoll_echo_connection_state_t> {
                                         EPOLL_ECHO_FIELD_END(T, pending_bytes)};
 };
 
-#undef EPOLL_ECHO_COUNTER_ENDS
+#undef EPOLL_ECHO_COUNTER_END
 #undef EPOLL_ECHO_FIELD_END
 
 // True for a size in [kMinStructSize, kMaxStructSize] that does not end inside a field of T (a

@@ -104,7 +104,7 @@ void Worker::join() noexcept {
 
 void Worker::closeAll() noexcept { dropAll(counters_.closed); }
 
-void Worker::releaseAll() noexcept { dropAll(counters_.handedOver); }
+void Worker::releaseAll() noexcept { dropAll(counters_.handed_over); }
 
 void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
   for (auto& connection : connections_) connection->fd.reset();
@@ -140,7 +140,7 @@ void Worker::run() noexcept {
 }
 
 void Worker::fail(const char* call, int error) noexcept {
-  counters_.failures.add(1);
+  counters_.worker_failures.add(1);
   try {
     reportFailure_(describeErrno("worker " + std::to_string(index_) + ": " + call, error) +
                    "; it serves no more connections");
@@ -217,7 +217,7 @@ bool Worker::acceptOne() {
   const int error = errno;
   if (error == EAGAIN || error == EWOULDBLOCK) return false;
   if (error == EINTR) return true;
-  counters_.acceptErrors.add(1);
+  counters_.accept_errors.add(1);
   if (isTransientAcceptError(error)) return true;
   // EMFILE, ENFILE, ENOBUFS, ENOMEM, or an error we do not know: waiting beats spinning on it.
   pauseAccepting();
@@ -231,7 +231,7 @@ void Worker::pauseAccepting() {
   acceptPaused_ = true;
   acceptPending_ = true;
   acceptResumeAt_ = Clock::now() + acceptBackoff_;
-  counters_.acceptPauses.add(1);
+  counters_.accept_pauses.add(1);
 }
 
 void Worker::addConnection(UniqueFd socket) {
@@ -241,7 +241,7 @@ void Worker::addConnection(UniqueFd socket) {
   if (registerConnection(std::move(socket))) {
     counters_.accepted.add(1);
   } else {
-    counters_.acceptErrors.add(1);
+    counters_.accept_errors.add(1);
   }
 }
 
@@ -302,7 +302,7 @@ void Worker::onReadable(Connection& connection) {
         queueForResume(connection);
       } else {
         connection.readPaused = true;
-        counters_.backpressurePauses.add(1);
+        counters_.backpressure_pauses.add(1);
       }
       return;
     }
@@ -319,7 +319,7 @@ void Worker::onReadable(Connection& connection) {
     const ssize_t count = raw::recv(connection.fd.get(), into, wanted);
     counters_.syscalls.add(1);
     if (count > 0) {
-      counters_.bytesIn.add(static_cast<uint64_t>(count));
+      counters_.bytes_in.add(static_cast<uint64_t>(count));
       if (!echo(connection, into, static_cast<size_t>(count))) return;
       // After a FIN the short-read rule does not hold: read on until recv() returns 0.
       if (static_cast<size_t>(count) < wanted && !connection.finAnnounced) return;
@@ -402,7 +402,7 @@ bool Worker::sendNow(Connection& connection, const char* bytes, size_t count) {
       return false;
     }
     const size_t done = sent > 0 ? static_cast<size_t>(sent) : 0;
-    counters_.bytesOut.add(done);
+    counters_.bytes_out.add(done);
     bytes += done;
     count -= done;
   }
@@ -422,7 +422,7 @@ bool Worker::flushPending(Connection& connection) {
         raw::send(connection.fd.get(), connection.pending.data(), connection.pending.size(), MSG_NOSIGNAL);
     counters_.syscalls.add(1);
     if (sent > 0) {
-      counters_.bytesOut.add(static_cast<uint64_t>(sent));
+      counters_.bytes_out.add(static_cast<uint64_t>(sent));
       connection.pending.consume(static_cast<size_t>(sent));
       continue;
     }
