@@ -10,18 +10,15 @@ namespace {
 
 using Field = std::pair<const char*, uint64_t>;
 
-// The counters a reader acts on, in the order both formats print them.
+// The counters of ABI 1.0, in table order: the fields the stats line is documented with. The later
+// ones (adopted, handed_over, worker_failures) are reported by the reload and failure log lines.
 std::vector<Field> counterFields(const epoll_echo_counters_t& counters) {
-  return {{"accepted", counters.accepted},
-          {"active", counters.active},
-          {"closed", counters.closed},
-          {"bytes_in", counters.bytes_in},
-          {"bytes_out", counters.bytes_out},
-          {"backpressure_pauses", counters.backpressure_pauses},
-          {"accept_errors", counters.accept_errors},
-          {"accept_pauses", counters.accept_pauses},
-          {"syscalls", counters.syscalls},
-          {"wakeups", counters.wakeups}};
+  std::vector<Field> fields;
+#define EPOLL_ECHO_STATS_FIELD(field, kind, minor) \
+  if ((minor) == 0) fields.emplace_back(#field, counters.field);
+  EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_STATS_FIELD)
+#undef EPOLL_ECHO_STATS_FIELD
+  return fields;
 }
 
 std::string formatText(const epoll_echo_stats_t& stats) {
@@ -42,18 +39,12 @@ std::string formatJson(const epoll_echo_stats_t& stats) {
 }  // namespace
 
 const char* stateName(uint32_t state) {
-  switch (state) {
-    case EPOLL_ECHO_STATE_CREATED:
-      return "created";
-    case EPOLL_ECHO_STATE_RUNNING:
-      return "running";
-    case EPOLL_ECHO_STATE_STOPPED:
-      return "stopped";
-    case EPOLL_ECHO_STATE_PAUSED:
-      return "paused";
-    default:
-      return "unknown";
-  }
+#define EPOLL_ECHO_STATE_NAME_CASE(name, word) \
+  case EPOLL_ECHO_STATE_##name:                \
+    return word;
+  switch (state) { EPOLL_ECHO_STATE_TABLE(EPOLL_ECHO_STATE_NAME_CASE) }
+#undef EPOLL_ECHO_STATE_NAME_CASE
+  return "unknown";
 }
 
 std::string countOf(uint64_t count, const std::string& noun) {
@@ -87,18 +78,10 @@ std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format, con
 }
 
 void addCounters(epoll_echo_counters_t& totals, const epoll_echo_counters_t& finished) {
-  totals.accepted += finished.accepted;
-  totals.closed += finished.closed;
-  totals.bytes_in += finished.bytes_in;
-  totals.bytes_out += finished.bytes_out;
-  totals.backpressure_pauses += finished.backpressure_pauses;
-  totals.accept_errors += finished.accept_errors;
-  totals.accept_pauses += finished.accept_pauses;
-  totals.syscalls += finished.syscalls;
-  totals.wakeups += finished.wakeups;
-  totals.adopted += finished.adopted;
-  totals.handed_over += finished.handed_over;
-  totals.worker_failures += finished.worker_failures;
+#define EPOLL_ECHO_ADD_TOTAL(field, kind, minor) \
+  if (EPOLL_ECHO_METRIC_##kind == EPOLL_ECHO_METRIC_COUNTER) totals.field += finished.field;
+  EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_ADD_TOTAL)
+#undef EPOLL_ECHO_ADD_TOTAL
 }
 
 std::optional<std::string> AcceptErrorMonitor::observe(uint64_t acceptErrors, Clock::time_point now) {
