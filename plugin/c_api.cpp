@@ -126,14 +126,14 @@ void requireStructSize(const char* what, const void* caller) {
     throw EngineError(EPOLL_ECHO_ESIZE, epoll_echo::describeBadSize<T>(what, size));
 }
 
-int createEngine(const epoll_echo_config_t* config, epoll_echo_engine_t** out, std::string& detail) {
-  epoll_echo_config_t raw;
-  if (epoll_echo::copyStructIn(config, raw) != EPOLL_ECHO_OK) {
-    detail = epoll_echo::describeBadSize<epoll_echo_config_t>("config", epoll_echo::callerStructSize(config));
-    return EPOLL_ECHO_ESIZE;
-  }
-  *out = new epoll_echo_engine(epoll_echo::makeEngineConfig(raw));
-  return EPOLL_ECHO_OK;
+// Reads a caller's input struct (copy_struct_from_user rule); an invalid size or a nonzero unknown
+// tail throws ESIZE naming `what`.
+template <class T>
+T readStruct(const char* what, const T* caller) {
+  T value;
+  if (epoll_echo::copyStructIn(caller, value) != EPOLL_ECHO_OK)
+    throw EngineError(EPOLL_ECHO_ESIZE, epoll_echo::describeBadSize<T>(what, epoll_echo::callerStructSize(caller)));
+  return value;
 }
 
 }  // namespace
@@ -168,7 +168,7 @@ EPOLL_ECHO_EXPORT int epoll_echo_create(const epoll_echo_config_t* config, epoll
     message = config == nullptr ? "config is NULL" : "engine_out is NULL";
   } else {
     try {
-      code = createEngine(config, engine_out, message);
+      *engine_out = new epoll_echo_engine(epoll_echo::makeEngineConfig(readStruct("config", config)));
     } catch (const EngineError& error) {
       code = error.code();
       message = error.what();
@@ -292,12 +292,7 @@ EPOLL_ECHO_EXPORT int epoll_echo_import_connection(epoll_echo_engine_t* engine,
                                                    const epoll_echo_connection_state_t* state, const void* pending) {
   return runOnEngine(engine, "import_connection", [&](Engine& e) {
     if (state == nullptr) refuseNull("import_connection", "state");
-    epoll_echo_connection_state_t value;
-    if (epoll_echo::copyStructIn(state, value) != EPOLL_ECHO_OK) {
-      throw EngineError(EPOLL_ECHO_ESIZE, epoll_echo::describeBadSize<epoll_echo_connection_state_t>(
-                                              "import_connection: state", epoll_echo::callerStructSize(state)));
-    }
-    e.importConnection(value, pending);
+    e.importConnection(readStruct("import_connection: state", state), pending);
   });
 }
 
