@@ -53,10 +53,10 @@ EngineConfig makeEngineConfig(const epoll_echo_config_t& raw) {
   EngineConfig config;
   if (raw.port > 65535) refuse("port", raw.port, "is outside 0..65535");
   config.port = static_cast<uint16_t>(raw.port);
-  if (raw.listeners > kMaxListeners) {
-    refuse("listeners", raw.listeners, "is above the maximum " + std::to_string(kMaxListeners));
+  if (raw.listeners > kMaxWorkers) {
+    refuse("listeners", raw.listeners, "is above the maximum " + std::to_string(kMaxWorkers));
   }
-  config.listeners = raw.listeners == 0 ? std::min(usableCpuCount(), kMaxListeners) : raw.listeners;
+  config.workers = raw.listeners == 0 ? std::min(usableCpuCount(), kMaxWorkers) : raw.listeners;
   if (raw.backlog > static_cast<uint32_t>(INT32_MAX)) refuse("backlog", raw.backlog, "is above INT32_MAX");
   config.backlog = raw.backlog == 0 ? SOMAXCONN : static_cast<int>(raw.backlog);
   config.highWaterBytes = bufferLimit("high_water_bytes", raw.high_water_bytes, kDefaultHighWaterBytes);

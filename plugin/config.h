@@ -8,7 +8,8 @@
 
 namespace epoll_echo {
 
-inline constexpr uint32_t kMaxListeners = 1024;
+// Bounds config.listeners (the worker count) and the listening sockets an engine imports.
+inline constexpr uint32_t kMaxWorkers = 1024;
 inline constexpr uint32_t kDefaultHighWaterBytes = 128u << 10;
 inline constexpr uint32_t kDefaultReadBudgetBytes = 256u << 10;
 // Accepting is cheap next to serving; 64 per wake lets a connect storm through quickly without
@@ -19,7 +20,7 @@ inline constexpr uint32_t kMinBufferLimit = 4096;
 
 struct EngineConfig {
   uint16_t port = 0;
-  uint32_t listeners = 1;
+  uint32_t workers = 1;  // worker threads: epoll_echo_config_t.listeners, defaulted
   int backlog = 0;
   uint32_t highWaterBytes = kDefaultHighWaterBytes;
   uint32_t readBudgetBytes = kDefaultReadBudgetBytes;

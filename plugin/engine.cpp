@@ -63,7 +63,7 @@ ListenerSet Engine::shareImportedListeners() {
   auto local = SocketAddress::localOf(importedListeners_.front().get());
   set.port = local ? local->port() : 0;
   const size_t imported = importedListeners_.size();
-  const size_t workers = std::max<size_t>(config_.listeners, imported);
+  const size_t workers = std::max<size_t>(config_.workers, imported);
   set.sockets.reserve(workers);
   for (size_t i = imported; i < workers; ++i) {
     UniqueFd copy(::fcntl(importedListeners_[i % imported].get(), F_DUPFD_CLOEXEC, 0));
@@ -131,7 +131,7 @@ epoll_echo_stats_t Engine::stats() const {
   epoll_echo_stats_t stats{};
   stats.size = sizeof stats;
   std::lock_guard<std::mutex> lock(stateMutex_);
-  stats.listeners = workers_.empty() ? config_.listeners : static_cast<uint32_t>(workers_.size());
+  stats.listeners = workers_.empty() ? config_.workers : static_cast<uint32_t>(workers_.size());
   stats.state = state_;
   stats.port = port_;
   for (const auto& worker : workers_) worker->counters().addTo(stats.total);
@@ -141,7 +141,7 @@ epoll_echo_stats_t Engine::stats() const {
 bool Engine::workerCounters(uint32_t index, epoll_echo_counters_t& out) const {
   out = {};
   std::lock_guard<std::mutex> lock(stateMutex_);
-  const size_t count = workers_.empty() ? config_.listeners : workers_.size();
+  const size_t count = workers_.empty() ? config_.workers : workers_.size();
   if (index >= count) return false;
   // Before start a worker exists only in the configuration: its counters are all zero.
   if (index < workers_.size()) workers_[index]->counters().addTo(out);

@@ -127,8 +127,8 @@ void Engine::completeHandover() {
 void Engine::importListener(int fd) {
   std::lock_guard<std::mutex> control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_CREATED, "import_listener");
-  if (importedListeners_.size() >= kMaxListeners) {
-    throw EngineError(EPOLL_ECHO_EINVAL, "import_listener: more than " + std::to_string(kMaxListeners) + " listeners");
+  if (importedListeners_.size() >= kMaxWorkers) {
+    throw EngineError(EPOLL_ECHO_EINVAL, "import_listener: more than " + std::to_string(kMaxWorkers) + " listeners");
   }
   requireTcpSocket(fd, true, "import_listener");
   importedListeners_.push_back(duplicateSocket(fd, "import_listener"));

@@ -57,8 +57,8 @@ ListenerSet openListeners(const EngineConfig& config) {
   ListenerSet set;
   set.port = claimPort(address);
   address.setPort(set.port);
-  set.sockets.reserve(config.listeners);
-  for (uint32_t i = 0; i < config.listeners; ++i) {
+  set.sockets.reserve(config.workers);
+  for (uint32_t i = 0; i < config.workers; ++i) {
     UniqueFd socket = bindSocket(address, Sharing::kReusePort);
     if (::listen(socket.get(), config.backlog) != 0) throwErrno(EPOLL_ECHO_EBIND, "listen " + address.toString());
     set.sockets.push_back(std::move(socket));

@@ -14,7 +14,7 @@ struct ListenerSet {
   uint16_t port = 0;              // the port they share (the kernel's choice for port 0)
 };
 
-// Binds config.listeners sockets to the configured address and port. Fails with EngineError
+// Binds config.workers sockets, one per worker, to the configured address and port. Fails with EngineError
 // (EBIND naming the address and the errno text) and leaves nothing open.
 ListenerSet openListeners(const EngineConfig& config);
 

@@ -31,7 +31,7 @@ int codeOf(const epoll_echo_config_t& raw, std::string* detail = nullptr) {
 TEST(ConfigTest, ZeroFieldsMeanDefaults) {
   const EngineConfig config = makeEngineConfig(zeroConfig());
   EXPECT_EQ(config.port, 0);
-  EXPECT_GE(config.listeners, 1u);
+  EXPECT_GE(config.workers, 1u);
   EXPECT_EQ(config.backlog, SOMAXCONN);
   EXPECT_EQ(config.highWaterBytes, kDefaultHighWaterBytes);
   EXPECT_EQ(config.readBudgetBytes, kDefaultReadBudgetBytes);
@@ -45,7 +45,7 @@ TEST(ConfigTest, RefusesOutOfRangeFieldsNamingThem) {
     const char* field;
   } cases[] = {
       {[](epoll_echo_config_t& c) { c.port = 65536; }, "port"},
-      {[](epoll_echo_config_t& c) { c.listeners = kMaxListeners + 1; }, "listeners"},
+      {[](epoll_echo_config_t& c) { c.listeners = kMaxWorkers + 1; }, "listeners"},
       {[](epoll_echo_config_t& c) { c.high_water_bytes = 100; }, "high_water_bytes"},
       {[](epoll_echo_config_t& c) { c.read_budget_bytes = 1; }, "read_budget_bytes"},
       {[](epoll_echo_config_t& c) { c.backlog = 0x80000000u; }, "backlog"},
@@ -75,11 +75,11 @@ TEST(ConfigTest, RefusesABindAddressWithoutTerminator) {
 TEST(ConfigTest, AcceptsTheLargestValidValues) {
   epoll_echo_config_t raw = zeroConfig();
   raw.port = 65535;
-  raw.listeners = kMaxListeners;
+  raw.listeners = kMaxWorkers;
   std::strcpy(raw.bind_address, "[::1]");
   const EngineConfig config = makeEngineConfig(raw);
   EXPECT_EQ(config.port, 65535);
-  EXPECT_EQ(config.listeners, kMaxListeners);
+  EXPECT_EQ(config.workers, kMaxWorkers);
 }
 
 TEST(SocketAddressTest, ParsesIpv4Ipv6AndBracketedIpv6) {
