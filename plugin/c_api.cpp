@@ -93,7 +93,8 @@ void writeDetail(char* detail, size_t detailSize, const std::string& text) {
 
 // Runs `action` on the engine behind `handle`, for the function named `operation`: a handle this
 // copy may not use is refused untouched; any other failure is recorded as the engine's last error.
-// Argument checks inside `action` throw EngineError like the engine itself.
+// Argument checks inside `action` throw EngineError like the engine itself. A const handle gives
+// `action` a const engine; either kind records its failure (the record is mutable, under its own lock).
 template <class Handle, class Action>
 int runOnEngine(Handle* handle, const char* operation, Action action) noexcept {
   const int refused = refusalCode(classify(handle));
@@ -245,11 +246,11 @@ EPOLL_ECHO_EXPORT int epoll_echo_resume(epoll_echo_engine_t* engine) {
   return runOnEngine(engine, "resume", [](Engine& e) { e.resume(); });
 }
 
-// The hand-over queries take a const handle (they change nothing a caller can see) but serialise
-// with the control calls, which needs the engine's control lock.
+// The hand-over queries take a const handle: they change nothing a caller can see. They still
+// serialise with the control calls, through the engine's mutable control lock.
 EPOLL_ECHO_EXPORT int epoll_echo_handover_counts(const epoll_echo_engine_t* engine, uint32_t* listeners,
                                                  uint32_t* connections) {
-  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "handover_counts", [&](Engine& e) {
+  return runOnEngine(engine, "handover_counts", [&](const Engine& e) {
     if (listeners == nullptr) refuseNull("handover_counts", "listeners");
     if (connections == nullptr) refuseNull("handover_counts", "connections");
     e.handoverCounts(*listeners, *connections);
@@ -257,7 +258,7 @@ EPOLL_ECHO_EXPORT int epoll_echo_handover_counts(const epoll_echo_engine_t* engi
 }
 
 EPOLL_ECHO_EXPORT int epoll_echo_export_listener(const epoll_echo_engine_t* engine, uint32_t index, int32_t* fd) {
-  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "export_listener", [&](Engine& e) {
+  return runOnEngine(engine, "export_listener", [&](const Engine& e) {
     if (fd == nullptr) refuseNull("export_listener", "fd");
     *fd = e.exportListener(index);
   });
@@ -266,7 +267,7 @@ EPOLL_ECHO_EXPORT int epoll_echo_export_listener(const epoll_echo_engine_t* engi
 EPOLL_ECHO_EXPORT int epoll_echo_export_connection(const epoll_echo_engine_t* engine, uint32_t index,
                                                    epoll_echo_connection_state_t* state, void* pending,
                                                    size_t pending_capacity) {
-  return runOnEngine(const_cast<epoll_echo_engine_t*>(engine), "export_connection", [&](Engine& e) {
+  return runOnEngine(engine, "export_connection", [&](const Engine& e) {
     if (state == nullptr) refuseNull("export_connection", "state");
     requireStructSize<epoll_echo_connection_state_t>("export_connection: state", state);
     epoll_echo_connection_state_t value{};

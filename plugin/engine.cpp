@@ -33,18 +33,18 @@ void joinAll(std::vector<std::unique_ptr<Worker>>& workers) noexcept {
 }  // namespace
 
 void Engine::requireState(uint32_t expected, const char* operation) const {
-  std::lock_guard<std::mutex> lock(stateMutex_);
+  MutexLock lock(stateMutex_);
   if (state_ == expected) return;
   throw EngineError(EPOLL_ECHO_ESTATE,
                     std::string(operation) + ": the engine is " + stateName(state_) + ", not " + stateName(expected));
 }
 
 void Engine::setState(uint32_t state) {
-  std::lock_guard<std::mutex> lock(stateMutex_);
+  MutexLock lock(stateMutex_);
   state_ = state;
 }
 
-void Engine::startAll(std::vector<std::unique_ptr<Worker>>& workers) {
+void Engine::startAll(WorkerList& workers) {
   for (size_t i = 0; i < workers.size(); ++i) {
     try {
       workers[i]->start();
@@ -77,8 +77,8 @@ ListenerSet Engine::shareImportedListeners() {
   return set;
 }
 
-std::vector<std::unique_ptr<Worker>> Engine::createWorkers(std::vector<UniqueFd> listeners) {
-  std::vector<std::unique_ptr<Worker>> workers;
+Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners) {
+  WorkerList workers;
   workers.reserve(listeners.size());
   for (uint32_t i = 0; i < listeners.size(); ++i) {
     workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners[i]),
@@ -88,24 +88,28 @@ std::vector<std::unique_ptr<Worker>> Engine::createWorkers(std::vector<UniqueFd>
 }
 
 void Engine::start() {
-  std::lock_guard<std::mutex> control(controlMutex_);
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_CREATED, "start");
   ListenerSet listeners = importedListeners_.empty() ? openListeners(config_) : shareImportedListeners();
   // On failure the workers close their copies of any imported socket; the exporting engine
   // still holds its own, so nothing reaches the clients.
-  std::vector<std::unique_ptr<Worker>> workers = createWorkers(std::move(listeners.sockets));
+  WorkerList workers = createWorkers(std::move(listeners.sockets));
   adoptImportedConnections(workers);
+  // Built before any thread starts: once they run, nothing here may fail.
+  std::vector<const WorkerCounters*> counters;
+  counters.reserve(workers.size());
+  for (const auto& worker : workers) counters.push_back(&worker->counters());
   startAll(workers);
-  std::lock_guard<std::mutex> lock(stateMutex_);
   workers_ = std::move(workers);
+  MutexLock lock(stateMutex_);
+  counters_ = std::move(counters);
   port_ = listeners.port;
   state_ = EPOLL_ECHO_STATE_RUNNING;
 }
 
 void Engine::stop() noexcept {
-  std::lock_guard<std::mutex> control(controlMutex_);
-  // workers_ only changes under controlMutex_, which we hold: reading it unlocked here is safe,
-  // and stats() readers keep seeing the joined workers and their counters.
+  MutexLock control(controlMutex_);
+  // The workers stay (joined, their sockets closed): stats() keeps reporting their counters.
   joinAll(workers_);
   for (auto& worker : workers_) worker->closeAll();
   importedListeners_.clear();
@@ -114,14 +118,14 @@ void Engine::stop() noexcept {
 }
 
 void Engine::pause() {
-  std::lock_guard<std::mutex> control(controlMutex_);
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_RUNNING, "pause");
   joinAll(workers_);
   setState(EPOLL_ECHO_STATE_PAUSED);
 }
 
 void Engine::resume() {
-  std::lock_guard<std::mutex> control(controlMutex_);
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "resume");
   startAll(workers_);
   setState(EPOLL_ECHO_STATE_RUNNING);
@@ -130,26 +134,26 @@ void Engine::resume() {
 epoll_echo_stats_t Engine::stats() const {
   epoll_echo_stats_t stats{};
   stats.size = sizeof stats;
-  std::lock_guard<std::mutex> lock(stateMutex_);
-  stats.listeners = workers_.empty() ? config_.workers : static_cast<uint32_t>(workers_.size());
+  MutexLock lock(stateMutex_);
+  stats.listeners = counters_.empty() ? config_.workers : static_cast<uint32_t>(counters_.size());
   stats.state = state_;
   stats.port = port_;
-  for (const auto& worker : workers_) worker->counters().addTo(stats.total);
+  for (const WorkerCounters* counters : counters_) counters->addTo(stats.total);
   return stats;
 }
 
 bool Engine::workerCounters(uint32_t index, epoll_echo_counters_t& out) const {
   out = {};
-  std::lock_guard<std::mutex> lock(stateMutex_);
-  const size_t count = workers_.empty() ? config_.workers : workers_.size();
+  MutexLock lock(stateMutex_);
+  const size_t count = counters_.empty() ? config_.workers : counters_.size();
   if (index >= count) return false;
   // Before start a worker exists only in the configuration: its counters are all zero.
-  if (index < workers_.size()) workers_[index]->counters().addTo(out);
+  if (index < counters_.size()) counters_[index]->addTo(out);
   return true;
 }
 
 void Engine::setLastError(const char* first, const char* second) const noexcept {
-  std::lock_guard<std::mutex> lock(stateMutex_);
+  MutexLock lock(errorMutex_);
   try {
     lastError_.assign(first).append(second);
   } catch (const std::bad_alloc&) {
@@ -158,7 +162,7 @@ void Engine::setLastError(const char* first, const char* second) const noexcept 
 }
 
 std::string Engine::lastError() const {
-  std::lock_guard<std::mutex> lock(stateMutex_);
+  MutexLock lock(errorMutex_);
   return lastError_;
 }
 

@@ -6,13 +6,13 @@
 #include <sys/types.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "config.h"
 #include "epoll_echo.h"
 #include "listener.h"
+#include "thread_annotations.h"
 #include "unique_fd.h"
 #include "worker.h"
 
@@ -25,9 +25,12 @@ struct SocketIdentity {
   bool operator==(const SocketIdentity& other) const { return device == other.device && inode == other.inode; }
 };
 
-// Control calls (start, stop, pause, resume, hand-over) are serialised by controlMutex_; stats and
-// lastError may run on any thread at any time and take only the short-lived stateMutex_.
-// Every throwing member leaves the engine as it was and throws EngineError.
+// Control calls (start, stop, pause, resume, the hand-over) may come from any thread; each holds
+// controlMutex_ throughout, so they run one at a time. stats, workerCounters and the error record
+// may run on any thread at any time, concurrently with a control call: they take only the
+// short-lived stateMutex_ or errorMutex_, which no one holds while waiting for a thread.
+// Lock order: controlMutex_, then stateMutex_. Every throwing member leaves the engine as it was
+// and throws EngineError.
 class Engine {
  public:
   explicit Engine(EngineConfig config) : config_(std::move(config)) {}
@@ -35,29 +38,34 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  void start();
-  void stop() noexcept;  // idempotent; joins every worker thread before it returns
-  void pause();
-  void resume();
+  void start() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
+  // Idempotent; joins every worker thread before it returns.
+  void stop() noexcept EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
+  void pause() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
+  void resume() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
 
-  // Hand-over (engine_handover.cpp).
-  void handoverCounts(uint32_t& listeners, uint32_t& connections);
-  int exportListener(uint32_t index);
+  // Hand-over (engine_handover.cpp). The queries are const: they change nothing a caller sees,
+  // but still serialise with the other control calls.
+  void handoverCounts(uint32_t& listeners, uint32_t& connections) const EPOLL_ECHO_EXCLUDES(controlMutex_);
+  int exportListener(uint32_t index) const EPOLL_ECHO_EXCLUDES(controlMutex_);
   // Returns false (state filled, nothing copied) when `capacity` is too small for the bytes.
-  bool exportConnection(uint32_t index, epoll_echo_connection_state_t& state, void* pending, size_t capacity);
-  void completeHandover();
-  void importListener(int fd);
-  void importConnection(const epoll_echo_connection_state_t& state, const void* pending);
+  bool exportConnection(uint32_t index, epoll_echo_connection_state_t& state, void* pending, size_t capacity) const
+      EPOLL_ECHO_EXCLUDES(controlMutex_);
+  void completeHandover() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
+  void importListener(int fd) EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
+  void importConnection(const epoll_echo_connection_state_t& state, const void* pending)
+      EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
 
-  epoll_echo_stats_t stats() const;
+  epoll_echo_stats_t stats() const EPOLL_ECHO_EXCLUDES(stateMutex_);
   // Returns false when index is out of range.
-  bool workerCounters(uint32_t index, epoll_echo_counters_t& out) const;
+  bool workerCounters(uint32_t index, epoll_echo_counters_t& out) const EPOLL_ECHO_EXCLUDES(stateMutex_);
 
   // Records the detail of a failed call, `first` followed by `second`: the next failure replaces
   // it, a success leaves it. Const and noexcept so that every path, a failed stats() included,
-  // can record; without memory for the text it keeps a fixed one.
-  void setLastError(const char* first, const char* second = "") const noexcept;
-  std::string lastError() const;
+  // can record, and from any thread (a worker reports its own failure); without memory for the
+  // text it keeps a fixed one.
+  void setLastError(const char* first, const char* second = "") const noexcept EPOLL_ECHO_EXCLUDES(errorMutex_);
+  std::string lastError() const EPOLL_ECHO_EXCLUDES(errorMutex_);
 
  private:
   struct ImportedConnection {
@@ -67,25 +75,37 @@ class Engine {
     uint32_t worker = 0;
     bool peerClosed = false;
   };
+  using WorkerList = std::vector<std::unique_ptr<Worker>>;
 
-  void requireState(uint32_t expected, const char* operation) const;
-  void setState(uint32_t state);
-  ListenerSet shareImportedListeners();
-  std::vector<std::unique_ptr<Worker>> createWorkers(std::vector<UniqueFd> listeners);
-  void adoptImportedConnections(std::vector<std::unique_ptr<Worker>>& workers);
-  static void startAll(std::vector<std::unique_ptr<Worker>>& workers);
+  void requireState(uint32_t expected, const char* operation) const EPOLL_ECHO_EXCLUDES(stateMutex_);
+  void setState(uint32_t state) EPOLL_ECHO_EXCLUDES(stateMutex_);
+  ListenerSet shareImportedListeners() EPOLL_ECHO_REQUIRES(controlMutex_);
+  WorkerList createWorkers(std::vector<UniqueFd> listeners);
+  void adoptImportedConnections(WorkerList& workers) EPOLL_ECHO_REQUIRES(controlMutex_);
+  static void startAll(WorkerList& workers);
   // Connection `index` counted over all workers in order, and its worker's index; throws ERANGE.
-  const Connection& connectionAt(uint32_t index, uint32_t& worker) const;
+  const Connection& connectionAt(uint32_t index, uint32_t& worker) const EPOLL_ECHO_REQUIRES(controlMutex_);
 
   const EngineConfig config_;
-  std::mutex controlMutex_;
-  mutable std::mutex stateMutex_;
-  uint32_t state_ = EPOLL_ECHO_STATE_CREATED;            // guarded by stateMutex_
-  uint16_t port_ = 0;                                    // guarded by stateMutex_
-  std::vector<std::unique_ptr<Worker>> workers_;         // guarded by stateMutex_; set once by start()
-  mutable std::string lastError_;                        // guarded by stateMutex_
-  std::vector<UniqueFd> importedListeners_;              // control thread only, until start()
-  std::vector<ImportedConnection> importedConnections_;  // control thread only, until start()
+
+  mutable Mutex controlMutex_;  // mutable: the const hand-over queries serialise too
+  // Set once by start() and never shrunk, so the workers live as long as the engine; their
+  // threads run between start() and the stop() or pause() that joins them.
+  WorkerList workers_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
+  std::vector<UniqueFd> importedListeners_ EPOLL_ECHO_GUARDED_BY(controlMutex_);              // until start()
+  std::vector<ImportedConnection> importedConnections_ EPOLL_ECHO_GUARDED_BY(controlMutex_);  // until start()
+
+  mutable Mutex stateMutex_;
+  uint32_t state_ EPOLL_ECHO_GUARDED_BY(stateMutex_) = EPOLL_ECHO_STATE_CREATED;
+  uint16_t port_ EPOLL_ECHO_GUARDED_BY(stateMutex_) = 0;
+  // What stats() reads without the control lock: each worker's counters, in worker order,
+  // published by start(). They live inside the workers, which workers_ keeps until destruction.
+  std::vector<const WorkerCounters*> counters_ EPOLL_ECHO_GUARDED_BY(stateMutex_);
+
+  // The error record has a lock of its own, held only to copy the text: any thread writes it (a
+  // worker reporting its failure, the C boundary after a failed call) without touching the others.
+  mutable Mutex errorMutex_;
+  mutable std::string lastError_ EPOLL_ECHO_GUARDED_BY(errorMutex_);  // mutable: failed const calls record too
 };
 
 }  // namespace epoll_echo

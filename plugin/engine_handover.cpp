@@ -72,8 +72,8 @@ constexpr uint32_t kKnownConnectionFlags = EPOLL_ECHO_CONNECTION_PEER_CLOSED;
 
 }  // namespace
 
-void Engine::handoverCounts(uint32_t& listeners, uint32_t& connections) {
-  std::lock_guard<std::mutex> control(controlMutex_);
+void Engine::handoverCounts(uint32_t& listeners, uint32_t& connections) const {
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "handover_counts");
   listeners = static_cast<uint32_t>(workers_.size());
   size_t total = 0;
@@ -81,8 +81,8 @@ void Engine::handoverCounts(uint32_t& listeners, uint32_t& connections) {
   connections = static_cast<uint32_t>(total);
 }
 
-int Engine::exportListener(uint32_t index) {
-  std::lock_guard<std::mutex> control(controlMutex_);
+int Engine::exportListener(uint32_t index) const {
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "export_listener");
   if (index >= workers_.size()) {
     throw EngineError(EPOLL_ECHO_ERANGE, "export_listener: index " + std::to_string(index) +
@@ -102,8 +102,9 @@ const Connection& Engine::connectionAt(uint32_t index, uint32_t& worker) const {
                     "export_connection: index " + std::to_string(index) + " is past the last connection");
 }
 
-bool Engine::exportConnection(uint32_t index, epoll_echo_connection_state_t& state, void* pending, size_t capacity) {
-  std::lock_guard<std::mutex> control(controlMutex_);
+bool Engine::exportConnection(uint32_t index, epoll_echo_connection_state_t& state, void* pending,
+                              size_t capacity) const {
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "export_connection");
   state = {};
   state.size = sizeof state;
@@ -118,14 +119,14 @@ bool Engine::exportConnection(uint32_t index, epoll_echo_connection_state_t& sta
 }
 
 void Engine::completeHandover() {
-  std::lock_guard<std::mutex> control(controlMutex_);
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "handover_complete");
   for (auto& worker : workers_) worker->releaseAll();
   setState(EPOLL_ECHO_STATE_STOPPED);
 }
 
 void Engine::importListener(int fd) {
-  std::lock_guard<std::mutex> control(controlMutex_);
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_CREATED, "import_listener");
   if (importedListeners_.size() >= kMaxWorkers) {
     throw EngineError(EPOLL_ECHO_EINVAL, "import_listener: more than " + std::to_string(kMaxWorkers) + " listeners");
@@ -135,7 +136,7 @@ void Engine::importListener(int fd) {
 }
 
 void Engine::importConnection(const epoll_echo_connection_state_t& state, const void* pending) {
-  std::lock_guard<std::mutex> control(controlMutex_);
+  MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_CREATED, "import_connection");
   if ((state.flags & ~kKnownConnectionFlags) != 0) {
     throw EngineError(EPOLL_ECHO_EINVAL,
@@ -173,7 +174,7 @@ void Engine::importConnection(const epoll_echo_connection_state_t& state, const 
   importedConnections_.push_back(std::move(imported));
 }
 
-void Engine::adoptImportedConnections(std::vector<std::unique_ptr<Worker>>& workers) {
+void Engine::adoptImportedConnections(WorkerList& workers) {
   for (ImportedConnection& imported : importedConnections_) {
     Worker& worker = *workers[imported.worker % workers.size()];
     worker.adoptConnection(std::move(imported.fd), imported.pending.data(), imported.pending.size(),

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <new>
 
@@ -84,6 +85,7 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
+  assert(!running());
   // After a pause the eventfd still holds the stop request that ended the previous run.
   uint64_t stale = 0;
   [[maybe_unused]] ssize_t ignored = ::read(wakeup_.get(), &stale, sizeof stale);
@@ -107,6 +109,7 @@ void Worker::closeAll() noexcept { dropAll(counters_.closed); }
 void Worker::releaseAll() noexcept { dropAll(counters_.handed_over); }
 
 void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
+  assert(!running());
   for (auto& connection : connections_) connection->fd.reset();
   countAs.add(connections_.size());
   connections_.clear();
@@ -246,6 +249,7 @@ void Worker::addConnection(UniqueFd socket) {
 }
 
 void Worker::adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) {
+  assert(!running());
   Connection* connection = registerConnection(std::move(socket));
   if (connection == nullptr) {
     throw EngineError(EPOLL_ECHO_ESYSTEM,

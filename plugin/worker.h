@@ -4,6 +4,7 @@
 
 #include <sys/epoll.h>
 
+#include <cassert>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -19,9 +20,11 @@
 
 namespace epoll_echo {
 
-// Created, started, stopped, joined and destroyed by its Engine on a control thread; everything
-// between start() and join() runs on the worker's own thread, except requestStop() and
-// counters(), which any thread may call.
+// Created, started, joined and destroyed by its Engine inside control calls, which come from any
+// thread but one at a time (the engine's control lock). Between start() and join() the worker's
+// own thread alone touches its sockets, connections and buffers; the control side touches them
+// only while that thread is not running (the hand-over accessors assert it in debug builds).
+// requestStop() and counters() are the exceptions: any thread, any time.
 class Worker {
  public:
   // Called on the worker's thread when its loop stops on an unexpected error, with the reason
@@ -47,10 +50,19 @@ class Worker {
   // engine, counting the connections as handed over, and its own descriptors as closeAll() does.
   void releaseAll() noexcept;
 
-  // Hand-over, only while the thread is not running.
-  int listenerFd() const noexcept { return listener_.get(); }
-  size_t connectionCount() const noexcept { return connections_.size(); }
-  const Connection& connectionAt(size_t index) const { return *connections_[index]; }
+  // Hand-over, only while the thread is not running: before start() or after join().
+  int listenerFd() const noexcept {
+    assert(!running());
+    return listener_.get();
+  }
+  size_t connectionCount() const noexcept {
+    assert(!running());
+    return connections_.size();
+  }
+  const Connection& connectionAt(size_t index) const {
+    assert(!running());
+    return *connections_[index];
+  }
   // Takes a connection from a previous engine with the bytes still owed to it. Throws.
   void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed);
 
@@ -59,6 +71,8 @@ class Worker {
  private:
   using Clock = std::chrono::steady_clock;
 
+  // True from start() until join(): the worker's thread may be using everything but the counters.
+  bool running() const noexcept { return thread_.joinable(); }
   void dropAll(SingleWriterCounter& countAs) noexcept;
   void run() noexcept;
   void fail(const char* call, int error) noexcept;
@@ -91,7 +105,7 @@ class Worker {
   UniqueFd listener_;
   UniqueFd epoll_;
   UniqueFd wakeup_;
-  std::thread thread_;
+  std::thread thread_;     // control side only (start, join)
   bool stopping_ = false;  // worker thread only; set when the eventfd fires
 
   std::vector<std::unique_ptr<Connection>> connections_;
