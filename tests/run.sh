@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: the normal build (build/, made by tests/setup.sh), then the same
 # suite built with ASan+UBSan (build-asan/) and with TSan (build-tsan/), each from its preset in
-# CMakePresets.json. `--quick` runs the normal build only.
+# CMakePresets.json. Both modes also build the plugin and host with clang (build-clang/), whose
+# -Wthread-safety checks the plugin's lock rules; nothing runs from that build. `--quick` runs the
+# normal suite only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -22,6 +24,9 @@ run_suite() {  # preset
 
 [ -d build ] || tests/setup.sh build
 run_suite normal
+echo "== clang -Wthread-safety build" >&2
+cmake --preset clang >/dev/null
+cmake --build --preset clang -j "$jobs"
 if [ "${1:-}" != "--quick" ]; then
   # Sanitizer reports fail the test that caused them.
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1

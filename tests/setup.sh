@@ -13,6 +13,8 @@ build_dir=${1:-build}
 packages=(g++ make cmake libboost-dev libboost-program-options-dev)
 if ! $server_only; then
   packages+=(libgtest-dev googletest procps abigail-tools)
+  # tests/run.sh builds the plugin with clang too: its -Wthread-safety checks the lock rules.
+  packages+=(clang)
   # Deployment tests: pkg-config for the install test's consumer, systemd-socket-activate (package
   # systemd; nothing is started), groff to check that the man page renders.
   packages+=(pkgconf systemd groff-base)
