@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -72,16 +73,27 @@ void fillStruct(const ChoiceSource& next, GuardedBuffer& buffer, std::uint32_t d
 
 std::size_t bufferSizeFor(std::uint32_t declared) { return std::min<std::uint32_t>(declared, kHugeBufferCap); }
 
+// `head` followed by where each counter of EPOLL_ECHO_COUNTER_TABLE ends in a struct that embeds
+// the counters at `offset`.
+std::vector<std::uint32_t> withCounterEnds(std::vector<std::uint32_t> head, std::size_t offset) {
+#define EPOLL_ECHO_COUNTER_END(field, kind, minor) \
+  head.push_back(static_cast<std::uint32_t>(offset + offsetof(epoll_echo_counters_t, field) + sizeof(std::uint64_t)));
+  EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_COUNTER_END)
+#undef EPOLL_ECHO_COUNTER_END
+  return head;
+}
+
 // Where the fields of each boundary struct end, read off the header's layout (bind_address is one
 // 64-byte field). A size below the plugin's own must end at one of them: any other size would
 // have the plugin read or write half a field.
 const std::vector<std::uint32_t> kConfigFieldEnds = {8, 12, 16, 20, 24, 28, 32, 96};
-const std::vector<std::uint32_t> kStatsFieldEnds = {8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120};
-const std::vector<std::uint32_t> kWorkerStatsFieldEnds = {8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112};
+const std::vector<std::uint32_t> kStatsFieldEnds = withCounterEnds({8, 12, 16}, offsetof(epoll_echo_stats_t, total));
+const std::vector<std::uint32_t> kWorkerStatsFieldEnds =
+    withCounterEnds({8}, offsetof(epoll_echo_worker_stats_t, counters));
 const std::vector<std::uint32_t> kConnectionStateFieldEnds = {8, 12, 16, 24};
-// A new trailing field must be added to the lists above: each list's last end is its struct's size.
-static_assert(sizeof(epoll_echo_config_t) == 96 && sizeof(epoll_echo_stats_t) == 120 &&
-                  sizeof(epoll_echo_worker_stats_t) == 112 && sizeof(epoll_echo_connection_state_t) == 24,
+// A new trailing field must be added to the hand-written lists above: each list's last end is its
+// struct's size. The counter lists follow the table, which the plugin checks against the struct.
+static_assert(sizeof(epoll_echo_config_t) == 96 && sizeof(epoll_echo_connection_state_t) == 24,
               "update the field-end lists for the new struct layout");
 
 bool sizeValid(std::uint32_t declared, const std::vector<std::uint32_t>& fieldEnds) {
