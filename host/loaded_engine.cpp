@@ -4,7 +4,8 @@
 namespace epoll_echo::host {
 
 LoadedEngine::LoadedEngine(const std::filesystem::path& pluginPath, const Options& options)
-    : library_(std::make_unique<PluginLibrary>(pluginPath)), engine_(std::make_unique<Engine>(*library_, options)) {}
+    : library_(std::make_unique<PluginLibrary>(pluginPath)),
+      engine_(std::make_unique<EngineHandle>(*library_, options)) {}
 
 LoadedEngine::~LoadedEngine() { release(); }
 

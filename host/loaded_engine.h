@@ -5,18 +5,18 @@
 #include <filesystem>
 #include <memory>
 
-#include "engine.h"
+#include "engine_handle.h"
 #include "options.h"
 #include "plugin_library.h"
 
 namespace epoll_echo::host {
 
-// Owns a PluginLibrary and one Engine made from it. The engine is created, not started. Main
+// Owns a PluginLibrary and one EngineHandle made from it. The engine is created, not started. Main
 // thread only (load and unload happen here).
 class LoadedEngine {
  public:
   // Loads a private copy of `pluginPath` (PluginImage) and creates an engine with `options`.
-  // Throws PluginError or EngineError.
+  // Throws PluginError or PluginCallError.
   LoadedEngine(const std::filesystem::path& pluginPath, const Options& options);
   LoadedEngine(const LoadedEngine&) = delete;
   LoadedEngine& operator=(const LoadedEngine&) = delete;
@@ -24,8 +24,8 @@ class LoadedEngine {
 
   PluginLibrary& library() { return *library_; }
   const PluginLibrary& library() const { return *library_; }
-  Engine& engine() { return *engine_; }
-  const Engine& engine() const { return *engine_; }
+  EngineHandle& engine() { return *engine_; }
+  const EngineHandle& engine() const { return *engine_; }
 
   // Destroys the engine (stopping it if it runs), then unloads the library, which checks that
   // its copy is really unmapped (~PluginLibrary). Idempotent.
@@ -33,7 +33,7 @@ class LoadedEngine {
 
  private:
   std::unique_ptr<PluginLibrary> library_;
-  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<EngineHandle> engine_;
 };
 
 }  // namespace epoll_echo::host

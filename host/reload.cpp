@@ -27,7 +27,7 @@ std::unique_ptr<LoadedEngine> loadCopy(const std::filesystem::path& pluginPath, 
   return next;
 }
 
-HandoverCounts handOver(const Engine& from, Engine& to) {
+HandoverCounts handOver(const EngineHandle& from, EngineHandle& to) {
   HandoverCounts counts;
   from.handoverCounts(counts.listeners, counts.connections);
   for (uint32_t index = 0; index < counts.listeners; ++index) to.importListener(from.exportListener(index));

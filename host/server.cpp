@@ -115,7 +115,7 @@ void Server::stopEngine(int signal) {
   if (const std::string problem = notifyServiceManager("STOPPING=1"); !problem.empty()) {
     logLine("warning: cannot notify the service manager: " + problem);
   }
-  Engine& engine = serving_->engine();  // no reload replaces it from now on
+  EngineHandle& engine = serving_->engine();  // no reload replaces it from now on
   const auto stopEngine = [this, &engine] {
     try {
       engine.stop();

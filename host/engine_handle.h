@@ -1,4 +1,4 @@
-// engine.h — one engine of a loaded plugin, owned from create to destroy, with the plugin's error
+// engine_handle.h — one engine of a loaded plugin, owned from create to destroy, with the plugin's error
 // codes turned into one-line exceptions that carry epoll_echo_last_error()'s detail.
 #pragma once
 
@@ -15,7 +15,7 @@
 namespace epoll_echo::host {
 
 // A failed engine call; what() names the call, the code and the plugin's detail.
-class EngineError : public std::runtime_error {
+class PluginCallError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -27,23 +27,24 @@ struct ExportedConnection {
   std::vector<unsigned char> pending;
 };
 
-// Owns an epoll_echo_engine_t. The PluginLibrary must outlive it. create/start/stop/destroy are
-// [control] calls (the plugin serialises them); stats() may run on any thread meanwhile, so the
-// stop helper thread and the main thread's stats reads may overlap.
-class Engine {
+// The host's handle on one engine inside the plugin (the engine itself is plugin/engine.h's Engine,
+// on the other side of the C ABI): owns an epoll_echo_engine_t. The PluginLibrary must outlive it.
+// create/start/stop/destroy are [control] calls (the plugin serialises them); stats() may run on
+// any thread meanwhile, so the stop helper thread and the main thread's stats reads may overlap.
+class EngineHandle {
  public:
-  // epoll_echo_create() with the options' port, listeners and bind address. Throws EngineError.
-  Engine(const PluginLibrary& plugin, const Options& options);
-  Engine(const Engine&) = delete;
-  Engine& operator=(const Engine&) = delete;
-  ~Engine();  // epoll_echo_destroy(): stops the engine first if it still runs
+  // epoll_echo_create() with the options' port, listeners and bind address. Throws PluginCallError.
+  EngineHandle(const PluginLibrary& plugin, const Options& options);
+  EngineHandle(const EngineHandle&) = delete;
+  EngineHandle& operator=(const EngineHandle&) = delete;
+  ~EngineHandle();  // epoll_echo_destroy(): stops the engine first if it still runs
 
-  void start();  // binds and starts every listener; throws EngineError ("bind ...: Address already in use")
-  void stop();   // joins every plugin thread; throws EngineError
+  void start();  // binds and starts every listener; throws PluginCallError ("bind ...: Address already in use")
+  void stop();   // joins every plugin thread; throws PluginCallError
   epoll_echo_stats_t stats() const;  // zeroed counters if the call fails: stats are advisory
   std::string lastError() const;     // epoll_echo_last_error(): why the last call or a worker failed
 
-  // Hot-swap hand-over (ABI 1.1; the plugin must supportsHandover()). Each throws EngineError.
+  // Hot-swap hand-over (ABI 1.1; the plugin must supportsHandover()). Each throws PluginCallError.
   void pause();
   void resume();
   void handoverComplete();
@@ -55,7 +56,7 @@ class Engine {
 
  private:
   std::string describeFailure(const char* call, int code, const std::string& detail) const;
-  void check(const char* call, int code) const;  // throws EngineError unless code is OK
+  void check(const char* call, int code) const;  // throws PluginCallError unless code is OK
 
   const PluginFunctions& functions_;
   epoll_echo_engine_t* engine_ = nullptr;

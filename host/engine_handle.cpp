@@ -1,5 +1,5 @@
-// engine.cpp — the engine lifecycle through the plugin's function pointers.
-#include "engine.h"
+// engine_handle.cpp — the engine lifecycle through the plugin's function pointers.
+#include "engine_handle.h"
 
 #include <algorithm>
 #include <cstring>
@@ -26,29 +26,29 @@ epoll_echo_config_t makeConfig(const Options& options) {
 
 }  // namespace
 
-Engine::Engine(const PluginLibrary& plugin, const Options& options) : functions_(plugin.functions()) {
+EngineHandle::EngineHandle(const PluginLibrary& plugin, const Options& options) : functions_(plugin.functions()) {
   const epoll_echo_config_t config = makeConfig(options);
   char detail[kDetailSize] = "";
   const int code = functions_.create(&config, &engine_, detail, sizeof detail);
   if (code != EPOLL_ECHO_OK) {
     engine_ = nullptr;
-    throw EngineError(describeFailure("create", code, detail));
+    throw PluginCallError(describeFailure("create", code, detail));
   }
 }
 
-Engine::~Engine() { functions_.destroy(engine_); }
+EngineHandle::~EngineHandle() { functions_.destroy(engine_); }
 
-void Engine::start() {
+void EngineHandle::start() {
   const int code = functions_.start(engine_);
-  if (code != EPOLL_ECHO_OK) throw EngineError(describeFailure("start", code, lastError()));
+  if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure("start", code, lastError()));
 }
 
-void Engine::stop() {
+void EngineHandle::stop() {
   const int code = functions_.stop(engine_);
-  if (code != EPOLL_ECHO_OK) throw EngineError(describeFailure("stop", code, lastError()));
+  if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure("stop", code, lastError()));
 }
 
-epoll_echo_stats_t Engine::stats() const {
+epoll_echo_stats_t EngineHandle::stats() const {
   epoll_echo_stats_t stats;
   std::memset(&stats, 0, sizeof stats);
   stats.size = sizeof stats;
@@ -58,23 +58,23 @@ epoll_echo_stats_t Engine::stats() const {
   return stats;
 }
 
-void Engine::pause() { check("pause", functions_.pause(engine_)); }
+void EngineHandle::pause() { check("pause", functions_.pause(engine_)); }
 
-void Engine::resume() { check("resume", functions_.resume(engine_)); }
+void EngineHandle::resume() { check("resume", functions_.resume(engine_)); }
 
-void Engine::handoverComplete() { check("complete the hand-over of", functions_.handover_complete(engine_)); }
+void EngineHandle::handoverComplete() { check("complete the hand-over of", functions_.handover_complete(engine_)); }
 
-void Engine::handoverCounts(uint32_t& listeners, uint32_t& connections) const {
+void EngineHandle::handoverCounts(uint32_t& listeners, uint32_t& connections) const {
   check("count the sockets of", functions_.handover_counts(engine_, &listeners, &connections));
 }
 
-int Engine::exportListener(uint32_t index) const {
+int EngineHandle::exportListener(uint32_t index) const {
   int32_t fd = -1;
   check("export a listener of", functions_.export_listener(engine_, index, &fd));
   return fd;
 }
 
-ExportedConnection Engine::exportConnection(uint32_t index) const {
+ExportedConnection EngineHandle::exportConnection(uint32_t index) const {
   // Two calls: the first learns pending_bytes, the second copies them (EINVAL from the first
   // only means the buffer was too small, and the state is filled regardless).
   ExportedConnection connection;
@@ -89,18 +89,18 @@ ExportedConnection Engine::exportConnection(uint32_t index) const {
   return connection;
 }
 
-void Engine::importListener(int fd) { check("import a listener into", functions_.import_listener(engine_, fd)); }
+void EngineHandle::importListener(int fd) { check("import a listener into", functions_.import_listener(engine_, fd)); }
 
-void Engine::importConnection(const ExportedConnection& connection) {
+void EngineHandle::importConnection(const ExportedConnection& connection) {
   const void* pending = connection.pending.empty() ? nullptr : connection.pending.data();
   check("import a connection into", functions_.import_connection(engine_, &connection.state, pending));
 }
 
-void Engine::check(const char* call, int code) const {
-  if (code != EPOLL_ECHO_OK) throw EngineError(describeFailure(call, code, lastError()));
+void EngineHandle::check(const char* call, int code) const {
+  if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure(call, code, lastError()));
 }
 
-std::string Engine::lastError() const {
+std::string EngineHandle::lastError() const {
   std::vector<char> buffer(kDetailSize, '\0');
   const int length = functions_.last_error(engine_, buffer.data(), buffer.size());
   if (length < 0) return "";
@@ -111,7 +111,7 @@ std::string Engine::lastError() const {
   return buffer.data();
 }
 
-std::string Engine::describeFailure(const char* call, int code, const std::string& detail) const {
+std::string EngineHandle::describeFailure(const char* call, int code, const std::string& detail) const {
   std::string message = std::string("cannot ") + call + " the engine: ";
   message += detail.empty() ? functions_.strerror(code) : detail;
   return message + " (" + functions_.error_name(code) + ")";
