@@ -15,7 +15,7 @@ epoll_echo_config_t makeConfig(const Options& options) {
   std::memset(&config, 0, sizeof config);  // unset fields and padding must be zero (the ABI's rule)
   config.size = sizeof config;
   config.port = options.port;
-  config.listeners = options.listeners;
+  config.listeners = options.workers;
   config.high_water_bytes = options.highWaterBytes;
   config.read_budget_bytes = options.readBudgetBytes;
   // options.h caps the address at 63 bytes; the cap here keeps the terminating NUL regardless.

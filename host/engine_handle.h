@@ -33,7 +33,7 @@ struct ExportedConnection {
 // any thread meanwhile, so the stop helper thread and the main thread's stats reads may overlap.
 class EngineHandle {
  public:
-  // epoll_echo_create() with the options' port, listeners and bind address. Throws PluginCallError.
+  // epoll_echo_create() with the options' port, worker count and bind address. Throws PluginCallError.
   EngineHandle(const PluginLibrary& plugin, const Options& options);
   EngineHandle(const EngineHandle&) = delete;
   EngineHandle& operator=(const EngineHandle&) = delete;

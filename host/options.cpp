@@ -21,7 +21,7 @@ namespace po = boost::program_options;
 
 // The allowed values of each checked flag, shared by --help and the error messages.
 constexpr const char* kPortRange = "allowed 0-65535 (0 = any free port, chosen by the kernel)";
-constexpr const char* kListenersRange = "allowed 1-1024";
+constexpr const char* kWorkersRange = "allowed 1-1024";
 constexpr const char* kStatsIntervalRange = "allowed 0-86400 seconds (0 = off)";
 constexpr const char* kStatsFormatRange = "allowed text or json";
 constexpr const char* kBufferLimitRange = "allowed 0 (the engine's default) or 4096-4294967295 bytes";
@@ -33,7 +33,7 @@ struct UsageError {
 
 std::string rangeOf(const std::string& flag) {
   if (flag == "--port") return kPortRange;
-  if (flag == "--maxListeners") return kListenersRange;
+  if (flag == "--maxListeners") return kWorkersRange;
   if (flag == "--stats-interval") return kStatsIntervalRange;
   if (flag == "--stats-format") return kStatsFormatRange;
   if (flag == "--bind") return kBindRange;
@@ -93,15 +93,15 @@ StatsFormat parseStatsFormat(const std::string& text) {
   throw UsageError{refusal("--stats-format", "'" + text + "' is not a format")};
 }
 
-po::options_description describeOptions(uint32_t defaultListeners) {
+po::options_description describeOptions(uint32_t defaultWorkers) {
   po::options_description options("Options", 100, 50);
   const auto text = [](const char* name, const char* fallback) {
     return po::value<std::string>()->value_name(name)->default_value(fallback);
   };
-  const std::string listeners = std::to_string(defaultListeners);
+  const std::string workers = std::to_string(defaultWorkers);
   options.add_options()("port", text("PORT", "8080"),
                         "TCP port to listen on, 0-65535; 0 = any free port (the log line says which)")(
-      "maxListeners", po::value<std::string>()->value_name("N")->default_value(listeners),
+      "maxListeners", po::value<std::string>()->value_name("N")->default_value(workers),
       "listening sockets and worker threads, 1-1024 (default: CPU count)")(
       "bind", po::value<std::string>()->value_name("ADDRESS"),
       "numeric IPv4 or IPv6 address to listen on (default: all interfaces)")(
@@ -131,7 +131,7 @@ std::string helpText(const po::options_description& options) {
 Options readOptions(const po::variables_map& values) {
   Options options;
   options.port = parseNumber("--port", values["port"].as<std::string>(), 0, kMaxPort);
-  options.listeners = parseNumber("--maxListeners", values["maxListeners"].as<std::string>(), 1, kMaxListeners);
+  options.workers = parseNumber("--maxListeners", values["maxListeners"].as<std::string>(), 1, kMaxWorkers);
   options.statsIntervalSeconds =
       parseNumber("--stats-interval", values["stats-interval"].as<std::string>(), 0, kMaxStatsIntervalSeconds);
   options.statsFormat = parseStatsFormat(values["stats-format"].as<std::string>());
@@ -191,7 +191,7 @@ po::variables_map parseArguments(int argc, const char* const argv[], const po::o
 }  // namespace
 
 CommandLine parseCommandLine(int argc, const char* const argv[], uint32_t cpuCount) {
-  const po::options_description options = describeOptions(std::clamp<uint32_t>(cpuCount, 1, kMaxListeners));
+  const po::options_description options = describeOptions(std::clamp<uint32_t>(cpuCount, 1, kMaxWorkers));
   CommandLine result;
   try {
     const po::variables_map values = parseArguments(argc, argv, options);

@@ -15,8 +15,9 @@ inline constexpr int kExitUsage = 2;    // a bad flag; nothing was started
 
 inline constexpr uint32_t kDefaultPort = 8080;
 inline constexpr uint32_t kMaxPort = 65535;
-// The plugin refuses more than 1024 listeners; refusing them here gives the flag's name instead.
-inline constexpr uint32_t kMaxListeners = 1024;
+// The plugin refuses more than 1024 workers (one listening socket each); refusing them here gives
+// the flag's name instead.
+inline constexpr uint32_t kMaxWorkers = 1024;
 inline constexpr uint32_t kMaxStatsIntervalSeconds = 86400;
 inline constexpr std::size_t kMaxBindAddressLength = 63;  // epoll_echo_config_t.bind_address[64]
 // The engine refuses buffer limits below 4 KiB (each message would take several system calls).
@@ -25,8 +26,9 @@ inline constexpr uint32_t kMinBufferLimit = 4096;
 enum class StatsFormat { kText, kJson };
 
 struct Options {
-  uint32_t port = kDefaultPort;       // 0 = the kernel picks a free port (logged on start)
-  uint32_t listeners = 1;             // 1..kMaxListeners; defaults to the CPU count
+  uint32_t port = kDefaultPort;  // 0 = the kernel picks a free port (logged on start)
+  // --maxListeners (the flag keeps its original name): worker threads, each with its own listening socket.
+  uint32_t workers = 1;               // 1..kMaxWorkers; defaults to the CPU count
   std::string bindAddress;            // numeric IPv4/IPv6 address; empty = all interfaces
   std::string pluginPath;             // empty = look next to the executable (see plugin_library.h)
   uint32_t statsIntervalSeconds = 0;  // 0 = no periodic stats line
@@ -45,7 +47,7 @@ struct CommandLine {
   std::string message;  // kHelp: the help text; kUsageError: one line naming the flag and its range
 };
 
-// Parses argv. `cpuCount` is the --maxListeners default (clamped to 1..kMaxListeners). Never
+// Parses argv. `cpuCount` is the --maxListeners default (clamped to 1..kMaxWorkers). Never
 // throws for bad input: errors come back as kUsageError.
 CommandLine parseCommandLine(int argc, const char* const argv[], uint32_t cpuCount);
 

@@ -71,9 +71,11 @@ ActivatedSockets ActivatedSockets::fromEnvironment() {
   // Meant for another process (a parent that exec'd us without clearing them): not ours to take.
   if (parseDecimal(pidText) != static_cast<long>(::getpid())) return result;
   const long count = parseDecimal(countText);
-  if (count < 0 || count > static_cast<long>(kMaxListeners)) {
+  // The engine runs at least one worker per inherited socket (epoll_echo_import_listener): the
+  // worker cap bounds them too.
+  if (count < 0 || count > static_cast<long>(kMaxWorkers)) {
     throw ActivationError(std::string("socket activation: LISTEN_FDS='") + countText + "' is not a count of 0-" +
-                          std::to_string(kMaxListeners) + " sockets");
+                          std::to_string(kMaxWorkers) + " sockets");
   }
   ::unsetenv("LISTEN_PID");
   ::unsetenv("LISTEN_FDS");

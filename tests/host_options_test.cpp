@@ -35,7 +35,7 @@ void expectRefusal(std::initializer_list<const char*> arguments, const std::stri
 TEST(HostOptionsTest, DefaultsMatchTheSeedServer) {
   const Options options = parseValid({});
   EXPECT_EQ(options.port, 8080u);
-  EXPECT_EQ(options.listeners, kCpus);
+  EXPECT_EQ(options.workers, kCpus);
   EXPECT_EQ(options.bindAddress, "");
   EXPECT_EQ(options.pluginPath, "");
   EXPECT_EQ(options.statsIntervalSeconds, 0u);
@@ -43,15 +43,15 @@ TEST(HostOptionsTest, DefaultsMatchTheSeedServer) {
 }
 
 TEST(HostOptionsTest, ListenerDefaultIsClampedToTheAllowedRange) {
-  EXPECT_EQ(parse({}, 0).options.listeners, 1u);
-  EXPECT_EQ(parse({}, 4096).options.listeners, 1024u);
+  EXPECT_EQ(parse({}, 0).options.workers, 1u);
+  EXPECT_EQ(parse({}, 4096).options.workers, 1024u);
 }
 
 TEST(HostOptionsTest, AcceptsEveryFlag) {
   const Options options = parseValid({"--port", "9000", "--maxListeners", "16", "--bind", "::1", "--plugin",
                                       "/opt/libepoll_echo.so", "--stats-interval", "5", "--stats-format", "json"});
   EXPECT_EQ(options.port, 9000u);
-  EXPECT_EQ(options.listeners, 16u);
+  EXPECT_EQ(options.workers, 16u);
   EXPECT_EQ(options.bindAddress, "::1");
   EXPECT_EQ(options.pluginPath, "/opt/libepoll_echo.so");
   EXPECT_EQ(options.statsIntervalSeconds, 5u);
@@ -61,8 +61,8 @@ TEST(HostOptionsTest, AcceptsEveryFlag) {
 TEST(HostOptionsTest, AcceptsTheEdgesOfEachRange) {
   EXPECT_EQ(parseValid({"--port", "0"}).port, 0u);
   EXPECT_EQ(parseValid({"--port=65535"}).port, 65535u);
-  EXPECT_EQ(parseValid({"--maxListeners", "1"}).listeners, 1u);
-  EXPECT_EQ(parseValid({"--maxListeners", "1024"}).listeners, 1024u);
+  EXPECT_EQ(parseValid({"--maxListeners", "1"}).workers, 1u);
+  EXPECT_EQ(parseValid({"--maxListeners", "1024"}).workers, 1024u);
   EXPECT_EQ(parseValid({"--stats-interval", "86400"}).statsIntervalSeconds, 86400u);
   EXPECT_EQ(parseValid({"--bind", "[::1]"}).bindAddress, "[::1]");
   EXPECT_EQ(parseValid({"--bind", "0.0.0.0"}).bindAddress, "0.0.0.0");
@@ -87,7 +87,7 @@ TEST(HostOptionsTest, PassesBufferLimitsToTheEngineZeroMeaningItsDefault) {
 TEST(HostOptionsTest, AcceptsTheGoFlagPackagesSingleDashSpelling) {
   const Options options = parseValid({"-port", "9999", "-maxListeners", "4"});
   EXPECT_EQ(options.port, 9999u);
-  EXPECT_EQ(options.listeners, 4u);
+  EXPECT_EQ(options.workers, 4u);
 }
 
 TEST(HostOptionsTest, RefusesOutOfRangeNumbersNamingTheRange) {
