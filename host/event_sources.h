@@ -8,31 +8,9 @@
 #include <cstdint>
 #include <optional>
 
+#include "unique_fd.h"
+
 namespace epoll_echo::host {
-
-// Owns one fd; closes it once and never retries close() on EINTR (Linux has released the fd
-// already). Move-only.
-class UniqueFd {
- public:
-  UniqueFd() noexcept = default;
-  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const noexcept { return fd_; }
-  // Gives up ownership without closing; returns the fd.
-  int release() noexcept {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // The signals the host handles synchronously: SIGINT, SIGTERM (stop), SIGHUP (reload), SIGUSR1 (stats).
 sigset_t serverSignals();

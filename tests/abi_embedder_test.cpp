@@ -36,7 +36,7 @@ void expectEchoOn(int fd, const std::string& message) {
 void expectServing(uint16_t port, int openClient) {
   expectEchoOn(openClient, "the open connection still echoes");
   std::string error;
-  Fd fresh = connectLoopback(port, deadlineIn(kTimeout), &error);
+  UniqueFd fresh = connectLoopback(port, deadlineIn(kTimeout), &error);
   ASSERT_TRUE(fresh) << error;
   expectEchoOn(fresh.get(), "a new connection echoes");
 }
@@ -83,13 +83,13 @@ TEST_F(AbiEmbedderTest, ForkedChildCannotStopOrPauseTheParentsEngine) {
   Engine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
-  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   expectEchoOn(client.get(), "before the fork");
 
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  Fd reportRead(fds[0]), reportWrite(fds[1]);
+  UniqueFd reportRead(fds[0]), reportWrite(fds[1]);
   const PluginApi functions = api();
   epoll_echo_engine_t* handle = engine.handle();
   const pid_t child = ::fork();
@@ -183,7 +183,7 @@ TEST_F(AbiEmbedderTest, AnotherLoadedCopyRefusesTheEngine) {
   Engine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
-  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   expectEchoOn(client.get(), "before the other copy");
   expectRefusedByOtherCopy(other, engine.handle());

@@ -37,14 +37,14 @@ constexpr uint64_t kSmallEngineBound = 8192;
 
 // Both ends of a loopback TCP connection, as an embedder holding a client's socket would have.
 struct ConnectedPair {
-  Fd client;
-  Fd server;
+  UniqueFd client;
+  UniqueFd server;
 };
 
 ConnectedPair connectPair() {
   std::string error;
   ConnectedPair pair;
-  Fd listener = listenTcp("127.0.0.1", 0, 4, &error);
+  UniqueFd listener = listenTcp("127.0.0.1", 0, 4, &error);
   EXPECT_TRUE(listener) << error;
   if (!listener) return pair;
   pair.client = connectLoopback(localPort(listener.get()), deadlineIn(kTimeout), &error);
@@ -99,7 +99,7 @@ TEST_F(AbiHandoverTest, CallsInTheWrongStateAreStateErrors) {
   ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
   EXPECT_EQ(api().resume(engine.handle()), EPOLL_ECHO_ESTATE);
   EXPECT_EQ(api().handover_counts(engine.handle(), &listeners, &connections), EPOLL_ECHO_ESTATE);
-  Fd listener = listenTcp("127.0.0.1", 0, 4, &error);
+  UniqueFd listener = listenTcp("127.0.0.1", 0, 4, &error);
   ASSERT_TRUE(listener) << error;
   EXPECT_EQ(api().import_listener(engine.handle(), listener.get()), EPOLL_ECHO_ESTATE) << "import needs CREATED";
 }
@@ -110,10 +110,10 @@ TEST_F(AbiHandoverTest, ImportRejectsDescriptorsOfTheWrongKind) {
   ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   int pipeFds[2];
   ASSERT_EQ(::pipe(pipeFds), 0);
-  Fd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
   EXPECT_EQ(api().import_listener(engine.handle(), readEnd.get()), EPOLL_ECHO_EINVAL) << "a pipe";
   EXPECT_EQ(api().import_listener(engine.handle(), -1), EPOLL_ECHO_EINVAL);
-  Fd listener = listenTcp("127.0.0.1", 0, 4, &error);
+  UniqueFd listener = listenTcp("127.0.0.1", 0, 4, &error);
   ASSERT_TRUE(listener) << error;
   epoll_echo_connection_state_t state{};
   state.size = sizeof state;
@@ -136,7 +136,7 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesTheSameSocketTwice) {
   state.worker = 1;
   EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL);
   EXPECT_NE(engine.lastError().find("already imported"), std::string::npos) << engine.lastError();
-  Fd copy(::fcntl(pair.server.get(), F_DUPFD_CLOEXEC, 0));
+  UniqueFd copy(::fcntl(pair.server.get(), F_DUPFD_CLOEXEC, 0));
   ASSERT_TRUE(copy);
   state.fd = copy.get();
   EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL) << "a dup() of it";
@@ -155,13 +155,13 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesTheSameSocketTwice) {
 TEST_F(AbiHandoverTest, ImportConnectionRefusesSocketsThatNeverConnected) {
   Engine engine(api());
   ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine));
-  Fd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(unbound);
   epoll_echo_connection_state_t state = stateFor(unbound.get());
   EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL);
   EXPECT_NE(engine.lastError().find("not connected"), std::string::npos) << engine.lastError();
 
-  Fd bound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd bound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(bound);
   sockaddr_in loopback{};
   loopback.sin_family = AF_INET;

@@ -22,7 +22,7 @@ constexpr auto kTimeout = std::chrono::seconds(5);
 class AbiStateTest : public PluginTest {
  protected:
   // Starts `engine` on a port that a plain listener already holds, so start fails with EBIND.
-  void failStartOnBusyPort(Engine& engine, Fd& occupier) {
+  void failStartOnBusyPort(Engine& engine, UniqueFd& occupier) {
     std::string error;
     occupier = listenTcp("127.0.0.1", 0, 4, &error);
     ASSERT_TRUE(occupier) << error;
@@ -36,7 +36,7 @@ class AbiStateTest : public PluginTest {
 // One request/response through the engine, to prove it serves.
 void expectEcho(uint16_t port, const std::string& message) {
   std::string error;
-  Fd client = connectLoopback(port, deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(port, deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kTimeout), &error)) << error;
   std::string reply(message.size(), '\0');
@@ -79,7 +79,7 @@ TEST_F(AbiStateTest, DestroyStopsARunningEngine) {
     Engine engine(api());
     std::string error;
     ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
-    Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+    UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
     ASSERT_TRUE(client) << error;
     expectEcho(engine.port(), "hello");
     engine.destroy();  // no stop() first
@@ -175,7 +175,7 @@ TEST_F(AbiStateTest, ExportConnectionExplainsATooSmallPendingBuffer) {
   config.read_budget_bytes = 4096;
   std::string error;
   ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
-  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   ASSERT_TRUE(setNonBlocking(client.get(), true));
   // The client never reads: the echo fills both socket buffers, then the engine's output buffer
@@ -281,7 +281,7 @@ TEST_F(AbiStateTest, LastErrorIsEmptyOnAFreshEngine) {
 // snprintf semantics: the return value is the full length whatever the buffer's size.
 TEST_F(AbiStateTest, LastErrorTruncatesAndReturnsTheFullLength) {
   Engine engine(api());
-  Fd occupier;
+  UniqueFd occupier;
   ASSERT_NO_FATAL_FAILURE(failStartOnBusyPort(engine, occupier));
   char full[512] = {};
   int length = api().last_error(engine.handle(), full, sizeof full);

@@ -278,7 +278,7 @@ TEST_F(AbiTest, ServesOnAnIpv6LoopbackAddressWithAZone) {
   std::strcpy(config.bind_address, "::1%lo");
   Engine engine(api());
   ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
-  Fd client = connectTcp("::1", engine.port(), deadlineIn(std::chrono::seconds(10)), &error);
+  UniqueFd client = connectTcp("::1", engine.port(), deadlineIn(std::chrono::seconds(10)), &error);
   ASSERT_TRUE(client) << error;
   const std::string message = "zoned";
   ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(std::chrono::seconds(10)), &error)) << error;

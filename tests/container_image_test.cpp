@@ -144,7 +144,7 @@ class LockFile {
   bool locked() const { return locked_; }
 
  private:
-  Fd fd_;
+  UniqueFd fd_;
   bool locked_ = false;
 };
 
@@ -182,10 +182,10 @@ const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new ImageEn
 
 // A client socket connected to 127.0.0.1:port inside the network namespace of process `pid`
 // (a container's). setns() moves only the calling thread, so a short-lived thread does it.
-Fd connectInside(pid_t pid, uint16_t port, Deadline deadline, std::string* error) {
-  Fd socket;
+UniqueFd connectInside(pid_t pid, uint16_t port, Deadline deadline, std::string* error) {
+  UniqueFd socket;
   std::thread([&] {
-    const Fd namespaceFd(::open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+    const UniqueFd namespaceFd(::open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
     if (!namespaceFd || ::setns(namespaceFd.get(), CLONE_NEWNET) != 0) {
       *error = "enter the network namespace of " + std::to_string(pid) + ": " + std::strerror(errno);
       return;
@@ -234,7 +234,7 @@ class Container {
 
 // Sends `size` pattern bytes of stream `seed` on `socket` and checks the echo byte for byte; ""
 // or what went wrong. The socket stays open.
-std::string echoChecked(Fd& socket, std::uint64_t size, std::uint64_t seed) {
+std::string echoChecked(UniqueFd& socket, std::uint64_t size, std::uint64_t seed) {
   std::vector<EchoJob> jobs(1);
   jobs[0].socket = std::move(socket);
   jobs[0].seed = seed;
@@ -290,7 +290,7 @@ struct ServingContainer {
       : container(arguments, runOptions) {}
   Container container;
   pid_t pid = -1;
-  Fd client;
+  UniqueFd client;
 };
 
 // Waits for the server's start line, then connects to `port` inside its network namespace.
@@ -359,7 +359,7 @@ TEST(ContainerImageTest, SighupReloadsThePluginWhileServing) {
   // The connection made before the reload is served by the new engine, and new ones are accepted.
   EXPECT_EQ(echoChecked(serving.client, 64 * 1024, 4), "");
   std::string error;
-  Fd second = connectInside(serving.pid, 9000, deadlineIn(kServerTimeout), &error);
+  UniqueFd second = connectInside(serving.pid, 9000, deadlineIn(kServerTimeout), &error);
   ASSERT_TRUE(second) << error;
   EXPECT_EQ(echoChecked(second, 64 * 1024, 5), "");
 }

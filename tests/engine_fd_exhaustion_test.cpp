@@ -57,14 +57,14 @@ std::string exhaustAndRecover(const PluginApi& api, std::string& notes) {
   const uint16_t port = engine.port();
 
   // Client sockets exist before the limit drops, so only the engine's accept() runs out.
-  std::vector<Fd> clients;
+  std::vector<UniqueFd> clients;
   for (int i = 0; i < kClients; ++i) clients.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   // Fill every free slot below the highest open descriptor (inherited ones can sit far up), so
   // exactly kSpareSlots numbers stay free under the new limit.
   const int highest = highestOpenFd();
-  std::vector<Fd> fillers;
+  std::vector<UniqueFd> fillers;
   for (;;) {
-    Fd filler(::fcntl(0, F_DUPFD_CLOEXEC, 0));
+    UniqueFd filler(::fcntl(0, F_DUPFD_CLOEXEC, 0));
     if (!filler || filler.get() > highest) break;
     fillers.push_back(std::move(filler));
   }
@@ -108,7 +108,7 @@ std::string exhaustAndRecover(const PluginApi& api, std::string& notes) {
 
   clients.clear();  // frees the engine's descriptors as it sees the clients go
   engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; }, deadlineIn(kTimeout));
-  Fd fresh = connectLoopback(port, deadlineIn(kTimeout), &error);
+  UniqueFd fresh = connectLoopback(port, deadlineIn(kTimeout), &error);
   if (!fresh) return "after the clients left: " + error;
   char reply[4];
   if (!sendAll(fresh.get(), "back", deadlineIn(kTimeout), &error) ||
@@ -146,7 +146,7 @@ TEST(EngineFdExhaustionTest, AcceptSurvivesEmfileWithoutSpinning) {
   ASSERT_EQ(countThreads(), 1) << "fork needs a single-threaded parent";
   int pipeFds[2];
   ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
-  Fd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
   pid_t child = ::fork();
   ASSERT_GE(child, 0) << std::strerror(errno);
   if (child == 0) {

@@ -137,7 +137,7 @@ TEST_F(EngineHostileClientsTest, ResetMidStreamLeavesOthersServed) {
 // is only written by this thread and read after it was joined; `failed` is the shared signal.
 void runFirehose(uint16_t port, const std::atomic<bool>& stop, std::atomic<uint64_t>& echoed, std::atomic<bool>& failed,
                  std::string& error) {
-  Fd socket = connectLoopback(port, deadlineIn(kTimeout), &error);
+  UniqueFd socket = connectLoopback(port, deadlineIn(kTimeout), &error);
   if (!socket) {
     failed = true;
     return;
@@ -177,7 +177,7 @@ TEST_F(EngineHostileClientsTest, BusyNeighbourDoesNotStarvePingClient) {
   Engine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
-  Fd ping = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd ping = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(ping) << error;
 
   std::atomic<bool> stop{false}, failed{false};

@@ -29,7 +29,7 @@ class EngineLifecycleTest : public ::testing::Test {
 
 TEST_F(EngineLifecycleTest, BindFailureIsReportedByStart) {
   std::string error;
-  Fd occupier = listenTcp("127.0.0.1", 0, 4, &error);
+  UniqueFd occupier = listenTcp("127.0.0.1", 0, 4, &error);
   ASSERT_TRUE(occupier) << error;
   const uint16_t port = localPort(occupier.get());
   epoll_echo_config_t config = loopbackConfig(2);

@@ -128,8 +128,8 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
 
 // Sends each client's bytes (stream `i`) and a FIN; then expects every echo whole, then EOF, and
 // the engine's stats to add up.
-void sendAllThenFinAndCheckEchoes(const Engine& engine, std::vector<Fd>& clients, const std::vector<size_t>& sizes,
-                                  const std::function<void()>& afterSending) {
+void sendAllThenFinAndCheckEchoes(const Engine& engine, std::vector<UniqueFd>& clients,
+                                  const std::vector<size_t>& sizes, const std::function<void()>& afterSending) {
   std::string error;
   for (size_t i = 0; i < clients.size(); ++i) {
     std::vector<unsigned char> bytes = randomBytes(sizes[i], i);
@@ -147,8 +147,8 @@ void sendAllThenFinAndCheckEchoes(const Engine& engine, std::vector<Fd>& clients
   expectSettled(engine, clients.size(), std::accumulate(sizes.begin(), sizes.end(), uint64_t{0}));
 }
 
-std::vector<Fd> connectClients(uint16_t port, size_t count) {
-  std::vector<Fd> clients;
+std::vector<UniqueFd> connectClients(uint16_t port, size_t count) {
+  std::vector<UniqueFd> clients;
   std::string error;
   for (size_t i = 0; i < count; ++i) {
     clients.push_back(connectLoopback(port, deadlineIn(kTimeout), &error));
@@ -164,7 +164,7 @@ TEST_F(EngineTest, FinReadWithTheDataStillInTheBatchLosesNothing) {
   Engine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
-  std::vector<Fd> clients = connectClients(engine.port(), 300);
+  std::vector<UniqueFd> clients = connectClients(engine.port(), 300);
   std::vector<size_t> sizes;
   for (size_t i = 0; i < clients.size(); ++i) {
     // Every 32nd is 300 KB: more than one 256 KiB read, and within the socket buffers, so
@@ -184,7 +184,7 @@ TEST_F(EngineTest, MoreReadyConnectionsThanOneBatchHoldsLoseNothing) {
   Engine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
-  std::vector<Fd> clients = connectClients(engine.port(), 300);
+  std::vector<UniqueFd> clients = connectClients(engine.port(), 300);
   bool accepted = false;
   engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.accepted == clients.size(); },
                       deadlineIn(kTimeout), &accepted);
@@ -302,7 +302,7 @@ TEST_F(EngineTest, PingPongCostsFewSystemCallsPerMessage) {
   Engine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
-  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   ASSERT_TRUE(sendAll(client.get(), "warm", deadlineIn(kTimeout), &error)) << error;
   char reply[64];

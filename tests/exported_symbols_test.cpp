@@ -212,7 +212,7 @@ TEST_F(ExportedSymbolsTest, DlcloseReallyUnloadsAfterAnEngineRan) {
       Engine engine(plugin.api());
       std::string error;
       ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
-      Fd client = connectLoopback(engine.port(), deadlineIn(std::chrono::seconds(5)), &error);
+      UniqueFd client = connectLoopback(engine.port(), deadlineIn(std::chrono::seconds(5)), &error);
       ASSERT_TRUE(client) << error;
       ASSERT_TRUE(sendAll(client.get(), "ping", deadlineIn(std::chrono::seconds(5)), &error)) << error;
       char reply[4];

@@ -197,7 +197,7 @@ void expectServes(const fs::path& plugin) {
   const auto started = [&] { return (port = startLinePort(server.capturedStderr())) != 0; };
   ASSERT_TRUE(server.waitUntil(started, deadlineIn(kExitTimeout))) << server.capturedStderr();
   std::string error;
-  Fd client = connectLoopback(port, deadlineIn(kExitTimeout), &error);
+  UniqueFd client = connectLoopback(port, deadlineIn(kExitTimeout), &error);
   ASSERT_TRUE(client) << error;
   const std::string message = "served by " + plugin.filename().string();
   ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kExitTimeout), &error)) << error;

@@ -139,9 +139,9 @@ class HostServerTest : public ::testing::Test {
     EXPECT_EQ(echoed, message);
   }
 
-  Fd connectToServer() {
+  UniqueFd connectToServer() {
     std::string error;
-    Fd socket = connectLoopback(port_, deadlineIn(kOutputTimeout), &error);
+    UniqueFd socket = connectLoopback(port_, deadlineIn(kOutputTimeout), &error);
     EXPECT_TRUE(socket) << error;
     return socket;
   }
@@ -170,7 +170,7 @@ class HostServerTest : public ::testing::Test {
 TEST_F(HostServerTest, EchoesWithOneListener) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
   EXPECT_EQ(listeners_, 1);
-  Fd client = connectToServer();
+  UniqueFd client = connectToServer();
   ASSERT_TRUE(client);
   expectEcho(client.get(), "hello, epoll-server\n");
 }
@@ -195,14 +195,14 @@ class HostStopTest : public HostServerTest, public ::testing::WithParamInterface
 
 TEST_P(HostStopTest, StopSignalClosesEveryConnectionAndExitsZero) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "2"}));
-  std::vector<Fd> clients;
+  std::vector<UniqueFd> clients;
   for (int i = 0; i < 4; ++i) {
     clients.push_back(connectToServer());
     ASSERT_TRUE(clients.back());
     expectEcho(clients.back().get(), "before stop " + std::to_string(i));  // accepted by a worker
   }
   ASSERT_TRUE(server_->sendSignal(GetParam()));
-  for (Fd& client : clients) {
+  for (UniqueFd& client : clients) {
     std::string error;
     EXPECT_TRUE(waitForEof(client.get(), deadlineIn(kStopTimeout), &error)) << error;
   }
@@ -220,7 +220,7 @@ INSTANTIATE_TEST_SUITE_P(Signals, HostStopTest, ::testing::Values(SIGINT, SIGTER
 
 TEST_F(HostServerTest, BusyPortFailsWithinASecond) {
   std::string error;
-  Fd occupant = listenTcp("127.0.0.1", 0, 16, &error);
+  UniqueFd occupant = listenTcp("127.0.0.1", 0, 16, &error);
   ASSERT_TRUE(occupant) << error;
   const std::string port = std::to_string(localPort(occupant.get()));
   // One second is the requirement; sanitizer builds start several times slower.
@@ -236,7 +236,7 @@ TEST_F(HostServerTest, BusyPortFailsWithinASecond) {
 
 TEST_F(HostServerTest, Sigusr1PrintsATextStatsLine) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
-  Fd client = connectToServer();
+  UniqueFd client = connectToServer();
   ASSERT_TRUE(client);
   expectEcho(client.get(), std::string(100, 'x'));
   const std::map<std::string, std::string> expected = {{"state", "running"}, {"listeners", "1"},    {"accepted", "1"},
@@ -250,7 +250,7 @@ TEST_F(HostServerTest, Sigusr1PrintsATextStatsLine) {
 
 TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1", "--stats-format", "json"}));
-  Fd client = connectToServer();
+  UniqueFd client = connectToServer();
   ASSERT_TRUE(client);
   expectEcho(client.get(), std::string(64, 'j'));
   const std::map<std::string, std::string> expected = {{"state", "running"}, {"listeners", "1"},    {"accepted", "1"},
@@ -277,12 +277,12 @@ TEST_F(HostServerTest, StatsIntervalPrintsWithoutASignal) {
 
 TEST_F(HostServerTest, SighupReloadsAndServingContinues) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
-  Fd client = connectToServer();
+  UniqueFd client = connectToServer();
   ASSERT_TRUE(client);
   ASSERT_TRUE(server_->sendSignal(SIGHUP));
   EXPECT_TRUE(server_->waitForStderr("reloaded: build ", deadlineIn(kOutputTimeout))) << server_->capturedStderr();
   expectEcho(client.get(), "still here");
-  Fd another = connectToServer();
+  UniqueFd another = connectToServer();
   ASSERT_TRUE(another);
   expectEcho(another.get(), "and accepting");
   ASSERT_TRUE(server_->sendSignal(SIGTERM));
@@ -330,7 +330,7 @@ TEST_F(HostServerTest, WarnsWhenAcceptsFailForLackOfDescriptors) {
   rlimit lowered = current;
   lowered.rlim_cur = static_cast<rlim_t>(limit);
   ASSERT_EQ(prlimit(server_->pid(), RLIMIT_NOFILE, &lowered, nullptr), 0) << strerror(errno);
-  std::vector<Fd> clients;
+  std::vector<UniqueFd> clients;
   for (int i = 0; i < 4; ++i) clients.push_back(connectToServer());  // the kernel completes the handshake
   const auto warned = [&] {
     const std::string& text = server_->capturedStderr();

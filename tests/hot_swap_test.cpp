@@ -231,7 +231,7 @@ TEST_F(HotSwapTest, BadBuildsAreRejectedWithOneLineWhileTheOldOneServes) {
 
 TEST_F(HotSwapTest, ConnectionsQueuedInTheBacklogDuringAReloadAreServed) {
   ASSERT_NO_FATAL_FAILURE(startServer({}));
-  std::vector<Fd> clients;
+  std::vector<UniqueFd> clients;
   const auto connectSome = [&](int count) {
     for (int i = 0; i < count; ++i) {
       std::string error;

@@ -80,7 +80,7 @@ void runInstalledServer(const fs::path& prefix) {
   const std::size_t at = log.find(prefixText);
   ASSERT_NE(at, std::string::npos) << log;
   const auto port = static_cast<uint16_t>(std::stoul(log.substr(at + prefixText.size())));
-  Fd client = connectLoopback(port, deadlineIn(kServerTimeout));
+  UniqueFd client = connectLoopback(port, deadlineIn(kServerTimeout));
   ASSERT_TRUE(client);
   const std::string message = "hello, installed server\n";
   std::string reply(message.size(), '\0');

@@ -42,12 +42,12 @@ ChildProcess spawnActivated(int fd, const std::vector<std::string>& serverArgume
 bool startLineLogged(ChildProcess& server) { return server.waitForStderr(", plugin ", deadlineIn(kTimeout)); }
 
 // Connects to the port, echoes `text`, and returns the still-open connection (invalid on failure).
-Fd echoThrough(uint16_t port, const std::string& text) {
-  Fd client = connectLoopback(port, deadlineIn(kTimeout));
+UniqueFd echoThrough(uint16_t port, const std::string& text) {
+  UniqueFd client = connectLoopback(port, deadlineIn(kTimeout));
   std::string reply(text.size(), '\0');
   if (!client || !sendAll(client.get(), text, deadlineIn(kTimeout)) ||
       !receiveExactly(client.get(), reply.data(), reply.size(), deadlineIn(kTimeout)) || reply != text) {
-    return Fd();
+    return UniqueFd();
   }
   return client;
 }
@@ -60,7 +60,7 @@ void stopAndExpectCleanExit(ChildProcess& server) {
 }
 
 TEST(SocketActivationTest, ServesTheInheritedSocketWithEveryWorker) {
-  Fd listener = listenTcp("127.0.0.1", 0);
+  UniqueFd listener = listenTcp("127.0.0.1", 0);
   ASSERT_TRUE(listener);
   const uint16_t port = localPort(listener.get());
   // --port 1 would need root to bind: it proves the server binds nothing of its own.
@@ -72,7 +72,7 @@ TEST(SocketActivationTest, ServesTheInheritedSocketWithEveryWorker) {
   EXPECT_NE(log.find("listening on 127.0.0.1:" + std::to_string(port) + " (3 listeners, socket-activated"),
             std::string::npos)
       << log;
-  std::vector<Fd> clients;
+  std::vector<UniqueFd> clients;
   for (int i = 0; i < 6; ++i) {
     clients.push_back(echoThrough(port, "activated " + std::to_string(i) + "\n"));
     ASSERT_TRUE(clients.back()) << "echo " << i << " failed\n" << server.capturedStderr();
@@ -100,7 +100,7 @@ std::string socketsWithoutCloexec(pid_t pid) {
 }
 
 TEST(SocketActivationTest, LeavesNoDescriptorInheritableByChildren) {
-  Fd listener = listenTcp("127.0.0.1", 0);
+  UniqueFd listener = listenTcp("127.0.0.1", 0);
   ASSERT_TRUE(listener);
   ChildProcess server = spawnActivated(listener.get(), {"--maxListeners", "2"});
   listener.reset();
@@ -110,13 +110,13 @@ TEST(SocketActivationTest, LeavesNoDescriptorInheritableByChildren) {
 }
 
 TEST(SocketActivationTest, HotSwapKeepsServingTheInheritedSocket) {
-  Fd listener = listenTcp("127.0.0.1", 0);
+  UniqueFd listener = listenTcp("127.0.0.1", 0);
   ASSERT_TRUE(listener);
   const uint16_t port = localPort(listener.get());
   ChildProcess server = spawnActivated(listener.get(), {"--maxListeners", "2"});
   listener.reset();
   ASSERT_TRUE(startLineLogged(server)) << server.capturedStderr();
-  Fd before = echoThrough(port, "before the reload\n");
+  UniqueFd before = echoThrough(port, "before the reload\n");
   ASSERT_TRUE(before);
   ASSERT_TRUE(server.sendSignal(SIGHUP));
   ASSERT_TRUE(server.waitForStderr("reloaded: build", deadlineIn(kTimeout))) << server.capturedStderr();
@@ -132,7 +132,7 @@ TEST(SocketActivationTest, HotSwapKeepsServingTheInheritedSocket) {
 }
 
 TEST(SocketActivationTest, RefusesAnInheritedSocketThatIsNotListening) {
-  Fd datagram(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  UniqueFd datagram(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(datagram);
   ChildProcess server = spawnActivated(datagram.get(), {"--port", "0"});
   const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));
@@ -178,7 +178,7 @@ class NotifySocket {
   }
 
  private:
-  Fd socket_;
+  UniqueFd socket_;
   bool bound_ = false;
 };
 
@@ -224,7 +224,7 @@ std::optional<std::string> findInPath(const std::string& program) {
 // A free port for a tool that cannot take port 0: chosen by the kernel, then released. Another
 // process may take it in between; the test retries on a fresh port when that happens.
 uint16_t releasedFreePort() {
-  Fd probe = listenTcp("127.0.0.1", 0);
+  UniqueFd probe = listenTcp("127.0.0.1", 0);
   return probe ? localPort(probe.get()) : 0;
 }
 
@@ -243,7 +243,7 @@ TEST(SocketActivationTest, WorksUnderSystemdSocketActivate) {
       ASSERT_TRUE(status.has_value() && attempt < kAttempts) << "port " << port << ": " << server.capturedStderr();
       continue;  // the port was taken meanwhile
     }
-    Fd client = echoThrough(port, "queued before the server started\n");
+    UniqueFd client = echoThrough(port, "queued before the server started\n");
     ASSERT_TRUE(client) << server.capturedStderr();
     ASSERT_TRUE(startLineLogged(server)) << server.capturedStderr();
     EXPECT_NE(server.capturedStderr().find("(2 listeners, socket-activated"), std::string::npos)

@@ -42,7 +42,7 @@ TEST_F(WorkerFailureTest, FailedEpollWaitIsCountedAndExplained) {
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
   EXPECT_EQ(engine.stats().total.worker_failures, 0u);
 
-  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   bool failed = false;
   const epoll_echo_stats_t stats = engine.waitForStats(
@@ -66,7 +66,7 @@ TEST_F(WorkerFailureTest, ShippedPluginHasNoFaultInjection) {
   Engine engine(shipped.api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
-  Fd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   ASSERT_TRUE(sendAll(client.get(), std::string("ping"), deadlineIn(kTimeout), &error)) << error;
   char echo[4];
@@ -85,7 +85,7 @@ TEST_F(WorkerFailureTest, HostLogsTheReasonAndExitsNonZero) {
   const std::string& log = server.capturedStderr();
   const auto port = static_cast<uint16_t>(std::stoul(log.substr(log.find(startText) + startText.size())));
   std::string error;
-  Fd client = connectLoopback(port, deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(port, deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));
   ASSERT_TRUE(status.has_value()) << "still running; stderr: " << server.capturedStderr();

@@ -47,7 +47,7 @@ class AbiStructFuzzer {
   std::unique_ptr<Engine> running_;
   std::unique_ptr<Engine> paused_;
   std::unique_ptr<Engine> importer_;
-  Fd client_;
+  UniqueFd client_;
   std::unique_ptr<unsigned char[]> fakeEngine_;  // random bytes where an engine should be
   std::uint64_t imports_ = 0;
 };

@@ -139,7 +139,7 @@ namespace {
 
 std::string resetAfterSend(std::uint16_t port, std::uint64_t seed, Deadline deadline) {
   std::string error;
-  Fd client = connectLoopback(port, deadline, &error);
+  UniqueFd client = connectLoopback(port, deadline, &error);
   if (!client) return error;
   const auto bytes = randomBytes(4096 + seed % 60000, seed);
   if (!sendAll(client.get(), bytes.data(), bytes.size(), deadline, &error)) return "reset client: " + error;
@@ -157,7 +157,7 @@ std::string halfCloseEcho(std::uint16_t port, std::uint64_t seed, Deadline deadl
 
 std::string connectAndClose(std::uint16_t port, Deadline deadline) {
   std::string error;
-  Fd client = connectLoopback(port, deadline, &error);
+  UniqueFd client = connectLoopback(port, deadline, &error);
   return client ? "" : "connect-and-close: " + error;
 }
 
@@ -165,7 +165,7 @@ std::string connectAndClose(std::uint16_t port, Deadline deadline) {
 // is mid-write (pending bytes, EPOLLOUT awaited) when the connection disappears.
 std::string vanishMidWrite(std::uint16_t port, std::uint64_t seed, Deadline deadline) {
   std::string error;
-  Fd client = connectLoopback(port, deadline, &error);
+  UniqueFd client = connectLoopback(port, deadline, &error);
   if (!client) return error;
   setNonBlocking(client.get(), true);
   std::vector<std::uint64_t> sent;

@@ -110,8 +110,8 @@ TEST(StressFairnessTest, FirehoseDoesNotDelayItsNeighbour) {
   StressServer server(1, {"--high-water", std::to_string(kHighWater), "--read-budget", std::to_string(kReadBudget)});
   ASSERT_TRUE(server.started()) << server.error();
   std::string error;
-  Fd neighbour = connectLoopback(server.port(), deadlineIn(std::chrono::seconds(5)), &error);
-  Fd firehose = connectLoopback(server.port(), deadlineIn(std::chrono::seconds(5)), &error);
+  UniqueFd neighbour = connectLoopback(server.port(), deadlineIn(std::chrono::seconds(5)), &error);
+  UniqueFd firehose = connectLoopback(server.port(), deadlineIn(std::chrono::seconds(5)), &error);
   ASSERT_TRUE(neighbour && firehose) << error;
   ASSERT_EQ(::setsockopt(firehose.get(), SOL_SOCKET, SO_RCVBUF, &kFirehoseReceiveBuffer, sizeof kFirehoseReceiveBuffer),
             0);

@@ -18,7 +18,7 @@ constexpr double kMaxCpuShare = 0.05;
 constexpr std::size_t kMaxWarningLines = 2;  // one per 10 s at most; the window may see the first
 
 bool echoes(std::uint16_t port, Deadline deadline, std::string* error) {
-  Fd client = connectLoopback(port, deadline, error);
+  UniqueFd client = connectLoopback(port, deadline, error);
   char reply[4] = {};
   return client && sendAll(client.get(), "ping", 4, deadline, error) &&
          receiveExactly(client.get(), reply, sizeof reply, deadline, error) && std::string(reply, 4) == "ping";
@@ -33,7 +33,7 @@ TEST(StressFdExhaustionTest, HeldStormNeitherSpinsNorFloodsAndRecovers) {
   ASSERT_TRUE(server.setFdLimit(static_cast<std::uint64_t>(baselineFds + kSpareFds), &error)) << error;
 
   // The kernel completes every handshake into the accept queue; the server can take only a few.
-  std::vector<Fd> storm;
+  std::vector<UniqueFd> storm;
   for (int i = 0; i < kStormConnections; ++i) {
     storm.push_back(connectLoopback(server.port(), deadlineIn(std::chrono::seconds(5)), &error));
     ASSERT_TRUE(storm.back()) << "connection " << i << ": " << error;
@@ -58,7 +58,8 @@ TEST(StressFdExhaustionTest, HeldStormNeitherSpinsNorFloodsAndRecovers) {
 
   // Freeing the held connections lets the server drain its queue: the last few of the storm, which
   // waited in the kernel's accept queue all along, are served (not reset), and so is a newcomer.
-  std::vector<Fd> queued(std::make_move_iterator(storm.end() - kQueuedProbes), std::make_move_iterator(storm.end()));
+  std::vector<UniqueFd> queued(std::make_move_iterator(storm.end() - kQueuedProbes),
+                               std::make_move_iterator(storm.end()));
   storm.clear();
   const auto recoverStart = Clock::now();
   for (std::size_t i = 0; i < queued.size(); ++i) {

@@ -23,7 +23,7 @@ TEST(StressHostileTest, AbusiveClientsLeaveNoConnectionOrFdBehind) {
   // A flood of connections closed at once, half of them with a reset.
   std::string error;
   for (int i = 0; i < kFloodConnections; ++i) {
-    Fd client = connectLoopback(server.port(), deadlineIn(std::chrono::seconds(5)), &error);
+    UniqueFd client = connectLoopback(server.port(), deadlineIn(std::chrono::seconds(5)), &error);
     ASSERT_TRUE(client) << "flood connection " << i << ": " << error;
     if (i % 2 == 0) setLingerZero(client.get());
   }

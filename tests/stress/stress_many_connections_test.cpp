@@ -35,14 +35,14 @@ rlim_t raiseFdLimit() {
   return limit.rlim_cur;
 }
 
-Fd failure(const char* call, std::string* error) {
+UniqueFd failure(const char* call, std::string* error) {
   *error = std::string(call) + ": " + std::strerror(errno);
-  return Fd();
+  return UniqueFd();
 }
 
 // Starts a non-blocking connect from 127.0.0.(2 + index % kSourceAddresses).
-Fd startConnect(std::uint16_t port, std::size_t index, std::string* error) {
-  Fd socket(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+UniqueFd startConnect(std::uint16_t port, std::size_t index, std::string* error) {
+  UniqueFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!socket) return failure("socket", error);
   const int one = 1;
   // The port is chosen at connect() from the whole 4-tuple, not reserved per source address.

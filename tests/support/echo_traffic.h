@@ -14,7 +14,7 @@ namespace epoll_echo::test {
 
 // One connection's part of the traffic. Owns the socket.
 struct EchoJob {
-  Fd socket;
+  UniqueFd socket;
   std::uint64_t seed = 0;   // selects the byte stream (fillPattern)
   std::uint64_t total = 0;  // bytes to send, and to expect back
   bool halfClose = false;   // shutdown(SHUT_WR) after the last byte, then expect EOF

@@ -64,82 +64,66 @@ int millisecondsLeft(Deadline deadline) {
   return static_cast<int>(std::clamp<long long>(left, 0, INT_MAX));
 }
 
-Fd& Fd::operator=(Fd&& other) noexcept {
-  if (this != &other) reset(other.release());
-  return *this;
-}
-
-int Fd::release() noexcept {
-  int fd = fd_;
-  fd_ = -1;
-  return fd;
-}
-
-void Fd::reset(int fd) noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
-Fd connectTcp(const std::string& host, uint16_t port, Deadline deadline, std::string* error) {
+UniqueFd connectTcp(const std::string& host, uint16_t port, Deadline deadline, std::string* error) {
   const std::string where = "connect " + host + ":" + std::to_string(port);
   sockaddr_storage address;
   socklen_t length = 0;
   if (!makeAddress(host, port, address, length)) {
     setError(error, where + ": not a numeric address");
-    return Fd();
+    return UniqueFd();
   }
   // Non-blocking connect so the deadline also bounds a SYN that nobody answers.
-  Fd socketFd(::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  UniqueFd socketFd(::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!socketFd) {
     setError(error, errnoText("socket", errno));
-    return Fd();
+    return UniqueFd();
   }
   if (::connect(socketFd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
     if (errno != EINPROGRESS) {
       setError(error, errnoText(where, errno));
-      return Fd();
+      return UniqueFd();
     }
     int revents = waitFor(socketFd.get(), POLLOUT, deadline);
     if (revents <= 0) {
       setError(error, where + (revents == 0 ? ": timed out" : ": poll failed"));
-      return Fd();
+      return UniqueFd();
     }
     int socketError = 0;
     socklen_t size = sizeof socketError;
     ::getsockopt(socketFd.get(), SOL_SOCKET, SO_ERROR, &socketError, &size);
     if (socketError != 0) {
       setError(error, errnoText(where, socketError));
-      return Fd();
+      return UniqueFd();
     }
   }
   setNonBlocking(socketFd.get(), false);
   return socketFd;
 }
 
-Fd connectLoopback(uint16_t port, Deadline deadline, std::string* error) {
+UniqueFd connectLoopback(uint16_t port, Deadline deadline, std::string* error) {
   return connectTcp("127.0.0.1", port, deadline, error);
 }
 
-Fd listenTcp(const std::string& host, uint16_t port, int backlog, std::string* error) {
+UniqueFd listenTcp(const std::string& host, uint16_t port, int backlog, std::string* error) {
   const std::string where = host + ":" + std::to_string(port);
   sockaddr_storage address;
   socklen_t length = 0;
   if (!makeAddress(host, port, address, length)) {
     setError(error, "listen " + where + ": not a numeric address");
-    return Fd();
+    return UniqueFd();
   }
-  Fd socketFd(::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd socketFd(::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!socketFd) {
     setError(error, errnoText("socket", errno));
-    return Fd();
+    return UniqueFd();
   }
   if (::bind(socketFd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
     setError(error, errnoText("bind " + where, errno));
-    return Fd();
+    return UniqueFd();
   }
   if (::listen(socketFd.get(), backlog) != 0) {
     setError(error, errnoText("listen " + where, errno));
-    return Fd();
+    return UniqueFd();
   }
   return socketFd;
 }

@@ -1,6 +1,6 @@
-// net.h — small socket helpers shared by the integration and end-to-end tests: an RAII fd,
-// loopback connect/listen, and send/receive/EOF waits that all take a deadline (poll-based,
-// never sleep-as-sync), plus /proc/self/fd counting for leak checks.
+// net.h — small socket helpers shared by the integration and end-to-end tests: loopback connect/listen, and
+// send/receive/EOF waits that all take a deadline (poll-based, never sleep-as-sync), plus /proc/self/fd counting for
+// leak checks.
 #pragma once
 
 #include <chrono>
@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "unique_fd.h"
 
 namespace epoll_echo::test {
 
@@ -20,37 +22,15 @@ Deadline deadlineIn(std::chrono::milliseconds timeout);
 // Milliseconds left until `deadline`, rounded up, clamped to [0, INT_MAX]: a poll() timeout.
 int millisecondsLeft(Deadline deadline);
 
-// Owns one file descriptor and closes it exactly once (never retried on EINTR: Linux has
-// already released the fd). Move-only; not thread-safe.
-class Fd {
- public:
-  Fd() noexcept = default;
-  explicit Fd(int fd) noexcept : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(other.release()) {}
-  Fd& operator=(Fd&& other) noexcept;
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  int get() const noexcept { return fd_; }
-  bool valid() const noexcept { return fd_ >= 0; }
-  explicit operator bool() const noexcept { return valid(); }
-  int release() noexcept;            // gives up ownership, returns the fd
-  void reset(int fd = -1) noexcept;  // closes the owned fd (if any) and takes `fd`
-
- private:
-  int fd_ = -1;
-};
-
 // Connects to host:port, host being a numeric IPv4 or IPv6 address ("127.0.0.1", "::1"). The
 // returned socket is CLOEXEC and in blocking mode (the helpers below work in either mode). On
-// failure returns an invalid Fd and, when `error` is not null, says why ("connect ::1:80: ...").
-Fd connectTcp(const std::string& host, uint16_t port, Deadline deadline, std::string* error = nullptr);
-Fd connectLoopback(uint16_t port, Deadline deadline, std::string* error = nullptr);  // 127.0.0.1
+// failure returns an invalid UniqueFd and, when `error` is not null, says why ("connect ::1:80: ...").
+UniqueFd connectTcp(const std::string& host, uint16_t port, Deadline deadline, std::string* error = nullptr);
+UniqueFd connectLoopback(uint16_t port, Deadline deadline, std::string* error = nullptr);  // 127.0.0.1
 
 // A plain listening socket on host:port (port 0 = kernel's choice), SO_REUSEADDR off so that it
-// really occupies the port. Invalid Fd and `error` on failure.
-Fd listenTcp(const std::string& host, uint16_t port, int backlog = 16, std::string* error = nullptr);
+// really occupies the port. Invalid UniqueFd and `error` on failure.
+UniqueFd listenTcp(const std::string& host, uint16_t port, int backlog = 16, std::string* error = nullptr);
 
 // The local port of a bound socket, 0 on failure.
 uint16_t localPort(int fd);

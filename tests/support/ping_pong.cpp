@@ -28,7 +28,7 @@ uint16_t startLinePort(const std::string& text) {
 PingPongLoad::PingPongLoad(uint16_t port, std::size_t connections) {
   for (std::size_t i = 0; i < connections; ++i) {
     std::string error;
-    Fd socket = connectLoopback(port, deadlineIn(kIoTimeout), &error);
+    UniqueFd socket = connectLoopback(port, deadlineIn(kIoTimeout), &error);
     if (!socket) {
       fail("connect " + std::to_string(i) + ": " + error);
       return;

@@ -43,7 +43,7 @@ class PingPongLoad {
   void run(std::size_t index);
   void fail(const std::string& what);
 
-  std::vector<Fd> sockets_;
+  std::vector<UniqueFd> sockets_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;

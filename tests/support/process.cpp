@@ -26,14 +26,14 @@ namespace {
 constexpr int kReapPollMilliseconds = 10;
 
 struct Pipe {
-  Fd read;
-  Fd write;
+  UniqueFd read;
+  UniqueFd write;
 };
 
 Pipe makePipe(const std::string& program) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 for " + program + ": " + strerror(errno));
-  return {Fd(fds[0]), Fd(fds[1])};
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
 // The child starts with no blocked signals and default dispositions, whatever the test runner set:
@@ -92,7 +92,7 @@ ChildProcess::ChildProcess(const std::string& program, const std::vector<std::st
   stderrPipe_ = std::move(err.read);
   setNonBlocking(stdoutPipe_.get(), true);
   setNonBlocking(stderrPipe_.get(), true);
-  pidFd_ = Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+  pidFd_ = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
@@ -128,7 +128,7 @@ void ChildProcess::reap(int options) {
   pidFd_.reset();
 }
 
-bool ChildProcess::drain(Fd& pipe, std::string& captured) {
+bool ChildProcess::drain(UniqueFd& pipe, std::string& captured) {
   char buffer[4096];
   for (;;) {
     const ssize_t got = ::read(pipe.get(), buffer, sizeof buffer);

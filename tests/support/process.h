@@ -61,13 +61,13 @@ class ChildProcess {
   bool waitForText(const std::string& captured, const std::string& text, Deadline deadline);
   // One poll() over the pipes and the pidfd: reads what is available, reaps the child if it ended.
   void pump(int timeoutMilliseconds);
-  bool drain(Fd& pipe, std::string& captured);  // false at EOF
+  bool drain(UniqueFd& pipe, std::string& captured);  // false at EOF
   void reap(int options);
 
   pid_t pid_ = -1;
-  Fd stdoutPipe_;
-  Fd stderrPipe_;
-  Fd pidFd_;  // pidfd_open(): readable when the child exits; invalid if the kernel lacks it
+  UniqueFd stdoutPipe_;
+  UniqueFd stderrPipe_;
+  UniqueFd pidFd_;  // pidfd_open(): readable when the child exits; invalid if the kernel lacks it
   std::string stdout_;
   std::string stderr_;
   std::optional<ExitStatus> status_;

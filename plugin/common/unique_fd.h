@@ -1,4 +1,6 @@
-// UniqueFd: the single owner of one file descriptor. Move-only; closes in its destructor.
+// unique_fd.h — UniqueFd: the single owner of one file descriptor. Move-only; closes in its
+// destructor. The one fd owner of the plugin, the host and the test support (internal, header-only:
+// never installed, and it never crosses the C ABI).
 #pragma once
 
 #include <unistd.h>
