@@ -1,8 +1,8 @@
-// plugin_watcher.cpp — the inotify side of --watch; debouncing and reloading are the server's.
+// plugin_watcher.cpp — the inotify side of --watch; debouncing and retries are the reload
+// policy's (reload_policy.h), reloading is the server's.
 #include "plugin_watcher.h"
 
 #include <sys/inotify.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,22 +37,6 @@ bool PluginWatcher::consumeChanges() {
       offset += static_cast<ssize_t>(sizeof event + event.len);
     }
   }
-}
-
-bool FileSignature::operator==(const FileSignature& other) const {
-  return device == other.device && inode == other.inode && size == other.size &&
-         modifiedNanoseconds == other.modifiedNanoseconds;
-}
-
-std::optional<FileSignature> fileSignature(const std::filesystem::path& path) {
-  struct stat status;
-  if (::stat(path.c_str(), &status) != 0) return std::nullopt;
-  FileSignature signature;
-  signature.device = status.st_dev;
-  signature.inode = status.st_ino;
-  signature.size = status.st_size;
-  signature.modifiedNanoseconds = static_cast<long long>(status.st_mtim.tv_sec) * 1000000000LL + status.st_mtim.tv_nsec;
-  return signature;
 }
 
 }  // namespace epoll_echo::host

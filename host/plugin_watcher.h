@@ -2,13 +2,10 @@
 // under the plugin's name (a linker's write-then-rename, or a plain write that was closed).
 #pragma once
 
-#include <sys/types.h>
-
 #include <filesystem>
-#include <optional>
 #include <string>
 
-#include "event_sources.h"
+#include "unique_fd.h"
 
 namespace epoll_echo::host {
 
@@ -28,19 +25,5 @@ class PluginWatcher {
   std::string fileName_;
   std::filesystem::path directory_;
 };
-
-// What identifies one version of a file: a writer that is still busy changes size or mtime, and a
-// rename brings a new inode.
-struct FileSignature {
-  dev_t device = 0;
-  ino_t inode = 0;
-  off_t size = 0;
-  long long modifiedNanoseconds = 0;
-  bool operator==(const FileSignature& other) const;
-  bool operator!=(const FileSignature& other) const { return !(*this == other); }
-};
-
-// stat() of `path`; nullopt when it does not exist (or cannot be read).
-std::optional<FileSignature> fileSignature(const std::filesystem::path& path);
 
 }  // namespace epoll_echo::host

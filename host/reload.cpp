@@ -14,15 +14,15 @@ std::unique_ptr<LoadedEngine> loadCopy(const std::filesystem::path& pluginPath, 
   try {
     next = std::make_unique<LoadedEngine>(pluginPath, options);
   } catch (const PluginError& error) {
-    throw ReloadError(pluginPath, error.what(), true);
+    throw ReloadError(pluginPath, error.what(), ReloadFailure::kNotLoadable);
   } catch (const std::exception& error) {
-    throw ReloadError(pluginPath, error.what(), false);
+    throw ReloadError(pluginPath, error.what(), ReloadFailure::kRefused);
   }
   if (!next->library().supportsHandover()) {
     throw ReloadError(pluginPath,
                       "plugin " + pluginPath.string() + " has ABI " + formatAbiVersion(next->library().abiVersion()) +
                           ", a hot-swap needs ABI 1.1 or later",
-                      false);
+                      ReloadFailure::kRefused);
   }
   return next;
 }
@@ -53,13 +53,13 @@ std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::fil
     throw ReloadError(pluginPath,
                       "the serving plugin " + current.library().path().string() + " has ABI " +
                           formatAbiVersion(current.library().abiVersion()) + " and cannot hand over (needs 1.1)",
-                      false);
+                      ReloadFailure::kRefused);
   }
   std::unique_ptr<LoadedEngine> next = loadCopy(pluginPath, options);
   try {
     current.engine().pause();
   } catch (const std::exception& error) {
-    throw ReloadError(pluginPath, error.what(), false);
+    throw ReloadError(pluginPath, error.what(), ReloadFailure::kRefused);
   }
   try {
     moved = handOver(current.engine(), next->engine());
@@ -67,7 +67,7 @@ std::unique_ptr<LoadedEngine> reloadEngine(LoadedEngine& current, const std::fil
   } catch (const std::exception& error) {
     next.reset();  // closes the new engine's duplicates first, as the ABI asks
     rollBack(current);
-    throw ReloadError(pluginPath, error.what(), false);
+    throw ReloadError(pluginPath, error.what(), ReloadFailure::kRefused);
   }
   try {
     current.engine().handoverComplete();

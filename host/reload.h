@@ -10,23 +10,23 @@
 
 #include "loaded_engine.h"
 #include "options.h"
+#include "reload_policy.h"
 
 namespace epoll_echo::host {
 
 // A rejected reload; what() is one line, "reload of PATH rejected: REASON". The old engine serves on.
 class ReloadError : public std::runtime_error {
  public:
-  ReloadError(const std::filesystem::path& pluginPath, const std::string& reason, bool loadFailed)
+  ReloadError(const std::filesystem::path& pluginPath, const std::string& reason, ReloadFailure failure)
       : std::runtime_error("reload of " + pluginPath.string() + " rejected: " + reason),
         reason_(reason),
-        loadFailed_(loadFailed) {}
+        failure_(failure) {}
   const std::string& reason() const { return reason_; }
-  // True when the file could not be copied, checked or loaded: possibly half-written, worth a retry.
-  bool loadFailed() const { return loadFailed_; }
+  ReloadFailure failure() const { return failure_; }  // whether the same file is worth a retry
 
  private:
   std::string reason_;
-  bool loadFailed_;
+  ReloadFailure failure_;
 };
 
 struct HandoverCounts {

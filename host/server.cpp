@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "file_signature.h"
 #include "log.h"
 #include "service_notify.h"
 
@@ -17,12 +18,6 @@ namespace {
 // The accept-error and worker-failure checks run every second whatever --stats-interval says:
 // running out of file descriptors or losing a worker must be reported even when nobody asked.
 constexpr std::chrono::milliseconds kMonitorPeriod{1000};
-// A build writes the file in several steps (or several files in a row): reload once it is quiet.
-constexpr std::chrono::milliseconds kDebounce{200};
-// A file that does not load may still be being written: retry after 200, 400, 800 ms, then give
-// up until it changes again (a file that keeps changing restarts the count).
-constexpr std::chrono::milliseconds kFirstRetryDelay{200};
-constexpr int kMaxLoadAttempts = 4;
 
 std::string signalName(int signal) { return std::string("SIG") + sigabbrev_np(signal); }
 
@@ -159,31 +154,25 @@ int Server::finishStop() {
 
 void Server::onPluginChanged() {
   if (stopSignal_) return;
-  failedLoads_ = 0;
-  reloadTimer_.arm(kDebounce);  // re-arming pushes the reload back: it runs once writes are quiet
+  reloadTimer_.arm(watchPolicy_.fileChanged());  // re-arming pushes the reload back until writes are quiet
 }
 
 void Server::onReloadTimer() {
   if (stopSignal_) return;
   const std::optional<ReloadError> error = swapEngine();
   if (!error) {
-    failedLoads_ = 0;
-    failedFile_.reset();
+    watchPolicy_.reloadSucceeded();
     return;
   }
-  const std::optional<FileSignature> file = fileSignature(pluginPath_);
-  if (file != failedFile_) failedLoads_ = 0;  // still changing: not final yet
-  failedFile_ = file;
-  if (error->loadFailed() && ++failedLoads_ < kMaxLoadAttempts) {
-    const auto delay = kFirstRetryDelay * (1 << (failedLoads_ - 1));
-    logLine("reload of " + pluginPath_.string() + ": not loadable yet (attempt " + std::to_string(failedLoads_) +
-            " of " + std::to_string(kMaxLoadAttempts) + "), retrying in " + std::to_string(delay.count()) +
-            " ms in case it is still being written: " + error->reason());
-    reloadTimer_.arm(delay);
+  const auto retry = watchPolicy_.reloadFailed(error->failure(), fileSignature(pluginPath_));
+  if (!retry) {
+    logRejection(*error);
     return;
   }
-  failedLoads_ = 0;
-  logRejection(*error);
+  logLine("reload of " + pluginPath_.string() + ": not loadable yet (attempt " + std::to_string(retry->attempt) +
+          " of " + std::to_string(WatchedReloadPolicy::kMaxLoadAttempts) + "), retrying in " +
+          std::to_string(retry->delay.count()) + " ms in case it is still being written: " + error->reason());
+  reloadTimer_.arm(retry->delay);
 }
 
 void Server::reloadOnSignal() {
@@ -192,7 +181,7 @@ void Server::reloadOnSignal() {
     return;
   }
   reloadTimer_.disarm();  // this reload covers a pending watched one
-  failedLoads_ = 0;
+  watchPolicy_.reloadRequested();
   logLine("SIGHUP received: reloading " + pluginPath_.string());
   if (const std::optional<ReloadError> error = swapEngine()) logRejection(*error);
 }
@@ -210,28 +199,20 @@ std::optional<ReloadError> Server::swapEngine() {
   } catch (const ReloadError& error) {
     return error;
   } catch (const std::exception& error) {  // bad_alloc, a failed syscall of the host's own
-    return ReloadError(pluginPath_, error.what(), false);
+    return ReloadError(pluginPath_, error.what(), ReloadFailure::kRefused);
   }
-  addCounters(finished_, serving_->engine().stats().total);  // counters survive the hand-over
+  totals_.engineReplaced(serving_->engine().stats().total);  // counters survive the hand-over
   serving_ = std::move(next);                                // the old engine is destroyed and unloaded
-  ++reloads_;
   logLine(std::string("reloaded: build ") + serving_->library().buildId() + " serving (was " + oldBuild + "), " +
           countOf(moved.listeners, "listener") + ", " + countOf(moved.connections, "connection") + " handed over");
   return std::nullopt;
 }
 
-epoll_echo_stats_t Server::stats() const {
-  epoll_echo_stats_t stats = serving_->engine().stats();
-  epoll_echo_counters_t total = finished_;
-  addCounters(total, stats.total);
-  total.active = stats.total.active;
-  stats.total = total;
-  return stats;
-}
+epoll_echo_stats_t Server::stats() const { return totals_.combine(serving_->engine().stats()); }
 
 void Server::printStats() {
   const epoll_echo_stats_t snapshot = stats();
-  printLine(formatStats(snapshot, options_.statsFormat, {serving_->library().buildId(), reloads_}));
+  printLine(formatStats(snapshot, options_.statsFormat, {serving_->library().buildId(), totals_.reloads()}));
   checkAcceptErrors(snapshot);
 }
 

@@ -14,6 +14,7 @@
 #include "options.h"
 #include "plugin_watcher.h"
 #include "reload.h"
+#include "reload_policy.h"
 #include "stats_report.h"
 
 namespace epoll_echo::host {
@@ -29,8 +30,8 @@ namespace epoll_echo::host {
 // Reloads run on the main thread between events, so a stop never overlaps one; once a stop has
 // begun, reload requests are ignored.
 //
-// Stats continue across reloads: the counters of replaced engines are kept and added to the
-// serving engine's (stats_report.h addCounters()).
+// The rules of a reload (when a watched file is reloaded, how often it is retried, the stats kept
+// across reloads) are reload_policy.h's; this class carries them out.
 class Server {
  public:
   Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath, const Options& options,
@@ -69,11 +70,9 @@ class Server {
   TimerFd monitorTimer_;
   std::optional<TimerFd> statsTimer_;
   std::optional<PluginWatcher> watcher_;
-  OneShotTimer reloadTimer_;                 // --watch: debounce after the last change, then retry back-off
-  int failedLoads_ = 0;                      // consecutive watched reloads whose file would not load
-  std::optional<FileSignature> failedFile_;  // the file as it was at the last failed load
-  epoll_echo_counters_t finished_{};         // totals of the engines replaced so far
-  uint64_t reloads_ = 0;
+  OneShotTimer reloadTimer_;  // --watch: armed with watchPolicy_'s debounce and retry delays
+  WatchedReloadPolicy watchPolicy_;
+  StatsAcrossReloads totals_;
   EventFd stopDone_;
   std::thread stopThread_;
   std::optional<int> stopSignal_;  // the signal that began the stop, once it has begun
