@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <system_error>
 
@@ -18,6 +19,17 @@ namespace {
 // The accept-error and worker-failure checks run every second whatever --stats-interval says:
 // running out of file descriptors or losing a worker must be reported even when nobody asked.
 constexpr std::chrono::milliseconds kMonitorPeriod{1000};
+
+// The descriptors waitForEvents() polls, by their index in its pollfd array.
+enum PollSlot : std::size_t {
+  kSignalSlot,       // SIGINT, SIGTERM, SIGHUP, SIGUSR1
+  kStopDoneSlot,     // the stop thread has returned from stop()
+  kMonitorSlot,      // the accept-error and worker-failure checks
+  kStatsSlot,        // --stats-interval (absent without it)
+  kWatchSlot,        // --watch: the plugin's directory (absent without it)
+  kReloadTimerSlot,  // --watch: the debounce or retry delay has passed
+  kPollSlotCount
+};
 
 std::string signalName(int signal) { return std::string("SIG") + sigabbrev_np(signal); }
 
@@ -45,28 +57,30 @@ int Server::run() {
 }
 
 void Server::waitForEvents() {
-  pollfd fds[] = {{signals_.fd(), POLLIN, 0},
-                  {stopDone_.fd(), POLLIN, 0},
-                  {monitorTimer_.fd(), POLLIN, 0},
-                  {statsTimer_ ? statsTimer_->fd() : -1, POLLIN, 0},  // poll() skips a negative fd
-                  {watcher_ ? watcher_->fd() : -1, POLLIN, 0},
-                  {reloadTimer_.fd(), POLLIN, 0}};
-  if (::poll(fds, sizeof fds / sizeof fds[0], -1) < 0) {
+  std::array<pollfd, kPollSlotCount> fds{};
+  fds[kSignalSlot] = {signals_.fd(), POLLIN, 0};
+  fds[kStopDoneSlot] = {stopDone_.fd(), POLLIN, 0};
+  fds[kMonitorSlot] = {monitorTimer_.fd(), POLLIN, 0};
+  fds[kStatsSlot] = {statsTimer_ ? statsTimer_->fd() : -1, POLLIN, 0};  // poll() skips a negative fd
+  fds[kWatchSlot] = {watcher_ ? watcher_->fd() : -1, POLLIN, 0};
+  fds[kReloadTimerSlot] = {reloadTimer_.fd(), POLLIN, 0};
+  if (::poll(fds.data(), fds.size(), -1) < 0) {
     if (errno == EINTR) return;
     throw std::system_error(errno, std::generic_category(), "poll");
   }
+  const auto ready = [&fds](PollSlot slot) { return fds[slot].revents != 0; };
   // A finished stop first: a stop signal that arrives just after it must not force an exit.
-  if (fds[1].revents != 0 && stopDone_.consume()) stopFinished_ = true;
-  if (fds[0].revents != 0) {
+  if (ready(kStopDoneSlot) && stopDone_.consume()) stopFinished_ = true;
+  if (ready(kSignalSlot)) {
     while (const std::optional<int> signal = signals_.read()) onSignal(*signal);
   }
-  if (fds[2].revents != 0 && monitorTimer_.consumeExpirations() > 0) {
+  if (ready(kMonitorSlot) && monitorTimer_.consumeExpirations() > 0) {
     checkAcceptErrors(stats());
     checkWorkerFailures(serving_->engine().stats());
   }
-  if (fds[3].revents != 0 && statsTimer_->consumeExpirations() > 0) printStats();
-  if (fds[4].revents != 0 && watcher_->consumeChanges()) onPluginChanged();
-  if (fds[5].revents != 0 && reloadTimer_.consumeExpiry()) onReloadTimer();
+  if (ready(kStatsSlot) && statsTimer_->consumeExpirations() > 0) printStats();
+  if (ready(kWatchSlot) && watcher_->consumeChanges()) onPluginChanged();
+  if (ready(kReloadTimerSlot) && reloadTimer_.consumeExpiry()) onReloadTimer();
 }
 
 void Server::onSignal(int signal) {
