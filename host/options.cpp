@@ -158,7 +158,7 @@ void refuseFlagTakenAsValue(const po::parsed_options& parsed, const po::options_
   for (const po::option& option : parsed.options) {
     for (const std::string& value : option.value) {
       const std::string name = value.substr(std::min(value.find_first_not_of('-'), value.size()));
-      if (value.size() > name.size() && !name.empty() && options.find_nothrow(name, false)) {
+      if (value.size() > name.size() && !name.empty() && options.find_nothrow(name, /*approx=*/false)) {
         throw UsageError{refusal("--" + option.string_key, "needs a value, but is followed by the flag " + value)};
       }
     }
