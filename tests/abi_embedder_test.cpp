@@ -80,9 +80,9 @@ int reap(pid_t child, Deadline deadline) {
 // The child shares the parent's eventfds and sockets: any write or close of the engine's would
 // end the parent's workers. Every call is refused untouched and the parent serves on.
 TEST_F(AbiEmbedderTest, ForkedChildCannotStopOrPauseTheParentsEngine) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   expectEchoOn(client.get(), "before the fork");
@@ -180,9 +180,9 @@ TEST_F(AbiEmbedderTest, AnotherLoadedCopyRefusesTheEngine) {
   const PluginApi& other = second.plugin().api();
   ASSERT_NE(reinterpret_cast<void*>(other.stats), reinterpret_cast<void*>(api().stats)) << "not a second copy";
 
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   expectEchoOn(client.get(), "before the other copy");
@@ -192,7 +192,7 @@ TEST_F(AbiEmbedderTest, AnotherLoadedCopyRefusesTheEngine) {
   EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK) << engine.lastError();
 
   // And the other way round, on an engine that was never started.
-  Engine theirs(other);
+  TestEngine theirs(other);
   ASSERT_EQ(theirs.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   expectRefusedByOtherCopy(api(), theirs.handle());
   EXPECT_EQ(theirs.stats().state, EPOLL_ECHO_STATE_CREATED);

@@ -24,7 +24,7 @@ constexpr auto kTimeout = std::chrono::seconds(5);
 class AbiHandoverTest : public PluginTest {
  protected:
   // A CREATED engine with a small per-connection bound: high water + read budget = 8192 bytes.
-  void createSmallEngine(Engine& engine, uint32_t listeners = 1) {
+  void createSmallEngine(TestEngine& engine, uint32_t listeners = 1) {
     epoll_echo_config_t config = loopbackConfig(listeners);
     config.high_water_bytes = 4096;
     config.read_budget_bytes = 4096;
@@ -78,14 +78,14 @@ TEST_F(AbiHandoverTest, NullArgumentsAreRejected) {
   EXPECT_EQ(api().import_listener(nullptr, 0), EPOLL_ECHO_EINVAL);
   EXPECT_EQ(api().import_connection(nullptr, &state, nullptr), EPOLL_ECHO_EINVAL);
 
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   EXPECT_EQ(api().import_connection(engine.handle(), nullptr, nullptr), EPOLL_ECHO_EINVAL);
 }
 
 TEST_F(AbiHandoverTest, CallsInTheWrongStateAreStateErrors) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   uint32_t listeners = 0, connections = 0;
@@ -105,7 +105,7 @@ TEST_F(AbiHandoverTest, CallsInTheWrongStateAreStateErrors) {
 }
 
 TEST_F(AbiHandoverTest, ImportRejectsDescriptorsOfTheWrongKind) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   int pipeFds[2];
@@ -127,7 +127,7 @@ TEST_F(AbiHandoverTest, ImportRejectsDescriptorsOfTheWrongKind) {
 // Two workers reading one socket would interleave its bytes and reorder the echo: the second
 // import of a socket is refused, however the descriptor that names it was obtained.
 TEST_F(AbiHandoverTest, ImportConnectionRefusesTheSameSocketTwice) {
-  Engine engine(api());
+  TestEngine engine(api());
   ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine, 2));
   ConnectedPair pair = connectPair();
   ASSERT_TRUE(pair.server);
@@ -153,7 +153,7 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesTheSameSocketTwice) {
 
 // An unbound or merely bound socket is not a connection: the engine would adopt and close it.
 TEST_F(AbiHandoverTest, ImportConnectionRefusesSocketsThatNeverConnected) {
-  Engine engine(api());
+  TestEngine engine(api());
   ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine));
   UniqueFd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(unbound);
@@ -192,7 +192,7 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesSocketsThatNeverConnected) {
 // budget); beyond is a corrupt state, refused before anything is allocated or read. Unknown flag
 // bits are refused too: they would mean something this plugin cannot honour.
 TEST_F(AbiHandoverTest, ImportConnectionRefusesAbsurdPendingBytesAndUnknownFlags) {
-  Engine engine(api());
+  TestEngine engine(api());
   ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine));
   ConnectedPair pair = connectPair();
   ASSERT_TRUE(pair.server);
@@ -230,9 +230,9 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesAbsurdPendingBytesAndUnknownFlags
 
 // The rollback path: pause keeps every socket and pending byte, resume serves them again.
 TEST_F(AbiHandoverTest, PauseThenResumeLosesNothing) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   auto jobs = makeEchoJobs(engine.port(), 4, 50000, false, 9, deadlineIn(kTimeout), &error);
   ASSERT_EQ(jobs.size(), 4u) << error;
   ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kTimeout)), "");

@@ -22,7 +22,7 @@ constexpr auto kTimeout = std::chrono::seconds(5);
 class AbiStateTest : public PluginTest {
  protected:
   // Starts `engine` on a port that a plain listener already holds, so start fails with EBIND.
-  void failStartOnBusyPort(Engine& engine, UniqueFd& occupier) {
+  void failStartOnBusyPort(TestEngine& engine, UniqueFd& occupier) {
     std::string error;
     occupier = listenTcp("127.0.0.1", 0, 4, &error);
     ASSERT_TRUE(occupier) << error;
@@ -45,9 +45,8 @@ void expectEcho(uint16_t port, const std::string& message) {
 }
 
 TEST_F(AbiStateTest, StartTwiceIsAStateError) {
-  Engine engine(api());
-  std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(), &error)) << error;
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig()));
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_RUNNING);
   EXPECT_EQ(engine.start(), EPOLL_ECHO_ESTATE);
   expectEcho(engine.port(), "still serving");
@@ -57,7 +56,7 @@ TEST_F(AbiStateTest, StartTwiceIsAStateError) {
 }
 
 TEST_F(AbiStateTest, StopIsIdempotent) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_CREATED);
@@ -66,8 +65,8 @@ TEST_F(AbiStateTest, StopIsIdempotent) {
   EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
   EXPECT_EQ(engine.start(), EPOLL_ECHO_ESTATE);
 
-  Engine running(api());
-  ASSERT_TRUE(running.createAndStart(loopbackConfig(2), &error)) << error;
+  TestEngine running(api());
+  ASSERT_TRUE(running.createAndStart(loopbackConfig(2)));
   EXPECT_EQ(running.stop(), EPOLL_ECHO_OK);
   EXPECT_EQ(running.stop(), EPOLL_ECHO_OK);
   EXPECT_EQ(running.stats().state, EPOLL_ECHO_STATE_STOPPED);
@@ -76,9 +75,9 @@ TEST_F(AbiStateTest, StopIsIdempotent) {
 TEST_F(AbiStateTest, DestroyStopsARunningEngine) {
   const int fdsBefore = countOpenFds();
   {
-    Engine engine(api());
+    TestEngine engine(api());
     std::string error;
-    ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+    ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
     UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
     ASSERT_TRUE(client) << error;
     expectEcho(engine.port(), "hello");
@@ -93,9 +92,8 @@ TEST_F(AbiStateTest, DestroyStopsARunningEngine) {
 // instance and eventfd of each worker either (a host may keep stopped engines for their stats).
 TEST_F(AbiStateTest, StopReleasesEveryDescriptorAndKeepsTheCounters) {
   const int fdsBefore = countOpenFds();
-  Engine engine(api());
-  std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(4), &error)) << error;
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(4)));
   const std::string message = "counted";
   expectEcho(engine.port(), message);
   ASSERT_EQ(engine.stop(), EPOLL_ECHO_OK) << engine.lastError();
@@ -119,9 +117,9 @@ TEST_F(AbiStateTest, StopReleasesEveryDescriptorAndKeepsTheCounters) {
 // Every failing call leaves its own message, never an empty or an earlier one: each failure below
 // must replace the message the one before it left.
 TEST_F(AbiStateTest, EveryFailureLeavesItsOwnMessage) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   ASSERT_EQ(engine.start(), EPOLL_ECHO_ESTATE);
   std::string previous = engine.lastError();
   ASSERT_FALSE(previous.empty());
@@ -157,7 +155,7 @@ TEST_F(AbiStateTest, EveryFailureLeavesItsOwnMessage) {
   state.size = 4;
   expectOwnMessage(api().export_connection(engine.handle(), 0, &state, nullptr, 0), EPOLL_ECHO_ESIZE, "size 4");
 
-  Engine fresh(api());
+  TestEngine fresh(api());
   ASSERT_EQ(fresh.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   state.size = 4;
   EXPECT_EQ(api().import_connection(fresh.handle(), &state, nullptr), EPOLL_ECHO_ESIZE);
@@ -169,12 +167,12 @@ TEST_F(AbiStateTest, EveryFailureLeavesItsOwnMessage) {
 // The pending buffer is too small for a paused connection's unsent bytes: EINVAL, *state filled
 // so the caller can retry, and a message that says so.
 TEST_F(AbiStateTest, ExportConnectionExplainsATooSmallPendingBuffer) {
-  Engine engine(api());
+  TestEngine engine(api());
   epoll_echo_config_t config = loopbackConfig();
   config.high_water_bytes = 4096;
   config.read_budget_bytes = 4096;
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(config));
   UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   ASSERT_TRUE(setNonBlocking(client.get(), true));
@@ -202,7 +200,7 @@ TEST_F(AbiStateTest, ExportConnectionExplainsATooSmallPendingBuffer) {
 }
 
 TEST_F(AbiStateTest, StatsRejectsNullAndBadSizes) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   EXPECT_EQ(api().stats(engine.handle(), nullptr), EPOLL_ECHO_EINVAL);
@@ -215,7 +213,7 @@ TEST_F(AbiStateTest, StatsRejectsNullAndBadSizes) {
 
 // An older caller knows only the first 8 bytes: nothing past them may be written.
 TEST_F(AbiStateTest, StatsFillsOnlyTheCallersSize) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(3), &error), EPOLL_ECHO_OK) << error;
   epoll_echo_stats_t stats;
@@ -230,7 +228,7 @@ TEST_F(AbiStateTest, StatsFillsOnlyTheCallersSize) {
 // A newer caller's larger struct: the known part is filled, `size` says how much is meaningful
 // (the plugin's size or the caller's), and the unknown tail is zeroed or left alone, never garbage.
 TEST_F(AbiStateTest, StatsHandlesLargerCallerStructs) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(3), &error), EPOLL_ECHO_OK) << error;
   alignas(8) unsigned char raw[sizeof(epoll_echo_stats_t) + 32];
@@ -249,9 +247,8 @@ TEST_F(AbiStateTest, StatsHandlesLargerCallerStructs) {
 }
 
 TEST_F(AbiStateTest, WorkerStatsChecksIndexAndArguments) {
-  Engine engine(api());
-  std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   int code = 0;
   for (uint32_t index : {0u, 1u}) {
     epoll_echo_worker_stats_t stats = engine.workerStats(index, &code);
@@ -270,7 +267,7 @@ TEST_F(AbiStateTest, WorkerStatsChecksIndexAndArguments) {
 }
 
 TEST_F(AbiStateTest, LastErrorIsEmptyOnAFreshEngine) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
   char buffer[16] = "garbage";
@@ -280,7 +277,7 @@ TEST_F(AbiStateTest, LastErrorIsEmptyOnAFreshEngine) {
 
 // snprintf semantics: the return value is the full length whatever the buffer's size.
 TEST_F(AbiStateTest, LastErrorTruncatesAndReturnsTheFullLength) {
-  Engine engine(api());
+  TestEngine engine(api());
   UniqueFd occupier;
   ASSERT_NO_FATAL_FAILURE(failStartOnBusyPort(engine, occupier));
   char full[512] = {};
@@ -304,7 +301,7 @@ TEST_F(AbiStateTest, LastErrorTruncatesAndReturnsTheFullLength) {
 
 // [any-thread] readers race every control call; state only moves forward.
 TEST_F(AbiStateTest, StatsAndLastErrorAreSafeDuringControlCalls) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
   ASSERT_EQ(engine.create(loopbackConfig(2), &error), EPOLL_ECHO_OK) << error;
   std::atomic<bool> done{false};
@@ -330,9 +327,8 @@ TEST_F(AbiStateTest, StatsAndLastErrorAreSafeDuringControlCalls) {
 
 // [control] calls on one engine are serialised: concurrent stops both succeed, nothing breaks.
 TEST_F(AbiStateTest, ConcurrentStopsAreSerialised) {
-  Engine engine(api());
-  std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   std::atomic<int> results[4];
   std::vector<std::thread> threads;
   for (auto& result : results) {

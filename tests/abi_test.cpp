@@ -193,7 +193,7 @@ TEST_F(AbiTest, CreateAcceptsBoundaryValues) {
   config.high_water_bytes = 4096;
   config.read_budget_bytes = 4096;
   config.accept_budget = 1;
-  Engine engine(api());
+  TestEngine engine(api());
   std::string detail;
   EXPECT_EQ(engine.create(config, &detail), EPOLL_ECHO_OK) << detail;
 }
@@ -220,7 +220,7 @@ TEST_F(AbiTest, CreateAcceptsNumericAddressForms) {
   for (const char* address : {"127.0.0.1", "0.0.0.0", "::1", "[::1]", "::", ""}) {
     epoll_echo_config_t config = loopbackConfig();
     std::strcpy(config.bind_address, address);
-    Engine engine(api());
+    TestEngine engine(api());
     std::string detail;
     EXPECT_EQ(engine.create(config, &detail), EPOLL_ECHO_OK) << "\"" << address << "\": " << detail;
   }
@@ -238,7 +238,7 @@ TEST_F(AbiTest, SizesThatEndInsideAFieldAreRefused) {
     EXPECT_EQ(engine, nullptr);
     EXPECT_NE(detail.find("size " + std::to_string(size)), std::string::npos) << detail;
   }
-  Engine engine(api());
+  TestEngine engine(api());
   std::string detail;
   ASSERT_EQ(engine.create(loopbackConfig(), &detail), EPOLL_ECHO_OK) << detail;
   epoll_echo_stats_t stats{};
@@ -259,7 +259,7 @@ TEST_F(AbiTest, CreateAcceptsIpv6AddressesWithAZone) {
   for (const char* address : {"fe80::1%lo", "[fe80::1%lo]", "fe80::1%1", "::1%lo", "[::1%lo]"}) {
     epoll_echo_config_t config = loopbackConfig();
     std::strcpy(config.bind_address, address);
-    Engine engine(api());
+    TestEngine engine(api());
     std::string detail;
     EXPECT_EQ(engine.create(config, &detail), EPOLL_ECHO_OK) << "\"" << address << "\": " << detail;
   }
@@ -276,8 +276,8 @@ TEST_F(AbiTest, ServesOnAnIpv6LoopbackAddressWithAZone) {
   if (!listenTcp("::1", 0, 1, &error)) GTEST_SKIP() << "no IPv6 loopback here: " << error;
   epoll_echo_config_t config = loopbackConfig();
   std::strcpy(config.bind_address, "::1%lo");
-  Engine engine(api());
-  ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(config));
   UniqueFd client = connectTcp("::1", engine.port(), deadlineIn(std::chrono::seconds(10)), &error);
   ASSERT_TRUE(client) << error;
   const std::string message = "zoned";

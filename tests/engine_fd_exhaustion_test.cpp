@@ -51,9 +51,11 @@ int highestOpenFd() {
 
 // The child's scenario. Returns "" on success, "SKIP: ..." or the failure. Uses no gtest macros.
 std::string exhaustAndRecover(const PluginApi& api, std::string& notes) {
-  Engine engine(api);
+  TestEngine engine(api);
   std::string error;
-  if (!engine.createAndStart(loopbackConfig(1), &error)) return error;
+  if (const ::testing::AssertionResult started = engine.createAndStart(loopbackConfig(1)); !started) {
+    return started.message();
+  }
   const uint16_t port = engine.port();
 
   // Client sockets exist before the limit drops, so only the engine's accept() runs out.

@@ -49,9 +49,9 @@ TEST_F(EngineHostileClientsTest, NeverReadingClientsAreBoundedByBackpressure) {
   epoll_echo_config_t config = loopbackConfig(1);
   config.high_water_bytes = highWater;
   config.read_budget_bytes = readBudget;
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(config));
   const size_t clients = 3;
   const uint64_t bound = clients * (uint64_t{highWater} + readBudget);
   const uint64_t cap = 256u << 20;  // far above what kernel buffers can hold: the stall must come first
@@ -97,9 +97,9 @@ TEST_F(EngineHostileClientsTest, NeverReadingClientsAreBoundedByBackpressure) {
 
 // SO_LINGER 0 close while the engine is writing back: the engine drops just that connection.
 TEST_F(EngineHostileClientsTest, ResetMidStreamLeavesOthersServed) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
   auto neighbour = makeEchoJobs(engine.port(), 1, 100000, false, 1, deadlineIn(kTimeout), &error);
   ASSERT_EQ(neighbour.size(), 1u) << error;
   ASSERT_EQ(runEchoJobs(neighbour, deadlineIn(kTimeout)), "");
@@ -174,9 +174,9 @@ struct StopAndJoin {
 // One worker, so both clients share it: the budgets must give the ping a turn between the
 // firehose's reads. Behaviour, not speed: every ping answered within a generous second.
 TEST_F(EngineHostileClientsTest, BusyNeighbourDoesNotStarvePingClient) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
   UniqueFd ping = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(ping) << error;
 

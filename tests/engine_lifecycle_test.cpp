@@ -34,7 +34,7 @@ TEST_F(EngineLifecycleTest, BindFailureIsReportedByStart) {
   const uint16_t port = localPort(occupier.get());
   epoll_echo_config_t config = loopbackConfig(2);
   config.port = port;
-  Engine engine(api());
+  TestEngine engine(api());
   ASSERT_EQ(engine.create(config, &error), EPOLL_ECHO_OK) << error;
   const int fdsBefore = countOpenFds();
   const int threadsBefore = countThreads();
@@ -64,9 +64,9 @@ TEST_F(EngineLifecycleTest, StopClosesLiveConnectionsAndLeaksNothing) {
   const int fdsBefore = countOpenFds();
   const int threadsBefore = countThreads();
   {
-    Engine engine(api());
+    TestEngine engine(api());
     std::string error;
-    ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+    ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
     const uint16_t port = engine.port();
     auto idle = makeEchoJobs(port, 40, 1000, false, 1, deadlineIn(kTimeout), &error);
     ASSERT_EQ(idle.size(), 40u) << error;
@@ -100,13 +100,13 @@ TEST_F(EngineLifecycleTest, RepeatedCyclesLeakNothing) {
   const int fdsBefore = countOpenFds();
   const int threadsBefore = countThreads();
   for (int cycle = 0; cycle < 20; ++cycle) {
-    Engine engine(api());
+    TestEngine engine(api());
     std::string error;
     if (cycle % 2 == 0) {
       ASSERT_EQ(engine.create(loopbackConfig(4), &error), EPOLL_ECHO_OK) << error;  // never started
       continue;
     }
-    ASSERT_TRUE(engine.createAndStart(loopbackConfig(4), &error)) << error;
+    ASSERT_TRUE(engine.createAndStart(loopbackConfig(4)));
     auto jobs = makeEchoJobs(engine.port(), 3, 5000, cycle % 4 == 1, cycle, deadlineIn(kTimeout), &error);
     ASSERT_EQ(jobs.size(), 3u) << error;
     ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kTimeout)), "") << "cycle " << cycle;

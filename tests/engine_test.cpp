@@ -23,7 +23,7 @@ constexpr auto kBulkTimeout = std::chrono::seconds(60);
 class EngineTest : public PluginTest {};
 
 // Stats after every client has gone: each connection counted once, all bytes echoed.
-void expectSettled(const Engine& engine, uint64_t connections, uint64_t bytes) {
+void expectSettled(const TestEngine& engine, uint64_t connections, uint64_t bytes) {
   bool ok = false;
   epoll_echo_stats_t stats = engine.waitForStats(
       [&](const epoll_echo_stats_t& s) {
@@ -38,7 +38,7 @@ void expectSettled(const Engine& engine, uint64_t connections, uint64_t bytes) {
 }
 
 // The per-worker counters, summed, are the total (read after traffic stopped, so both are stable).
-void expectWorkersSumToTotal(const Engine& engine) {
+void expectWorkersSumToTotal(const TestEngine& engine) {
   epoll_echo_stats_t stats = engine.stats();
   epoll_echo_counters_t sum{};
   for (uint32_t i = 0; i < stats.listeners; ++i) {
@@ -81,9 +81,9 @@ TEST_P(EngineEchoTest, EchoesRandomStreamsByteExact) {
   epoll_echo_config_t config = loopbackConfig(param.listeners);
   config.high_water_bytes = param.highWater;
   config.read_budget_bytes = param.readBudget;
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(config));
   EXPECT_EQ(engine.stats().listeners, param.listeners);
   EXPECT_NE(engine.port(), 0);
 
@@ -109,9 +109,9 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
     epoll_echo_config_t config = loopbackConfig(1);
     config.high_water_bytes = highWater;
     config.read_budget_bytes = highWater;
-    Engine engine(api());
+    TestEngine engine(api());
     std::string error;
-    ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+    ASSERT_TRUE(engine.createAndStart(config));
     std::vector<EchoJob> jobs;
     for (uint64_t size : {uint64_t{0}, uint64_t{5}, uint64_t{300000}, scaledForSanitizers(3u << 20)}) {
       auto one = makeEchoJobs(engine.port(), 1, size, true, size, deadlineIn(kTimeout), &error);
@@ -128,8 +128,8 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
 
 // Sends each client's bytes (stream `i`) and a FIN; then expects every echo whole, then EOF, and
 // the engine's stats to add up.
-void sendAllThenFinAndCheckEchoes(const Engine& engine, std::vector<UniqueFd>& clients,
-                                  const std::vector<size_t>& sizes, const std::function<void()>& afterSending) {
+void sendAllThenFinAndCheckEchoes(const TestEngine& engine, std::vector<UniqueFd>& clients, const std::vector<size_t>& sizes,
+                                  const std::function<void()>& afterSending) {
   std::string error;
   for (size_t i = 0; i < clients.size(); ++i) {
     std::vector<unsigned char> bytes = randomBytes(sizes[i], i);
@@ -161,9 +161,8 @@ std::vector<UniqueFd> connectClients(uint16_t port, size_t count) {
 // still waits in its unsent batch, and must send the echo before it closes. 300 connections, some
 // larger than one full read (the batch is then sent early, mid-connection).
 TEST_F(EngineTest, FinReadWithTheDataStillInTheBatchLosesNothing) {
-  Engine engine(api());
-  std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
   std::vector<UniqueFd> clients = connectClients(engine.port(), 300);
   std::vector<size_t> sizes;
   for (size_t i = 0; i < clients.size(); ++i) {
@@ -181,9 +180,8 @@ TEST_F(EngineTest, FinReadWithTheDataStillInTheBatchLosesNothing) {
 TEST_F(EngineTest, MoreReadyConnectionsThanOneBatchHoldsLoseNothing) {
   epoll_echo_config_t config = loopbackConfig(1);
   config.read_budget_bytes = 4096;
-  Engine engine(api());
-  std::string error;
-  ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(config));
   std::vector<UniqueFd> clients = connectClients(engine.port(), 300);
   bool accepted = false;
   engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.accepted == clients.size(); },
@@ -205,8 +203,8 @@ TEST_F(EngineTest, EchoesOverIpv6Loopback) {
   for (const char* address : {"::1", "[::1]"}) {
     epoll_echo_config_t config = loopbackConfig(2);
     std::strcpy(config.bind_address, address);
-    Engine engine(api());
-    ASSERT_TRUE(engine.createAndStart(config, &error)) << address << ": " << error;
+    TestEngine engine(api());
+    ASSERT_TRUE(engine.createAndStart(config)) << address;
     std::vector<EchoJob> jobs(1);
     jobs[0].socket = connectTcp("::1", engine.port(), deadlineIn(kTimeout), &error);
     ASSERT_TRUE(jobs[0].socket) << error;
@@ -219,10 +217,10 @@ TEST_F(EngineTest, EchoesOverIpv6Loopback) {
 }
 
 TEST_F(EngineTest, TwoEnginesInOneProcessEchoAtOnce) {
-  Engine first(api()), second(api());
+  TestEngine first(api()), second(api());
   std::string error;
-  ASSERT_TRUE(first.createAndStart(loopbackConfig(2), &error)) << error;
-  ASSERT_TRUE(second.createAndStart(loopbackConfig(1), &error)) << error;
+  ASSERT_TRUE(first.createAndStart(loopbackConfig(2)));
+  ASSERT_TRUE(second.createAndStart(loopbackConfig(1)));
   ASSERT_NE(first.port(), second.port());
   const uint64_t bytesEach = scaledForSanitizers(1u << 20);
   auto jobs = makeEchoJobs(first.port(), 4, bytesEach, true, 1, deadlineIn(kTimeout), &error);
@@ -245,9 +243,9 @@ TEST_F(EngineTest, TwoEnginesInOneProcessEchoAtOnce) {
 TEST_F(EngineTest, QueuedConnectionsAreAcceptedWithATinyAcceptBudget) {
   epoll_echo_config_t config = loopbackConfig(1);
   config.accept_budget = 1;
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(config, &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(config));
   const size_t connections = 200;
   auto jobs = makeEchoJobs(engine.port(), connections, 100, true, 5, deadlineIn(kTimeout), &error);
   ASSERT_EQ(jobs.size(), connections) << error;
@@ -258,9 +256,9 @@ TEST_F(EngineTest, QueuedConnectionsAreAcceptedWithATinyAcceptBudget) {
 
 // Counters move asynchronously to the clients' view, so each expectation waits for them to settle.
 TEST_F(EngineTest, StatsCountersAddUpAfterAKnownExchange) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   std::vector<EchoJob> jobs;
   uint64_t totalBytes = 0;
   for (uint64_t i = 0; i < 10; ++i) {
@@ -299,9 +297,9 @@ TEST_F(EngineTest, StatsCountersAddUpAfterAKnownExchange) {
 // The design target is about two system calls per echoed message (read, write) plus amortised
 // epoll_wait; ping-pong defeats amortisation, so allow four per message.
 TEST_F(EngineTest, PingPongCostsFewSystemCallsPerMessage) {
-  Engine engine(api());
+  TestEngine engine(api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
   UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   ASSERT_TRUE(sendAll(client.get(), "warm", deadlineIn(kTimeout), &error)) << error;

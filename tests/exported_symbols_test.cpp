@@ -209,9 +209,9 @@ TEST_F(ExportedSymbolsTest, DlcloseReallyUnloadsAfterAnEngineRan) {
     Plugin plugin;
     ASSERT_TRUE(plugin.loaded()) << plugin.error();
     {
-      Engine engine(plugin.api());
+      TestEngine engine(plugin.api());
       std::string error;
-      ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+      ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
       UniqueFd client = connectLoopback(engine.port(), deadlineIn(std::chrono::seconds(5)), &error);
       ASSERT_TRUE(client) << error;
       ASSERT_TRUE(sendAll(client.get(), "ping", deadlineIn(std::chrono::seconds(5)), &error)) << error;

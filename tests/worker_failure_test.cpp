@@ -37,9 +37,9 @@ class WorkerFailureTest : public ::testing::Test {
 
 TEST_F(WorkerFailureTest, FailedEpollWaitIsCountedAndExplained) {
   InjectedEpollWaitFailure injected(EBADF);
-  Engine engine(faulty_.api());
+  TestEngine engine(faulty_.api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   EXPECT_EQ(engine.stats().total.worker_failures, 0u);
 
   UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
@@ -63,9 +63,9 @@ TEST_F(WorkerFailureTest, ShippedPluginHasNoFaultInjection) {
   InjectedEpollWaitFailure injected(EBADF);
   Plugin shipped;
   ASSERT_TRUE(shipped.loaded()) << shipped.error();
-  Engine engine(shipped.api());
+  TestEngine engine(shipped.api());
   std::string error;
-  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1), &error)) << error;
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
   UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
   ASSERT_TRUE(client) << error;
   ASSERT_TRUE(sendAll(client.get(), std::string("ping"), deadlineIn(kTimeout), &error)) << error;

@@ -124,11 +124,14 @@ std::string checkFilled(const char* call, GuardedBuffer& buffer, std::uint32_t d
 
 AbiStructFuzzer::AbiStructFuzzer(const PluginApi& api) : api_(api), fakeEngine_(new unsigned char[64]) {
   for (int i = 0; i < 64; ++i) fakeEngine_[i] = static_cast<unsigned char>(i * 37 + 11);
-  running_ = std::make_unique<Engine>(api_);
-  paused_ = std::make_unique<Engine>(api_);
-  if (!running_->createAndStart(loopbackConfig(1), &setupError_) ||
-      !paused_->createAndStart(loopbackConfig(1), &setupError_))
-    return;
+  running_ = std::make_unique<TestEngine>(api_);
+  paused_ = std::make_unique<TestEngine>(api_);
+  for (TestEngine* engine : {running_.get(), paused_.get()}) {
+    if (const ::testing::AssertionResult started = engine->createAndStart(loopbackConfig(1)); !started) {
+      setupError_ = started.message();
+      return;
+    }
+  }
   client_ = connectLoopback(paused_->port(), deadlineIn(std::chrono::seconds(5)), &setupError_);
   if (!client_) return;
   bool accepted = false;
@@ -271,7 +274,7 @@ std::string AbiStructFuzzer::fuzzExportConnection(const ChoiceSource& next) {
 
 std::string AbiStructFuzzer::fuzzImportConnection(const ChoiceSource& next) {
   if (!importer_ || imports_++ % kImportsPerImporter == 0) {
-    importer_ = std::make_unique<Engine>(api_);  // the old one closes the duplicates it took
+    importer_ = std::make_unique<TestEngine>(api_);  // the old one closes the duplicates it took
     if (importer_->create(loopbackConfig(1)) != EPOLL_ECHO_OK) return "cannot create the importing engine";
   }
   epoll_echo_engine_t* engine = next() % 2 == 0 ? importer_->handle() : pickEngine(next);

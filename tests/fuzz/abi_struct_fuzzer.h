@@ -44,9 +44,9 @@ class AbiStructFuzzer {
 
   PluginApi api_;
   std::string setupError_;
-  std::unique_ptr<Engine> running_;
-  std::unique_ptr<Engine> paused_;
-  std::unique_ptr<Engine> importer_;
+  std::unique_ptr<TestEngine> running_;
+  std::unique_ptr<TestEngine> paused_;
+  std::unique_ptr<TestEngine> importer_;
   UniqueFd client_;
   std::unique_ptr<unsigned char[]> fakeEngine_;  // random bytes where an engine should be
   std::uint64_t imports_ = 0;

@@ -1,4 +1,4 @@
-// plugin.cpp — dlopen/dlsym of the plugin and the RAII Engine wrapper used by integration tests.
+// plugin.cpp — dlopen/dlsym of the plugin and the RAII TestEngine wrapper used by integration tests.
 #include "support/plugin.h"
 
 #include <dlfcn.h>
@@ -85,7 +85,7 @@ epoll_echo_config_t loopbackConfig(uint32_t listeners) {
   return config;
 }
 
-int Engine::create(const epoll_echo_config_t& config, std::string* detail) {
+int TestEngine::create(const epoll_echo_config_t& config, std::string* detail) {
   destroy();
   char buffer[512] = {};
   int code = api_.create(&config, &engine_, buffer, sizeof buffer);
@@ -93,30 +93,28 @@ int Engine::create(const epoll_echo_config_t& config, std::string* detail) {
   return code;
 }
 
-int Engine::start() { return api_.start(engine_); }
+int TestEngine::start() { return api_.start(engine_); }
 
-int Engine::stop() { return api_.stop(engine_); }
+int TestEngine::stop() { return api_.stop(engine_); }
 
-void Engine::destroy() {
+void TestEngine::destroy() {
   if (engine_ != nullptr && api_.destroy != nullptr) api_.destroy(std::exchange(engine_, nullptr));
 }
 
-bool Engine::createAndStart(const epoll_echo_config_t& config, std::string* error) {
+::testing::AssertionResult TestEngine::createAndStart(const epoll_echo_config_t& config) {
   std::string detail;
   int code = create(config, &detail);
   if (code != EPOLL_ECHO_OK) {
-    if (error != nullptr) *error = "create: " + describeCode(api_, code) + ": " + detail;
-    return false;
+    return ::testing::AssertionFailure() << "create: " << describeCode(api_, code) << ": " << detail;
   }
   code = start();
   if (code != EPOLL_ECHO_OK) {
-    if (error != nullptr) *error = "start: " + describeCode(api_, code) + ": " + lastError();
-    return false;
+    return ::testing::AssertionFailure() << "start: " << describeCode(api_, code) << ": " << lastError();
   }
-  return true;
+  return ::testing::AssertionSuccess();
 }
 
-epoll_echo_stats_t Engine::stats(int* code) const {
+epoll_echo_stats_t TestEngine::stats(int* code) const {
   epoll_echo_stats_t snapshot;
   std::memset(&snapshot, 0, sizeof snapshot);
   snapshot.size = sizeof snapshot;
@@ -125,7 +123,7 @@ epoll_echo_stats_t Engine::stats(int* code) const {
   return snapshot;
 }
 
-epoll_echo_worker_stats_t Engine::workerStats(uint32_t index, int* code) const {
+epoll_echo_worker_stats_t TestEngine::workerStats(uint32_t index, int* code) const {
   epoll_echo_worker_stats_t snapshot;
   std::memset(&snapshot, 0, sizeof snapshot);
   snapshot.size = sizeof snapshot;
@@ -134,13 +132,13 @@ epoll_echo_worker_stats_t Engine::workerStats(uint32_t index, int* code) const {
   return snapshot;
 }
 
-std::string Engine::lastError() const {
+std::string TestEngine::lastError() const {
   char buffer[512] = {};
   int length = api_.last_error(engine_, buffer, sizeof buffer);
   return length < 0 ? "(last_error failed: " + describeCode(api_, length) + ")" : std::string(buffer);
 }
 
-epoll_echo_stats_t Engine::waitForStats(const std::function<bool(const epoll_echo_stats_t&)>& settled,
+epoll_echo_stats_t TestEngine::waitForStats(const std::function<bool(const epoll_echo_stats_t&)>& settled,
                                         Deadline deadline, bool* ok) const {
   for (;;) {
     epoll_echo_stats_t snapshot = stats();

@@ -71,22 +71,25 @@ class PluginTest : public ::testing::Test {
   Plugin plugin_;
 };
 
-// Owns one engine handle: create → start → stop, destroy in the destructor. Returns the plugin's
+// One engine of the plugin under test (not the plugin's own Engine class, nor the host's handle):
+// owns one engine handle, create → start → stop, destroyed by the destructor. Returns the plugin's
 // codes unchanged so tests can assert on them. Not thread-safe itself, but stats() may be called
 // from any thread while the engine exists (the C ABI allows it).
-class Engine {
+class TestEngine {
  public:
-  explicit Engine(const PluginApi& api) : api_(api) {}
-  Engine(const Engine&) = delete;
-  Engine& operator=(const Engine&) = delete;
-  ~Engine() { destroy(); }
+  explicit TestEngine(const PluginApi& api) : api_(api) {}
+  TestEngine(const TestEngine&) = delete;
+  TestEngine& operator=(const TestEngine&) = delete;
+  ~TestEngine() { destroy(); }
 
   int create(const epoll_echo_config_t& config, std::string* detail = nullptr);
   int start();
   int stop();
   void destroy();
-  // create() then start(); on failure `error` holds the code name and detail.
-  bool createAndStart(const epoll_echo_config_t& config, std::string* error);
+  // create() then start(), the preamble of most engine tests:
+  //   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
+  // On failure the message names the step, the code and the plugin's detail.
+  ::testing::AssertionResult createAndStart(const epoll_echo_config_t& config);
 
   epoll_echo_engine_t* handle() const { return engine_; }
   // Snapshot of the summed stats; `code` (when given) receives the return code.
