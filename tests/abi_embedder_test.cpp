@@ -14,31 +14,19 @@
 #include <memory>
 #include <string>
 
+#include "support/expect_echo.h"
 #include "support/plugin.h"
 #include "support/temporary_directory.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
 
-constexpr auto kTimeout = std::chrono::seconds(10);
-
 class AbiEmbedderTest : public PluginTest {};
 
-// One request/response through an open connection.
-void expectEchoOn(int fd, const std::string& message) {
-  std::string error;
-  ASSERT_TRUE(sendAll(fd, message, deadlineIn(kTimeout), &error)) << error;
-  std::string reply(message.size(), '\0');
-  ASSERT_TRUE(receiveExactly(fd, reply.data(), reply.size(), deadlineIn(kTimeout), &error)) << error;
-  EXPECT_EQ(reply, message);
-}
-
 void expectServing(uint16_t port, int openClient) {
-  expectEchoOn(openClient, "the open connection still echoes");
-  std::string error;
-  UniqueFd fresh = connectLoopback(port, deadlineIn(kTimeout), &error);
-  ASSERT_TRUE(fresh) << error;
-  expectEchoOn(fresh.get(), "a new connection echoes");
+  expectEcho(openClient, "the open connection still echoes");
+  expectEchoOnNewConnection(port, "a new connection echoes");
 }
 
 // What the child reports: each call's code, and last_error's return and message.
@@ -83,9 +71,9 @@ TEST_F(AbiEmbedderTest, ForkedChildCannotStopOrPauseTheParentsEngine) {
   TestEngine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
-  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
   ASSERT_TRUE(client) << error;
-  expectEchoOn(client.get(), "before the fork");
+  expectEcho(client.get(), "before the fork");
 
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
@@ -111,8 +99,8 @@ TEST_F(AbiEmbedderTest, ForkedChildCannotStopOrPauseTheParentsEngine) {
   }
   reportWrite.reset();
   ChildReport report;
-  const bool reported = readReport(reportRead.get(), report, deadlineIn(kTimeout));
-  const int status = reap(child, deadlineIn(kTimeout));
+  const bool reported = readReport(reportRead.get(), report, deadlineIn(kIoTimeout));
+  const int status = reap(child, deadlineIn(kIoTimeout));
   ASSERT_TRUE(reported) << "the child did not report (hung in a plugin call?)";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
   EXPECT_EQ(report.pause, EPOLL_ECHO_ESTATE);
@@ -183,9 +171,9 @@ TEST_F(AbiEmbedderTest, AnotherLoadedCopyRefusesTheEngine) {
   TestEngine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
-  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
   ASSERT_TRUE(client) << error;
-  expectEchoOn(client.get(), "before the other copy");
+  expectEcho(client.get(), "before the other copy");
   expectRefusedByOtherCopy(other, engine.handle());
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_RUNNING);
   expectServing(engine.port(), client.get());

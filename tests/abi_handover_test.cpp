@@ -14,12 +14,12 @@
 #include <vector>
 
 #include "support/echo_traffic.h"
+#include "support/expect_echo.h"
 #include "support/plugin.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
-
-constexpr auto kTimeout = std::chrono::seconds(5);
 
 class AbiHandoverTest : public PluginTest {
  protected:
@@ -47,7 +47,7 @@ ConnectedPair connectPair() {
   UniqueFd listener = listenTcp("127.0.0.1", 0, 4, &error);
   EXPECT_TRUE(listener) << error;
   if (!listener) return pair;
-  pair.client = connectLoopback(localPort(listener.get()), deadlineIn(kTimeout), &error);
+  pair.client = connectLoopback(localPort(listener.get()), deadlineIn(kIoTimeout), &error);
   EXPECT_TRUE(pair.client) << error;
   pair.server.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
   EXPECT_TRUE(pair.server) << "accept4: " << std::strerror(errno);
@@ -143,12 +143,7 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesTheSameSocketTwice) {
 
   ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
   EXPECT_EQ(engine.stats().total.adopted, 1u);
-  std::string error;
-  const std::string message(20000, 'e');
-  ASSERT_TRUE(sendAll(pair.client.get(), message, deadlineIn(kTimeout), &error)) << error;
-  std::string reply(message.size(), '\0');
-  ASSERT_TRUE(receiveExactly(pair.client.get(), reply.data(), reply.size(), deadlineIn(kTimeout), &error)) << error;
-  EXPECT_EQ(reply, message);
+  expectEcho(pair.client.get(), std::string(20000, 'e'));
 }
 
 // An unbound or merely bound socket is not a connection: the engine would adopt and close it.
@@ -177,14 +172,14 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesSocketsThatNeverConnected) {
   ASSERT_TRUE(setLingerZero(pair.client.get()));
   pair.client.reset();
   pollfd reset{pair.server.get(), 0, 0};
-  ASSERT_EQ(::poll(&reset, 1, millisecondsLeft(deadlineIn(kTimeout))), 1);
+  ASSERT_EQ(::poll(&reset, 1, millisecondsLeft(deadlineIn(kIoTimeout))), 1);
   ASSERT_NE(reset.revents & POLLERR, 0);
   state.fd = pair.server.get();
   EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_OK) << engine.lastError();
   ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
   bool closed = false;
   engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.closed == 1 && s.total.active == 0; },
-                      deadlineIn(kTimeout), &closed);
+                      deadlineIn(kIoTimeout), &closed);
   EXPECT_TRUE(closed);
 }
 
@@ -216,13 +211,13 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesAbsurdPendingBytesAndUnknownFlags
   pair.server.reset();  // as the exporter does at handover_complete: the engine's copy is the last
   std::string error;
   std::string reply(kSmallEngineBound, '\0');
-  ASSERT_TRUE(receiveExactly(pair.client.get(), reply.data(), reply.size(), deadlineIn(kTimeout), &error)) << error;
+  ASSERT_TRUE(receiveExactly(pair.client.get(), reply.data(), reply.size(), deadlineIn(kIoTimeout), &error)) << error;
   EXPECT_EQ(reply, pending.substr(0, kSmallEngineBound));
-  EXPECT_TRUE(waitForEof(pair.client.get(), deadlineIn(kTimeout), &error)) << error;
+  EXPECT_TRUE(waitForEof(pair.client.get(), deadlineIn(kIoTimeout), &error)) << error;
   // The adopted bytes were read by the exporter: this engine wrote them without reading them.
   bool counted = false;
   const epoll_echo_stats_t stats = engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.closed == 1; },
-                                                       deadlineIn(kTimeout), &counted);
+                                                       deadlineIn(kIoTimeout), &counted);
   EXPECT_TRUE(counted);
   EXPECT_EQ(stats.total.bytes_in, 0u);
   EXPECT_EQ(stats.total.bytes_out, kSmallEngineBound);
@@ -233,10 +228,10 @@ TEST_F(AbiHandoverTest, PauseThenResumeLosesNothing) {
   TestEngine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
-  auto jobs = makeEchoJobs(engine.port(), 4, 50000, false, 9, deadlineIn(kTimeout), &error);
+  auto jobs = makeEchoJobs(engine.port(), 4, 50000, false, 9, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(jobs.size(), 4u) << error;
-  ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kTimeout)), "");
-  engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 4; }, deadlineIn(kTimeout));
+  ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kIoTimeout)), "");
+  engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 4; }, deadlineIn(kIoTimeout));
 
   ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_PAUSED);
@@ -251,13 +246,13 @@ TEST_F(AbiHandoverTest, PauseThenResumeLosesNothing) {
   EXPECT_EQ(api().export_connection(engine.handle(), 4, &state, nullptr, 0), EPOLL_ECHO_ERANGE);
   // While paused, clients keep sending and new ones connect into the accept queue.
   for (auto& job : jobs) job.total += 20000;
-  auto late = makeEchoJobs(engine.port(), 2, 30000, true, 50, deadlineIn(kTimeout), &error);
+  auto late = makeEchoJobs(engine.port(), 2, 30000, true, 50, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(late.size(), 2u) << error;
 
   ASSERT_EQ(api().resume(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_RUNNING);
   for (auto& job : late) jobs.push_back(std::move(job));
-  EXPECT_EQ(runEchoJobs(jobs, deadlineIn(kTimeout)), "");
+  EXPECT_EQ(runEchoJobs(jobs, deadlineIn(kIoTimeout)), "");
   EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
 }
 

@@ -12,12 +12,12 @@
 #include <thread>
 #include <vector>
 
+#include "support/expect_echo.h"
 #include "support/plugin.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
-
-constexpr auto kTimeout = std::chrono::seconds(5);
 
 class AbiStateTest : public PluginTest {
  protected:
@@ -33,23 +33,12 @@ class AbiStateTest : public PluginTest {
   }
 };
 
-// One request/response through the engine, to prove it serves.
-void expectEcho(uint16_t port, const std::string& message) {
-  std::string error;
-  UniqueFd client = connectLoopback(port, deadlineIn(kTimeout), &error);
-  ASSERT_TRUE(client) << error;
-  ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kTimeout), &error)) << error;
-  std::string reply(message.size(), '\0');
-  ASSERT_TRUE(receiveExactly(client.get(), reply.data(), reply.size(), deadlineIn(kTimeout), &error)) << error;
-  EXPECT_EQ(reply, message);
-}
-
 TEST_F(AbiStateTest, StartTwiceIsAStateError) {
   TestEngine engine(api());
   ASSERT_TRUE(engine.createAndStart(loopbackConfig()));
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_RUNNING);
   EXPECT_EQ(engine.start(), EPOLL_ECHO_ESTATE);
-  expectEcho(engine.port(), "still serving");
+  expectEchoOnNewConnection(engine.port(), "still serving");
   EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
   EXPECT_EQ(engine.start(), EPOLL_ECHO_ESTATE) << "an engine runs once";
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_STOPPED);
@@ -78,11 +67,11 @@ TEST_F(AbiStateTest, DestroyStopsARunningEngine) {
     TestEngine engine(api());
     std::string error;
     ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
-    UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+    UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
     ASSERT_TRUE(client) << error;
-    expectEcho(engine.port(), "hello");
+    expectEchoOnNewConnection(engine.port(), "hello");
     engine.destroy();  // no stop() first
-    PeerClose outcome = waitForClose(client.get(), deadlineIn(kTimeout));
+    PeerClose outcome = waitForClose(client.get(), deadlineIn(kIoTimeout));
     EXPECT_TRUE(outcome == PeerClose::Eof || outcome == PeerClose::Reset) << toString(outcome);
   }
   EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();
@@ -95,7 +84,7 @@ TEST_F(AbiStateTest, StopReleasesEveryDescriptorAndKeepsTheCounters) {
   TestEngine engine(api());
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(4)));
   const std::string message = "counted";
-  expectEcho(engine.port(), message);
+  expectEchoOnNewConnection(engine.port(), message);
   ASSERT_EQ(engine.stop(), EPOLL_ECHO_OK) << engine.lastError();
   EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();
 
@@ -173,13 +162,13 @@ TEST_F(AbiStateTest, ExportConnectionExplainsATooSmallPendingBuffer) {
   config.read_budget_bytes = 4096;
   std::string error;
   ASSERT_TRUE(engine.createAndStart(config));
-  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
   ASSERT_TRUE(client) << error;
   ASSERT_TRUE(setNonBlocking(client.get(), true));
   // The client never reads: the echo fills both socket buffers, then the engine's output buffer
   // until the connection is paused above its high water. Bounded by count and by the deadline.
   const std::string chunk(65536, 'q');
-  const Deadline deadline = deadlineIn(kTimeout);
+  const Deadline deadline = deadlineIn(kIoTimeout);
   bool paused = false;
   for (int round = 0; round < 100000 && !paused && Clock::now() < deadline; ++round) {
     [[maybe_unused]] const ssize_t sent = ::send(client.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL);
@@ -318,7 +307,7 @@ TEST_F(AbiStateTest, StatsAndLastErrorAreSafeDuringControlCalls) {
     }
   });
   EXPECT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
-  expectEcho(engine.port(), "racing readers");
+  expectEchoOnNewConnection(engine.port(), "racing readers");
   EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
   done = true;
   reader.join();

@@ -10,6 +10,7 @@
 #include <limits>
 #include <string>
 
+#include "support/expect_echo.h"
 #include "support/plugin.h"
 
 namespace epoll_echo::test {
@@ -278,14 +279,7 @@ TEST_F(AbiTest, ServesOnAnIpv6LoopbackAddressWithAZone) {
   std::strcpy(config.bind_address, "::1%lo");
   TestEngine engine(api());
   ASSERT_TRUE(engine.createAndStart(config));
-  UniqueFd client = connectTcp("::1", engine.port(), deadlineIn(std::chrono::seconds(10)), &error);
-  ASSERT_TRUE(client) << error;
-  const std::string message = "zoned";
-  ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(std::chrono::seconds(10)), &error)) << error;
-  std::string reply(message.size(), '\0');
-  ASSERT_TRUE(receiveExactly(client.get(), reply.data(), reply.size(), deadlineIn(std::chrono::seconds(10)), &error))
-      << error;
-  EXPECT_EQ(reply, message);
+  expectEchoOnNewConnection(engine.port(), "zoned", "::1");
 }
 
 TEST_F(AbiTest, NullEngineIsRejectedEverywhere) {

@@ -22,11 +22,11 @@
 #include <vector>
 
 #include "support/plugin.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
 
-constexpr auto kTimeout = std::chrono::seconds(5);
 constexpr int kClients = 40;
 constexpr int kSpareSlots = 3;  // descriptors left for the engine to accept into
 constexpr int kSkipExit = 77;
@@ -90,7 +90,7 @@ std::string exhaustAndRecover(const PluginApi& api, std::string& notes) {
   bool ok = false;
   epoll_echo_stats_t stats = engine.waitForStats(
       [](const epoll_echo_stats_t& s) { return s.total.accept_errors > 0 || s.total.accept_pauses > 0; },
-      deadlineIn(kTimeout), &ok);
+      deadlineIn(kIoTimeout), &ok);
   if (!ok)
     return "accept never failed: accepted " + std::to_string(stats.total.accepted) + " with limit " +
            std::to_string(limit);
@@ -109,12 +109,12 @@ std::string exhaustAndRecover(const PluginApi& api, std::string& notes) {
   if (stats.state != EPOLL_ECHO_STATE_RUNNING) return "the engine stopped: " + notes;
 
   clients.clear();  // frees the engine's descriptors as it sees the clients go
-  engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; }, deadlineIn(kTimeout));
-  UniqueFd fresh = connectLoopback(port, deadlineIn(kTimeout), &error);
+  engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; }, deadlineIn(kIoTimeout));
+  UniqueFd fresh = connectLoopback(port, deadlineIn(kIoTimeout), &error);
   if (!fresh) return "after the clients left: " + error;
   char reply[4];
-  if (!sendAll(fresh.get(), "back", deadlineIn(kTimeout), &error) ||
-      !receiveExactly(fresh.get(), reply, sizeof reply, deadlineIn(kTimeout), &error)) {
+  if (!sendAll(fresh.get(), "back", deadlineIn(kIoTimeout), &error) ||
+      !receiveExactly(fresh.get(), reply, sizeof reply, deadlineIn(kIoTimeout), &error)) {
     return "no echo after the clients left (accepting never resumed?): " + error + "; " + notes;
   }
   ::setrlimit(RLIMIT_NOFILE, &original);
@@ -123,7 +123,7 @@ std::string exhaustAndRecover(const PluginApi& api, std::string& notes) {
 
 // Reads the child's report until EOF or the deadline, then reaps it (killing it if late).
 int reapChild(pid_t child, int reportFd, std::string& report) {
-  const Deadline deadline = deadlineIn(std::chrono::seconds(30));
+  const Deadline deadline = deadlineIn(kBulkTimeout);
   char buffer[512];
   for (;;) {
     pollfd entry{reportFd, POLLIN, 0};

@@ -12,11 +12,10 @@
 
 #include "support/echo_traffic.h"
 #include "support/plugin.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
-
-constexpr auto kTimeout = std::chrono::seconds(5);
 
 class EngineHostileClientsTest : public PluginTest {};
 
@@ -55,14 +54,14 @@ TEST_F(EngineHostileClientsTest, NeverReadingClientsAreBoundedByBackpressure) {
   const size_t clients = 3;
   const uint64_t bound = clients * (uint64_t{highWater} + readBudget);
   const uint64_t cap = 256u << 20;  // far above what kernel buffers can hold: the stall must come first
-  auto jobs = makeEchoJobs(engine.port(), clients, cap, false, 42, deadlineIn(kTimeout), &error);
+  auto jobs = makeEchoJobs(engine.port(), clients, cap, false, 42, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(jobs.size(), clients) << error;
   for (auto& job : jobs) setNonBlocking(job.socket.get(), true);
 
   std::vector<unsigned char> buffer(64 * 1024);
   uint64_t worstPending = 0;
   bool stalled = false;
-  const Deadline deadline = deadlineIn(std::chrono::seconds(20));
+  const Deadline deadline = deadlineIn(kBulkTimeout);
   while (!stalled && Clock::now() < deadline) {
     for (auto& job : jobs) ASSERT_TRUE(sendWhatFits(job, buffer, cap)) << "send failed";
     epoll_echo_stats_t stats = engine.stats();
@@ -72,7 +71,7 @@ TEST_F(EngineHostileClientsTest, NeverReadingClientsAreBoundedByBackpressure) {
   ASSERT_TRUE(stalled) << "the clients could always send more: the server kept reading ("
                        << engine.stats().total.bytes_in << " bytes in)";
   epoll_echo_stats_t stats = engine.waitForStats(
-      [&](const epoll_echo_stats_t& s) { return s.total.backpressure_pauses >= clients; }, deadlineIn(kTimeout));
+      [&](const epoll_echo_stats_t& s) { return s.total.backpressure_pauses >= clients; }, deadlineIn(kIoTimeout));
   worstPending = std::max(worstPending, stats.total.bytes_in - stats.total.bytes_out);
   EXPECT_GE(stats.total.backpressure_pauses, clients);
   EXPECT_LE(worstPending, bound) << "bytes buffered in the server above high_water + read_budget per connection";
@@ -88,9 +87,9 @@ TEST_F(EngineHostileClientsTest, NeverReadingClientsAreBoundedByBackpressure) {
     job.total = job.sent;
     sent += job.sent;
   }
-  ASSERT_EQ(runEchoJobs(jobs, deadlineIn(std::chrono::seconds(30))), "");
+  ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "");
   stats =
-      engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.bytes_out == sent; }, deadlineIn(kTimeout));
+      engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.bytes_out == sent; }, deadlineIn(kIoTimeout));
   EXPECT_EQ(stats.total.bytes_in, sent);
   EXPECT_EQ(stats.total.bytes_out, sent);
 }
@@ -100,12 +99,12 @@ TEST_F(EngineHostileClientsTest, ResetMidStreamLeavesOthersServed) {
   TestEngine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
-  auto neighbour = makeEchoJobs(engine.port(), 1, 100000, false, 1, deadlineIn(kTimeout), &error);
+  auto neighbour = makeEchoJobs(engine.port(), 1, 100000, false, 1, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(neighbour.size(), 1u) << error;
-  ASSERT_EQ(runEchoJobs(neighbour, deadlineIn(kTimeout)), "");
+  ASSERT_EQ(runEchoJobs(neighbour, deadlineIn(kIoTimeout)), "");
 
   const size_t victims = 8;
-  auto resetters = makeEchoJobs(engine.port(), victims, 1u << 20, false, 100, deadlineIn(kTimeout), &error);
+  auto resetters = makeEchoJobs(engine.port(), victims, 1u << 20, false, 100, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(resetters.size(), victims) << error;
   std::vector<unsigned char> buffer(64 * 1024);
   for (auto& job : resetters) {
@@ -114,7 +113,7 @@ TEST_F(EngineHostileClientsTest, ResetMidStreamLeavesOthersServed) {
   }
   // Wait until the engine is echoing to the victims, then reset them all mid-stream.
   engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.bytes_out > 100000 + victims * 65536; },
-                      deadlineIn(kTimeout));
+                      deadlineIn(kIoTimeout));
   for (auto& job : resetters) {
     ASSERT_TRUE(setLingerZero(job.socket.get()));
     job.socket.reset();
@@ -122,29 +121,29 @@ TEST_F(EngineHostileClientsTest, ResetMidStreamLeavesOthersServed) {
   bool ok = false;
   epoll_echo_stats_t stats =
       engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.closed == victims && s.total.active == 1; },
-                          deadlineIn(kTimeout), &ok);
+                          deadlineIn(kIoTimeout), &ok);
   EXPECT_TRUE(ok) << "closed " << stats.total.closed << " active " << stats.total.active;
   EXPECT_EQ(stats.state, EPOLL_ECHO_STATE_RUNNING);
 
   neighbour[0].total += 300000;  // the old connection keeps working...
-  ASSERT_EQ(runEchoJobs(neighbour, deadlineIn(kTimeout)), "");
-  auto fresh = makeEchoJobs(engine.port(), 2, 200000, true, 7, deadlineIn(kTimeout), &error);
+  ASSERT_EQ(runEchoJobs(neighbour, deadlineIn(kIoTimeout)), "");
+  auto fresh = makeEchoJobs(engine.port(), 2, 200000, true, 7, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(fresh.size(), 2u) << error;  // ...and new ones are served
-  ASSERT_EQ(runEchoJobs(fresh, deadlineIn(kTimeout)), "");
+  ASSERT_EQ(runEchoJobs(fresh, deadlineIn(kIoTimeout)), "");
 }
 
 // Streams continuously (reading what comes back) until told to stop; counts echoed bytes. `error`
 // is only written by this thread and read after it was joined; `failed` is the shared signal.
 void runFirehose(uint16_t port, const std::atomic<bool>& stop, std::atomic<uint64_t>& echoed, std::atomic<bool>& failed,
                  std::string& error) {
-  UniqueFd socket = connectLoopback(port, deadlineIn(kTimeout), &error);
+  UniqueFd socket = connectLoopback(port, deadlineIn(kIoTimeout), &error);
   if (!socket) {
     failed = true;
     return;
   }
   setNonBlocking(socket.get(), true);
   std::vector<unsigned char> chunk(256 * 1024, 'f');
-  const Deadline deadline = deadlineIn(std::chrono::seconds(30));
+  const Deadline deadline = deadlineIn(kBulkTimeout);
   while (!stop.load() && Clock::now() < deadline) {
     pollfd entry{socket.get(), POLLIN | POLLOUT, 0};
     if (::poll(&entry, 1, 100) < 0 && errno != EINTR) break;
@@ -177,7 +176,7 @@ TEST_F(EngineHostileClientsTest, BusyNeighbourDoesNotStarvePingClient) {
   TestEngine engine(api());
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
-  UniqueFd ping = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd ping = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
   ASSERT_TRUE(ping) << error;
 
   std::atomic<bool> stop{false}, failed{false};
@@ -186,7 +185,7 @@ TEST_F(EngineHostileClientsTest, BusyNeighbourDoesNotStarvePingClient) {
   std::thread firehose([&] { runFirehose(engine.port(), stop, echoed, failed, firehoseError); });
   StopAndJoin joiner{stop, firehose};
 
-  const Deadline busy = deadlineIn(kTimeout);
+  const Deadline busy = deadlineIn(kIoTimeout);
   while (echoed.load() < (4u << 20) && Clock::now() < busy && !failed.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling a counter, not syncing
   }

@@ -9,11 +9,10 @@
 
 #include "support/echo_traffic.h"
 #include "support/plugin.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
-
-constexpr auto kTimeout = std::chrono::seconds(5);
 
 class EngineLifecycleTest : public ::testing::Test {
  protected:
@@ -53,9 +52,9 @@ TEST_F(EngineLifecycleTest, BindFailureIsReportedByStart) {
   occupier.reset();
   ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
   EXPECT_EQ(engine.port(), port);
-  auto jobs = makeEchoJobs(port, 2, 10000, true, 3, deadlineIn(kTimeout), &error);
+  auto jobs = makeEchoJobs(port, 2, 10000, true, 3, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(jobs.size(), 2u) << error;
-  EXPECT_EQ(runEchoJobs(jobs, deadlineIn(kTimeout)), "");
+  EXPECT_EQ(runEchoJobs(jobs, deadlineIn(kIoTimeout)), "");
 }
 
 // Every client sees its connection end (EOF or RST; unread echo may precede it), the listening
@@ -68,29 +67,29 @@ TEST_F(EngineLifecycleTest, StopClosesLiveConnectionsAndLeaksNothing) {
     std::string error;
     ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
     const uint16_t port = engine.port();
-    auto idle = makeEchoJobs(port, 40, 1000, false, 1, deadlineIn(kTimeout), &error);
+    auto idle = makeEchoJobs(port, 40, 1000, false, 1, deadlineIn(kIoTimeout), &error);
     ASSERT_EQ(idle.size(), 40u) << error;
-    ASSERT_EQ(runEchoJobs(idle, deadlineIn(kTimeout)), "");  // all accepted and served once
-    auto busy = makeEchoJobs(port, 8, 256 * 1024, false, 100, deadlineIn(kTimeout), &error);
+    ASSERT_EQ(runEchoJobs(idle, deadlineIn(kIoTimeout)), "");  // all accepted and served once
+    auto busy = makeEchoJobs(port, 8, 256 * 1024, false, 100, deadlineIn(kIoTimeout), &error);
     ASSERT_EQ(busy.size(), 8u) << error;
     for (auto& job : busy) {  // leave unsent echo queued in the engine
       ASSERT_TRUE(
-          sendAll(job.socket.get(), randomBytes(256 * 1024, job.seed).data(), 256 * 1024, deadlineIn(kTimeout), &error))
+          sendAll(job.socket.get(), randomBytes(256 * 1024, job.seed).data(), 256 * 1024, deadlineIn(kIoTimeout), &error))
           << error;
     }
-    engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 48; }, deadlineIn(kTimeout));
+    engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 48; }, deadlineIn(kIoTimeout));
     EXPECT_GT(countThreads(), threadsBefore);
 
     ASSERT_EQ(engine.stop(), EPOLL_ECHO_OK);
     EXPECT_EQ(countThreads(), threadsBefore) << "stop returned before joining every worker";
     for (auto* group : {&idle, &busy}) {
       for (size_t i = 0; i < group->size(); ++i) {
-        PeerClose outcome = waitForClose((*group)[i].socket.get(), deadlineIn(kTimeout));
+        PeerClose outcome = waitForClose((*group)[i].socket.get(), deadlineIn(kIoTimeout));
         EXPECT_TRUE(outcome == PeerClose::Eof || outcome == PeerClose::Reset)
             << "connection " << i << " after stop: " << toString(outcome);
       }
     }
-    EXPECT_FALSE(connectLoopback(port, deadlineIn(kTimeout), &error)) << "the listener survived stop";
+    EXPECT_FALSE(connectLoopback(port, deadlineIn(kIoTimeout), &error)) << "the listener survived stop";
     EXPECT_EQ(engine.stats().total.active, 0u) << "stop must account for the connections it closed";
   }
   EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();
@@ -107,9 +106,9 @@ TEST_F(EngineLifecycleTest, RepeatedCyclesLeakNothing) {
       continue;
     }
     ASSERT_TRUE(engine.createAndStart(loopbackConfig(4)));
-    auto jobs = makeEchoJobs(engine.port(), 3, 5000, cycle % 4 == 1, cycle, deadlineIn(kTimeout), &error);
+    auto jobs = makeEchoJobs(engine.port(), 3, 5000, cycle % 4 == 1, cycle, deadlineIn(kIoTimeout), &error);
     ASSERT_EQ(jobs.size(), 3u) << error;
-    ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kTimeout)), "") << "cycle " << cycle;
+    ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kIoTimeout)), "") << "cycle " << cycle;
   }
   EXPECT_EQ(countThreads(), threadsBefore);
   EXPECT_EQ(countOpenFds(), fdsBefore) << describeOpenFds();

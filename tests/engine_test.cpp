@@ -12,13 +12,12 @@
 #include <vector>
 
 #include "support/echo_traffic.h"
+#include "support/expect_echo.h"
 #include "support/plugin.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
-
-constexpr auto kTimeout = std::chrono::seconds(5);
-constexpr auto kBulkTimeout = std::chrono::seconds(60);
 
 class EngineTest : public PluginTest {};
 
@@ -29,7 +28,7 @@ void expectSettled(const TestEngine& engine, uint64_t connections, uint64_t byte
       [&](const epoll_echo_stats_t& s) {
         return s.total.closed == connections && s.total.active == 0 && s.total.bytes_out == bytes;
       },
-      deadlineIn(kTimeout), &ok);
+      deadlineIn(kIoTimeout), &ok);
   EXPECT_TRUE(ok) << "closed " << stats.total.closed << " active " << stats.total.active << " bytes_out "
                   << stats.total.bytes_out << ", expected " << connections << " closed, " << bytes << " bytes";
   EXPECT_EQ(stats.total.accepted, connections);
@@ -89,7 +88,7 @@ TEST_P(EngineEchoTest, EchoesRandomStreamsByteExact) {
 
   const size_t connections = 32;
   const uint64_t bytesEach = scaledForSanitizers(param.highWater == 0 ? 4u << 20 : 1u << 20);
-  auto jobs = makeEchoJobs(engine.port(), connections, bytesEach, false, 1000, deadlineIn(kTimeout), &error);
+  auto jobs = makeEchoJobs(engine.port(), connections, bytesEach, false, 1000, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(jobs.size(), connections) << error;
   ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "");
   jobs.clear();  // closes every client
@@ -114,12 +113,12 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
     ASSERT_TRUE(engine.createAndStart(config));
     std::vector<EchoJob> jobs;
     for (uint64_t size : {uint64_t{0}, uint64_t{5}, uint64_t{300000}, scaledForSanitizers(3u << 20)}) {
-      auto one = makeEchoJobs(engine.port(), 1, size, true, size, deadlineIn(kTimeout), &error);
+      auto one = makeEchoJobs(engine.port(), 1, size, true, size, deadlineIn(kIoTimeout), &error);
       ASSERT_EQ(one.size(), 1u) << error;
       jobs.push_back(std::move(one.front()));
     }
     ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "") << "high water " << highWater;
-    EXPECT_EQ(engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; }, deadlineIn(kTimeout))
+    EXPECT_EQ(engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; }, deadlineIn(kIoTimeout))
                   .total.closed,
               4u)
         << "the engine must close a half-closed connection once its echo is flushed";
@@ -133,16 +132,16 @@ void sendAllThenFinAndCheckEchoes(const TestEngine& engine, std::vector<UniqueFd
   std::string error;
   for (size_t i = 0; i < clients.size(); ++i) {
     std::vector<unsigned char> bytes = randomBytes(sizes[i], i);
-    ASSERT_TRUE(sendAll(clients[i].get(), bytes.data(), bytes.size(), deadlineIn(kTimeout), &error)) << error;
+    ASSERT_TRUE(sendAll(clients[i].get(), bytes.data(), bytes.size(), deadlineIn(kIoTimeout), &error)) << error;
     ASSERT_EQ(::shutdown(clients[i].get(), SHUT_WR), 0) << std::strerror(errno);
   }
   afterSending();
   for (size_t i = 0; i < clients.size(); ++i) {
     std::vector<unsigned char> echoed(sizes[i]);
-    ASSERT_TRUE(receiveExactly(clients[i].get(), echoed.data(), echoed.size(), deadlineIn(kTimeout), &error))
+    ASSERT_TRUE(receiveExactly(clients[i].get(), echoed.data(), echoed.size(), deadlineIn(kIoTimeout), &error))
         << "client " << i << ": " << error;
     ASSERT_EQ(echoed, randomBytes(sizes[i], i)) << "client " << i;
-    ASSERT_TRUE(waitForEof(clients[i].get(), deadlineIn(kTimeout), &error)) << "client " << i << ": " << error;
+    ASSERT_TRUE(waitForEof(clients[i].get(), deadlineIn(kIoTimeout), &error)) << "client " << i << ": " << error;
   }
   expectSettled(engine, clients.size(), std::accumulate(sizes.begin(), sizes.end(), uint64_t{0}));
 }
@@ -151,7 +150,7 @@ std::vector<UniqueFd> connectClients(uint16_t port, size_t count) {
   std::vector<UniqueFd> clients;
   std::string error;
   for (size_t i = 0; i < count; ++i) {
-    clients.push_back(connectLoopback(port, deadlineIn(kTimeout), &error));
+    clients.push_back(connectLoopback(port, deadlineIn(kIoTimeout), &error));
     EXPECT_TRUE(clients.back()) << error;
   }
   return clients;
@@ -185,7 +184,7 @@ TEST_F(EngineTest, MoreReadyConnectionsThanOneBatchHoldsLoseNothing) {
   std::vector<UniqueFd> clients = connectClients(engine.port(), 300);
   bool accepted = false;
   engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.accepted == clients.size(); },
-                      deadlineIn(kTimeout), &accepted);
+                      deadlineIn(kIoTimeout), &accepted);
   ASSERT_TRUE(accepted) << "the engine did not accept all " << clients.size() << " connections";
   ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
   std::vector<size_t> sizes;
@@ -206,13 +205,13 @@ TEST_F(EngineTest, EchoesOverIpv6Loopback) {
     TestEngine engine(api());
     ASSERT_TRUE(engine.createAndStart(config)) << address;
     std::vector<EchoJob> jobs(1);
-    jobs[0].socket = connectTcp("::1", engine.port(), deadlineIn(kTimeout), &error);
+    jobs[0].socket = connectTcp("::1", engine.port(), deadlineIn(kIoTimeout), &error);
     ASSERT_TRUE(jobs[0].socket) << error;
     jobs[0].total = 100000;
     jobs[0].halfClose = true;
     EXPECT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "") << address;
     // Bound to ::1 only: the IPv4 loopback must not reach it.
-    EXPECT_FALSE(connectLoopback(engine.port(), deadlineIn(kTimeout), &error)) << address;
+    EXPECT_FALSE(connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error)) << address;
   }
 }
 
@@ -223,8 +222,8 @@ TEST_F(EngineTest, TwoEnginesInOneProcessEchoAtOnce) {
   ASSERT_TRUE(second.createAndStart(loopbackConfig(1)));
   ASSERT_NE(first.port(), second.port());
   const uint64_t bytesEach = scaledForSanitizers(1u << 20);
-  auto jobs = makeEchoJobs(first.port(), 4, bytesEach, true, 1, deadlineIn(kTimeout), &error);
-  auto more = makeEchoJobs(second.port(), 3, bytesEach, true, 100, deadlineIn(kTimeout), &error);
+  auto jobs = makeEchoJobs(first.port(), 4, bytesEach, true, 1, deadlineIn(kIoTimeout), &error);
+  auto more = makeEchoJobs(second.port(), 3, bytesEach, true, 100, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(jobs.size() + more.size(), 7u) << error;
   for (auto& job : more) jobs.push_back(std::move(job));
   ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "");
@@ -233,9 +232,9 @@ TEST_F(EngineTest, TwoEnginesInOneProcessEchoAtOnce) {
   expectSettled(second, 3, 3 * bytesEach);
   EXPECT_EQ(first.stop(), EPOLL_ECHO_OK);
   // One engine stopping leaves the other serving.
-  auto after = makeEchoJobs(second.port(), 1, 1000, true, 7, deadlineIn(kTimeout), &error);
+  auto after = makeEchoJobs(second.port(), 1, 1000, true, 7, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(after.size(), 1u) << error;
-  EXPECT_EQ(runEchoJobs(after, deadlineIn(kTimeout)), "");
+  EXPECT_EQ(runEchoJobs(after, deadlineIn(kIoTimeout)), "");
 }
 
 // accept_budget 1 leaves connections queued after every wake-up; the listener must be revisited
@@ -247,7 +246,7 @@ TEST_F(EngineTest, QueuedConnectionsAreAcceptedWithATinyAcceptBudget) {
   std::string error;
   ASSERT_TRUE(engine.createAndStart(config));
   const size_t connections = 200;
-  auto jobs = makeEchoJobs(engine.port(), connections, 100, true, 5, deadlineIn(kTimeout), &error);
+  auto jobs = makeEchoJobs(engine.port(), connections, 100, true, 5, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(jobs.size(), connections) << error;
   ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "");
   jobs.clear();
@@ -262,16 +261,16 @@ TEST_F(EngineTest, StatsCountersAddUpAfterAKnownExchange) {
   std::vector<EchoJob> jobs;
   uint64_t totalBytes = 0;
   for (uint64_t i = 0; i < 10; ++i) {
-    auto one = makeEchoJobs(engine.port(), 1, 1000 * (i + 1), false, i, deadlineIn(kTimeout), &error);
+    auto one = makeEchoJobs(engine.port(), 1, 1000 * (i + 1), false, i, deadlineIn(kIoTimeout), &error);
     ASSERT_EQ(one.size(), 1u) << error;
     jobs.push_back(std::move(one.front()));
     totalBytes += 1000 * (i + 1);
   }
-  ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kTimeout)), "");
+  ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kIoTimeout)), "");
   bool ok = false;
   epoll_echo_stats_t stats = engine.waitForStats(
       [&](const epoll_echo_stats_t& s) { return s.total.active == 10 && s.total.bytes_out == totalBytes; },
-      deadlineIn(kTimeout), &ok);
+      deadlineIn(kIoTimeout), &ok);
   EXPECT_TRUE(ok) << "active " << stats.total.active << " bytes_out " << stats.total.bytes_out;
   EXPECT_EQ(stats.total.accepted, 10u);
   EXPECT_EQ(stats.total.closed, 0u);
@@ -282,7 +281,7 @@ TEST_F(EngineTest, StatsCountersAddUpAfterAKnownExchange) {
   expectWorkersSumToTotal(engine);
 
   jobs.erase(jobs.begin(), jobs.begin() + 4);  // close four clients
-  stats = engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.closed == 4; }, deadlineIn(kTimeout));
+  stats = engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.closed == 4; }, deadlineIn(kIoTimeout));
   EXPECT_EQ(stats.total.closed, 4u);
   EXPECT_EQ(stats.total.active, 6u);
   jobs.clear();
@@ -298,20 +297,15 @@ TEST_F(EngineTest, StatsCountersAddUpAfterAKnownExchange) {
 // epoll_wait; ping-pong defeats amortisation, so allow four per message.
 TEST_F(EngineTest, PingPongCostsFewSystemCallsPerMessage) {
   TestEngine engine(api());
-  std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
-  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
-  ASSERT_TRUE(client) << error;
-  ASSERT_TRUE(sendAll(client.get(), "warm", deadlineIn(kTimeout), &error)) << error;
-  char reply[64];
-  ASSERT_TRUE(receiveExactly(client.get(), reply, 4, deadlineIn(kTimeout), &error)) << error;
+  UniqueFd client;
+  ASSERT_NO_FATAL_FAILURE(expectEchoOnNewConnection(engine.port(), "warm", "127.0.0.1", &client));
   const uint64_t before =
-      engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.bytes_out == 4; }, deadlineIn(kTimeout))
+      engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.bytes_out == 4; }, deadlineIn(kIoTimeout))
           .total.syscalls;
   const int messages = 500;
   for (int i = 0; i < messages; ++i) {
-    ASSERT_TRUE(sendAll(client.get(), std::string(64, static_cast<char>('a' + i % 26)), deadlineIn(kTimeout), &error));
-    ASSERT_TRUE(receiveExactly(client.get(), reply, 64, deadlineIn(kTimeout), &error)) << error;
+    ASSERT_NO_FATAL_FAILURE(expectEcho(client.get(), std::string(64, static_cast<char>('a' + i % 26))));
   }
   const uint64_t used = engine.stats().total.syscalls - before;
   EXPECT_LE(used, 4u * messages) << used << " system calls for " << messages << " messages";

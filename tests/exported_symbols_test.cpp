@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "support/expect_echo.h"
 #include "support/plugin.h"
 
 namespace epoll_echo::test {
@@ -210,14 +211,8 @@ TEST_F(ExportedSymbolsTest, DlcloseReallyUnloadsAfterAnEngineRan) {
     ASSERT_TRUE(plugin.loaded()) << plugin.error();
     {
       TestEngine engine(plugin.api());
-      std::string error;
       ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
-      UniqueFd client = connectLoopback(engine.port(), deadlineIn(std::chrono::seconds(5)), &error);
-      ASSERT_TRUE(client) << error;
-      ASSERT_TRUE(sendAll(client.get(), "ping", deadlineIn(std::chrono::seconds(5)), &error)) << error;
-      char reply[4];
-      ASSERT_TRUE(receiveExactly(client.get(), reply, sizeof reply, deadlineIn(std::chrono::seconds(5)), &error))
-          << error;
+      ASSERT_NO_FATAL_FAILURE(expectEchoOnNewConnection(engine.port(), "ping"));
       EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
     }
     ASSERT_TRUE(isPluginResident());

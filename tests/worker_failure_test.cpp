@@ -10,13 +10,13 @@
 
 #include <gtest/gtest.h>
 
+#include "support/expect_echo.h"
 #include "support/plugin.h"
 #include "support/process.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
-
-constexpr auto kTimeout = std::chrono::seconds(15);  // generous: sanitizer builds on busy cores
 
 // Sets the injection variable for the test's lifetime (read by the plugin's worker threads, which
 // exist only inside the test, after it is set).
@@ -42,11 +42,11 @@ TEST_F(WorkerFailureTest, FailedEpollWaitIsCountedAndExplained) {
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   EXPECT_EQ(engine.stats().total.worker_failures, 0u);
 
-  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
   ASSERT_TRUE(client) << error;
   bool failed = false;
   const epoll_echo_stats_t stats = engine.waitForStats(
-      [](const epoll_echo_stats_t& now) { return now.total.worker_failures > 0; }, deadlineIn(kTimeout), &failed);
+      [](const epoll_echo_stats_t& now) { return now.total.worker_failures > 0; }, deadlineIn(kIoTimeout), &failed);
   ASSERT_TRUE(failed) << "worker_failures stayed 0";
   EXPECT_EQ(stats.total.worker_failures, 1u) << "only the worker that accepted fails";
   const std::string reason = engine.lastError();
@@ -64,13 +64,8 @@ TEST_F(WorkerFailureTest, ShippedPluginHasNoFaultInjection) {
   Plugin shipped;
   ASSERT_TRUE(shipped.loaded()) << shipped.error();
   TestEngine engine(shipped.api());
-  std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
-  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kTimeout), &error);
-  ASSERT_TRUE(client) << error;
-  ASSERT_TRUE(sendAll(client.get(), std::string("ping"), deadlineIn(kTimeout), &error)) << error;
-  char echo[4];
-  ASSERT_TRUE(receiveExactly(client.get(), echo, sizeof echo, deadlineIn(kTimeout), &error)) << error;
+  ASSERT_NO_FATAL_FAILURE(expectEchoOnNewConnection(engine.port(), "ping"));
   EXPECT_EQ(engine.stats().total.worker_failures, 0u);
   EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
 }
@@ -81,13 +76,13 @@ TEST_F(WorkerFailureTest, HostLogsTheReasonAndExitsNonZero) {
   ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "1", "--plugin",
                                                EPOLL_ECHO_FAULT_PLUGIN_PATH});
   const std::string startText = "listening on 127.0.0.1:";
-  ASSERT_TRUE(server.waitForStderr(startText, deadlineIn(kTimeout))) << server.capturedStderr();
+  ASSERT_TRUE(server.waitForStderr(startText, deadlineIn(kServerTimeout))) << server.capturedStderr();
   const std::string& log = server.capturedStderr();
   const auto port = static_cast<uint16_t>(std::stoul(log.substr(log.find(startText) + startText.size())));
   std::string error;
-  UniqueFd client = connectLoopback(port, deadlineIn(kTimeout), &error);
+  UniqueFd client = connectLoopback(port, deadlineIn(kIoTimeout), &error);
   ASSERT_TRUE(client) << error;
-  const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));
+  const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kServerTimeout));
   ASSERT_TRUE(status.has_value()) << "still running; stderr: " << server.capturedStderr();
   EXPECT_TRUE(status->exited && status->code == 1) << status->describe();
   EXPECT_NE(server.capturedStderr().find("engine failure: worker 0: epoll_wait: Invalid argument"), std::string::npos)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "support/net.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 
@@ -33,20 +34,6 @@ std::vector<EchoJob> makeEchoJobs(uint16_t port, std::size_t count, std::uint64_
 // Runs the jobs until all are done or the deadline passes. Returns "" on success, otherwise the
 // first failure with the connection index and byte offset.
 std::string runEchoJobs(std::vector<EchoJob>& jobs, Deadline deadline);
-
-// True in ASan/UBSan/TSan builds, which run several times slower: tests scale volumes down.
-constexpr bool kSanitizedBuild =
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-    true;
-#else
-    false;
-#endif
-#else
-    false;
-#endif
 
 // `bytes` in a plain build, a quarter of it (at least 64 KiB) under a sanitizer.
 constexpr std::uint64_t scaledForSanitizers(std::uint64_t bytes) {
