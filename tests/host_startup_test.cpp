@@ -19,21 +19,20 @@
 #include <gtest/gtest.h>
 
 #include "support/elf_file.h"
-#include "support/ping_pong.h"
+#include "support/expect_echo.h"
 #include "support/plugin.h"
 #include "support/process.h"
+#include "support/server_process.h"
 #include "support/temporary_directory.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Refusals print and exit at once; the margin is for sanitizer builds on busy cores.
-constexpr std::chrono::seconds kExitTimeout{15};
-
 Completed runServer(const std::vector<std::string>& arguments) {
-  return runToCompletion(EPOLL_ECHO_SERVER_PATH, arguments, deadlineIn(kExitTimeout));
+  return runToCompletion(EPOLL_ECHO_SERVER_PATH, arguments, deadlineIn(kServerTimeout));
 }
 
 std::size_t lineCount(const std::string& text) {
@@ -150,7 +149,7 @@ TEST(HostStartupTest, FindsThePluginInTheInstalledLayout) {
   const fs::path server = prefix.path() / "bin" / "epoll-server";
   fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);
   fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, prefix.path() / "lib" / "epoll_echo" / "libepoll_echo.so");
-  const Completed run = runToCompletion(server.string(), {"--version"}, deadlineIn(kExitTimeout));
+  const Completed run = runToCompletion(server.string(), {"--version"}, deadlineIn(kServerTimeout));
   ASSERT_TRUE(run.status);
   EXPECT_TRUE(run.status->succeeded()) << run.status->describe() << "\n" << run.err;
   const std::string expected = "plugin " + (prefix.path() / "lib" / "epoll_echo" / "libepoll_echo.so").string();
@@ -162,7 +161,7 @@ TEST(HostStartupTest, NamesBothSearchedPathsWhenNoPluginIsFound) {
   fs::create_directories(prefix.path() / "bin");
   const fs::path server = prefix.path() / "bin" / "epoll-server";
   fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);
-  const Completed run = runToCompletion(server.string(), {"--port", "0"}, deadlineIn(kExitTimeout));
+  const Completed run = runToCompletion(server.string(), {"--port", "0"}, deadlineIn(kServerTimeout));
   expectOneLineFailure(run, {"no plugin found", (prefix.path() / "bin" / "libepoll_echo.so").string(),
                              (prefix.path() / "lib" / "epoll_echo" / "libepoll_echo.so").string(), "--plugin"});
 }
@@ -172,7 +171,7 @@ TEST(HostStartupTest, VersionWithoutAPluginPrintsTheHostVersionAndExitsZero) {
   TemporaryDirectory prefix("epoll-server-test");
   const fs::path server = prefix.path() / "epoll-server";
   fs::copy_file(EPOLL_ECHO_SERVER_PATH, server);
-  const Completed searched = runToCompletion(server.string(), {"--version"}, deadlineIn(kExitTimeout));
+  const Completed searched = runToCompletion(server.string(), {"--version"}, deadlineIn(kServerTimeout));
   ASSERT_TRUE(searched.status);
   EXPECT_TRUE(searched.status->succeeded()) << searched.status->describe() << "\n" << searched.err;
   EXPECT_EQ(searched.out.rfind("epoll-server ", 0), 0u) << searched.out;
@@ -191,23 +190,11 @@ TEST(HostStartupTest, VersionWithoutAPluginPrintsTheHostVersionAndExitsZero) {
 
 // Starts the server on `plugin`, echoes one message and stops it with SIGTERM: exit 0.
 void expectServes(const fs::path& plugin) {
-  ChildProcess server(EPOLL_ECHO_SERVER_PATH,
-                      {"--bind", "127.0.0.1", "--port", "0", "--maxListeners", "1", "--plugin", plugin.string()});
-  uint16_t port = 0;
-  const auto started = [&] { return (port = startLinePort(server.capturedStderr())) != 0; };
-  ASSERT_TRUE(server.waitUntil(started, deadlineIn(kExitTimeout))) << server.capturedStderr();
-  std::string error;
-  UniqueFd client = connectLoopback(port, deadlineIn(kExitTimeout), &error);
-  ASSERT_TRUE(client) << error;
-  const std::string message = "served by " + plugin.filename().string();
-  ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kExitTimeout), &error)) << error;
-  std::string echoed(message.size(), '\0');
-  ASSERT_TRUE(receiveExactly(client.get(), echoed.data(), echoed.size(), deadlineIn(kExitTimeout), &error)) << error;
-  EXPECT_EQ(echoed, message);
-  ASSERT_TRUE(server.sendSignal(SIGTERM));
-  const auto status = server.waitForExit(deadlineIn(kExitTimeout));
-  ASSERT_TRUE(status);
-  EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server.capturedStderr();
+  ServerProcess server;
+  ASSERT_TRUE(server.start(loopbackFlags({"--maxListeners", "1", "--plugin", plugin.string()})));
+  ASSERT_EQ(server.startLine().address, "127.0.0.1") << server.log();
+  ASSERT_NO_FATAL_FAILURE(expectEchoOnNewConnection(server.port(), "served by " + plugin.filename().string()));
+  ASSERT_TRUE(server.stop(SIGTERM));
 }
 
 // A build still being written is a prefix of the final file. The loader would map its missing

@@ -20,19 +20,17 @@
 #include <gtest/gtest.h>
 
 #include "support/echo_traffic.h"
+#include "support/expect_echo.h"
 #include "support/net.h"
 #include "support/process.h"
+#include "support/server_process.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// Generous for sanitizer builds on two loaded cores; a healthy run takes a fraction.
-constexpr seconds kStartTimeout{15};
-constexpr seconds kStopTimeout{15};
-constexpr seconds kOutputTimeout{10};
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
@@ -42,29 +40,6 @@ const std::vector<std::string> kStatsKeys = {"state",         "port",          "
                                              "bytes_in",      "bytes_out",     "backpressure_pauses",
                                              "accept_errors", "accept_pauses", "syscalls",
                                              "wakeups",       "build_id",      "reloads"};
-
-struct StartLine {
-  uint16_t port = 0;
-  int listeners = 0;
-};
-
-// Parses "epoll-server: listening on 127.0.0.1:PORT (N listeners, ...)\n" ("1 listener") once it is
-// complete.
-std::optional<StartLine> parseStartLine(const std::string& text) {
-  const std::string prefix = "epoll-server: listening on 127.0.0.1:";
-  const std::size_t at = text.find(prefix);
-  const std::size_t end = at == std::string::npos ? at : text.find('\n', at);
-  if (end == std::string::npos) return std::nullopt;
-  std::istringstream line(text.substr(at + prefix.size(), end - at - prefix.size()));
-  unsigned port = 0;
-  char open = 0;
-  StartLine result;
-  std::string word;
-  if (!(line >> port >> open >> result.listeners >> word) || open != '(') return std::nullopt;
-  if (word != (result.listeners == 1 ? "listener," : "listeners,")) return std::nullopt;
-  result.port = static_cast<uint16_t>(port);
-  return result;
-}
 
 // "stats state=running port=1 ..." -> {{"state","running"}, {"port","1"}, ...}; empty if malformed.
 Fields textStatsFields(const std::string& line) {
@@ -115,33 +90,17 @@ std::vector<std::string> completeLines(const std::string& text) {
   return lines;
 }
 
-// Runs one epoll-server; the ChildProcess destructor kills and reaps it whatever the test does.
+// Runs one epoll-server; ServerProcess kills and reaps it whatever the test does.
 class HostServerTest : public ::testing::Test {
  protected:
-  void startServer(std::vector<std::string> arguments) {
-    arguments.insert(arguments.begin(), {"--bind", "127.0.0.1", "--port", "0"});
-    server_.emplace(EPOLL_ECHO_SERVER_PATH, arguments);
-    std::optional<StartLine> start;
-    const auto started = [&] { return (start = parseStartLine(server_->capturedStderr())).has_value(); };
-    ASSERT_TRUE(server_->waitUntil(started, deadlineIn(kStartTimeout))) << "no start line; stderr:\n"
-                                                                        << server_->capturedStderr();
-    port_ = start->port;
-    listeners_ = start->listeners;
-    ASSERT_NE(port_, 0);
-  }
-
-  // Sends `message` on `socket` and expects it back unchanged.
-  void expectEcho(int socket, const std::string& message) {
-    std::string error;
-    ASSERT_TRUE(sendAll(socket, message, deadlineIn(kOutputTimeout), &error)) << error;
-    std::string echoed(message.size(), '\0');
-    ASSERT_TRUE(receiveExactly(socket, echoed.data(), echoed.size(), deadlineIn(kOutputTimeout), &error)) << error;
-    EXPECT_EQ(echoed, message);
+  void startServer(const std::vector<std::string>& flags) {
+    ASSERT_TRUE(server_.start(loopbackFlags(flags)));
+    ASSERT_EQ(server_.startLine().address, "127.0.0.1") << server_.log();
   }
 
   UniqueFd connectToServer() {
     std::string error;
-    UniqueFd socket = connectLoopback(port_, deadlineIn(kOutputTimeout), &error);
+    UniqueFd socket = connectLoopback(server_.port(), deadlineIn(kIoTimeout), &error);
     EXPECT_TRUE(socket) << error;
     return socket;
   }
@@ -149,27 +108,25 @@ class HostServerTest : public ::testing::Test {
   // Asks for stats with SIGUSR1 until a stats line satisfies `wanted` (the engine counts
   // asynchronously, so a line may predate the last echo). Bounded in tries and time.
   bool statsLineMatching(const std::function<bool(const std::string&)>& wanted) {
-    const Deadline deadline = deadlineIn(kOutputTimeout);
+    const Deadline deadline = deadlineIn(kServerTimeout);
     // Bounded by the deadline: the worker bumps its counters just after its send, so on a busy
     // machine the client may see the echo well before a stats line shows it.
     for (int attempt = 0; attempt < 100000 && Clock::now() < deadline; ++attempt) {
-      const std::size_t before = completeLines(server_->capturedStdout()).size();
-      EXPECT_TRUE(server_->sendSignal(SIGUSR1));
-      const auto oneMore = [&] { return completeLines(server_->capturedStdout()).size() > before; };
-      if (!server_->waitUntil(oneMore, deadline)) return false;
-      if (wanted(completeLines(server_->capturedStdout()).back())) return true;
+      const std::size_t before = completeLines(server_.child().capturedStdout()).size();
+      EXPECT_TRUE(server_.sendSignal(SIGUSR1));
+      const auto oneMore = [&] { return completeLines(server_.child().capturedStdout()).size() > before; };
+      if (!server_.child().waitUntil(oneMore, deadline)) return false;
+      if (wanted(completeLines(server_.child().capturedStdout()).back())) return true;
     }
     return false;
   }
 
-  std::optional<ChildProcess> server_;
-  uint16_t port_ = 0;
-  int listeners_ = 0;
+  ServerProcess server_;
 };
 
 TEST_F(HostServerTest, EchoesWithOneListener) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
-  EXPECT_EQ(listeners_, 1);
+  EXPECT_EQ(server_.listeners(), 1);
   UniqueFd client = connectToServer();
   ASSERT_TRUE(client);
   expectEcho(client.get(), "hello, epoll-server\n");
@@ -177,18 +134,18 @@ TEST_F(HostServerTest, EchoesWithOneListener) {
 
 TEST_F(HostServerTest, EchoesWithFourListeners) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "4"}));
-  EXPECT_EQ(listeners_, 4);
+  EXPECT_EQ(server_.listeners(), 4);
   // Many connections so SO_REUSEPORT spreads them over the workers; every byte is checked.
   std::string error;
   std::vector<EchoJob> jobs =
-      makeEchoJobs(port_, 16, scaledForSanitizers(256 * 1024), true, 7, deadlineIn(kOutputTimeout), &error);
+      makeEchoJobs(server_.port(), 16, scaledForSanitizers(256 * 1024), true, 7, deadlineIn(kServerTimeout), &error);
   ASSERT_EQ(jobs.size(), 16u) << error;
-  EXPECT_EQ(runEchoJobs(jobs, deadlineIn(seconds(60))), "");
+  EXPECT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "");
 }
 
 TEST_F(HostServerTest, AcceptsTheSeedServersSingleDashFlags) {
   ASSERT_NO_FATAL_FAILURE(startServer({"-maxListeners", "2"}));
-  EXPECT_EQ(listeners_, 2);
+  EXPECT_EQ(server_.listeners(), 2);
 }
 
 class HostStopTest : public HostServerTest, public ::testing::WithParamInterface<int> {};
@@ -201,16 +158,14 @@ TEST_P(HostStopTest, StopSignalClosesEveryConnectionAndExitsZero) {
     ASSERT_TRUE(clients.back());
     expectEcho(clients.back().get(), "before stop " + std::to_string(i));  // accepted by a worker
   }
-  ASSERT_TRUE(server_->sendSignal(GetParam()));
+  ASSERT_TRUE(server_.sendSignal(GetParam()));
   for (UniqueFd& client : clients) {
     std::string error;
-    EXPECT_TRUE(waitForEof(client.get(), deadlineIn(kStopTimeout), &error)) << error;
+    EXPECT_TRUE(waitForEof(client.get(), deadlineIn(kIoTimeout), &error)) << error;
   }
-  const auto status = server_->waitForExit(deadlineIn(kStopTimeout));
-  ASSERT_TRUE(status) << "still running after the stop signal";
-  EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server_->capturedStderr();
-  EXPECT_NE(server_->capturedStderr().find(std::string("stopped on SIG") + sigabbrev_np(GetParam())), std::string::npos)
-      << server_->capturedStderr();
+  ASSERT_TRUE(server_.waitForCleanExit());
+  EXPECT_NE(server_.log().find(std::string("stopped on SIG") + sigabbrev_np(GetParam())), std::string::npos)
+      << server_.log();
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, HostStopTest, ::testing::Values(SIGINT, SIGTERM),
@@ -224,7 +179,7 @@ TEST_F(HostServerTest, BusyPortFailsWithinASecond) {
   ASSERT_TRUE(occupant) << error;
   const std::string port = std::to_string(localPort(occupant.get()));
   // One second is the requirement; sanitizer builds start several times slower.
-  const auto limit = kSanitizedBuild ? milliseconds(4000) : milliseconds(1000);
+  const auto limit = sanitizerScaledLimit(milliseconds(1000));
   ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--bind", "127.0.0.1", "--port", port, "--maxListeners", "2"});
   const auto status = server.waitForExit(deadlineIn(limit));
   ASSERT_TRUE(status) << "still running with port " << port << " taken; stderr:\n" << server.capturedStderr();
@@ -245,7 +200,7 @@ TEST_F(HostServerTest, Sigusr1PrintsATextStatsLine) {
   EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
     return statsFieldsMatch(textStatsFields(line), expected);
   })) << "stdout:\n"
-      << server_->capturedStdout();
+      << server_.child().capturedStdout();
 }
 
 TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
@@ -262,47 +217,43 @@ TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
     fields.erase(fields.begin());
     return statsFieldsMatch(fields, expected);
   })) << "stdout:\n"
-      << server_->capturedStdout();
+      << server_.child().capturedStdout();
 }
 
 TEST_F(HostServerTest, StatsIntervalPrintsWithoutASignal) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1", "--stats-interval", "1"}));
   const auto twoLines = [&] {
-    const std::vector<std::string> lines = completeLines(server_->capturedStdout());
+    const std::vector<std::string> lines = completeLines(server_.child().capturedStdout());
     return lines.size() >= 2 && statsFieldsMatch(textStatsFields(lines[0]), {{"state", "running"}}) &&
            statsFieldsMatch(textStatsFields(lines[1]), {{"state", "running"}});
   };
-  EXPECT_TRUE(server_->waitUntil(twoLines, deadlineIn(kOutputTimeout))) << server_->capturedStdout();
+  EXPECT_TRUE(server_.child().waitUntil(twoLines, deadlineIn(kServerTimeout))) << server_.child().capturedStdout();
 }
 
 TEST_F(HostServerTest, SighupReloadsAndServingContinues) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
   UniqueFd client = connectToServer();
   ASSERT_TRUE(client);
-  ASSERT_TRUE(server_->sendSignal(SIGHUP));
-  EXPECT_TRUE(server_->waitForStderr("reloaded: build ", deadlineIn(kOutputTimeout))) << server_->capturedStderr();
+  ASSERT_TRUE(server_.sendSignal(SIGHUP));
+  EXPECT_TRUE(server_.waitForLog("reloaded: build "));
   expectEcho(client.get(), "still here");
   UniqueFd another = connectToServer();
   ASSERT_TRUE(another);
   expectEcho(another.get(), "and accepting");
-  ASSERT_TRUE(server_->sendSignal(SIGTERM));
-  const auto status = server_->waitForExit(deadlineIn(kStopTimeout));
-  ASSERT_TRUE(status) << server_->capturedStderr();
-  EXPECT_TRUE(status->succeeded()) << status->describe();
+  EXPECT_TRUE(server_.stop(SIGTERM));
 }
 
 TEST_F(HostServerTest, SecondStopSignalDuringASlowStopExitsAtOnce) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--plugin", HOST_FAKE_PLUGIN_SLOW_STOP}));
-  ASSERT_TRUE(server_->sendSignal(SIGTERM));
+  ASSERT_TRUE(server_.sendSignal(SIGTERM));
   // Wait until the first signal was handled: two pending SIGTERMs would merge into one.
-  ASSERT_TRUE(server_->waitForStderr("SIGTERM received: stopping", deadlineIn(kOutputTimeout)))
-      << server_->capturedStderr();
-  ASSERT_TRUE(server_->sendSignal(SIGINT));
-  const auto status = server_->waitForExit(deadlineIn(seconds(5)));  // the fake's stop takes 120 s
-  ASSERT_TRUE(status) << "the second signal did not end the process; stderr:\n" << server_->capturedStderr();
+  ASSERT_TRUE(server_.waitForLog("SIGTERM received: stopping"));
+  ASSERT_TRUE(server_.sendSignal(SIGINT));
+  const auto status = server_.child().waitForExit(deadlineIn(seconds(5)));  // the fake's stop takes 120 s
+  ASSERT_TRUE(status) << "the second signal did not end the process; stderr:\n" << server_.log();
   EXPECT_TRUE(status->exited && status->code == 128 + SIGINT) << status->describe();
-  EXPECT_NE(server_->capturedStderr().find("SIGINT received again while stopping"), std::string::npos)
-      << server_->capturedStderr();
+  EXPECT_NE(server_.log().find("SIGINT received again while stopping"), std::string::npos)
+      << server_.log();
 }
 
 // The lowest descriptor number `pid` does not use: with RLIMIT_NOFILE at this value its next
@@ -323,27 +274,24 @@ int lowestFreeDescriptor(pid_t pid) {
 
 TEST_F(HostServerTest, WarnsWhenAcceptsFailForLackOfDescriptors) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1"}));
-  const int limit = lowestFreeDescriptor(server_->pid());
+  const int limit = lowestFreeDescriptor(server_.pid());
   ASSERT_GT(limit, 2);
   rlimit current{};
-  ASSERT_EQ(prlimit(server_->pid(), RLIMIT_NOFILE, nullptr, &current), 0);
+  ASSERT_EQ(prlimit(server_.pid(), RLIMIT_NOFILE, nullptr, &current), 0);
   rlimit lowered = current;
   lowered.rlim_cur = static_cast<rlim_t>(limit);
-  ASSERT_EQ(prlimit(server_->pid(), RLIMIT_NOFILE, &lowered, nullptr), 0) << strerror(errno);
+  ASSERT_EQ(prlimit(server_.pid(), RLIMIT_NOFILE, &lowered, nullptr), 0) << strerror(errno);
   std::vector<UniqueFd> clients;
   for (int i = 0; i < 4; ++i) clients.push_back(connectToServer());  // the kernel completes the handshake
   const auto warned = [&] {
-    const std::string& text = server_->capturedStderr();
+    const std::string& text = server_.log();
     const std::size_t at = text.find("epoll-server: warning: ");
     return at != std::string::npos && text.find("failed accept", at) != std::string::npos &&
            text.find("out of file descriptors", at) != std::string::npos;
   };
-  EXPECT_TRUE(server_->waitUntil(warned, deadlineIn(kOutputTimeout))) << server_->capturedStderr();
-  ASSERT_EQ(prlimit(server_->pid(), RLIMIT_NOFILE, &current, nullptr), 0);
-  ASSERT_TRUE(server_->sendSignal(SIGTERM));
-  const auto status = server_->waitForExit(deadlineIn(kStopTimeout));
-  ASSERT_TRUE(status);
-  EXPECT_TRUE(status->succeeded()) << status->describe();
+  EXPECT_TRUE(server_.child().waitUntil(warned, deadlineIn(kServerTimeout))) << server_.log();
+  ASSERT_EQ(prlimit(server_.pid(), RLIMIT_NOFILE, &current, nullptr), 0);
+  EXPECT_TRUE(server_.stop(SIGTERM));
 }
 
 }  // namespace

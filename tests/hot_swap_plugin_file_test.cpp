@@ -13,9 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,97 +21,39 @@
 #include <gtest/gtest.h>
 
 #include "support/elf_file.h"
+#include "support/hot_swap_server_test.h"
 #include "support/net.h"
 #include "support/ping_pong.h"
-#include "support/process.h"
-#include "support/temporary_directory.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
 
 namespace fs = std::filesystem;
-using std::chrono::seconds;
 
-constexpr seconds kTimeout{15};  // generous for sanitizer builds on two loaded cores
 constexpr std::size_t kConnections = 8;
-constexpr const char* kPluginName = "libepoll_echo.so";
-constexpr const char* kReloaded = "epoll-server: reloaded: build ";
+constexpr const char* kPluginName = PluginDirectory::kPluginName;
 
-class HotSwapPluginFileTest : public ::testing::Test {
+// Counts as mapped plugin files every memory file and every .so of the directory: a build that
+// stays mapped under another name counts too.
+class HotSwapPluginFileTest : public HotSwapServerTest {
  protected:
-  void SetUp() override { fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugin_); }
-
-  // Runs `command` (the server, possibly behind setpriv) with the test's flags after it.
-  void startServer(std::vector<std::string> command, const std::vector<std::string>& flags) {
-    const std::string program = command.front();
-    command.erase(command.begin());
-    for (const char* flag : {"--bind", "127.0.0.1", "--port", "0", "--maxListeners", "2"}) command.push_back(flag);
-    command.insert(command.end(), flags.begin(), flags.end());
-    server_.emplace(program, command);
-    const auto started = [&] { return (port_ = startLinePort(server_->capturedStderr())) != 0; };
-    ASSERT_TRUE(server_->waitUntil(started, deadlineIn(kTimeout))) << server_->capturedStderr();
-  }
-  void startServer(const std::vector<std::string>& flags) {
-    std::vector<std::string> all = {"--plugin", plugin_.string()};
-    all.insert(all.end(), flags.begin(), flags.end());
-    startServer({EPOLL_ECHO_SERVER_PATH}, all);
-  }
-
-  // Puts `bytes` in place as a linker does: written under another name, renamed over the plugin.
-  void install(const std::string& bytes) {
-    const fs::path staging = directory_ / "staging.tmp";
-    writeWholeFile(staging, bytes);
-    fs::rename(staging, plugin_);
-  }
-
-  bool waitForLog(const std::string& text, std::size_t count = 1) {
-    const auto enough = [&] { return countOccurrences(server_->capturedStderr(), text) >= count; };
-    return server_->waitUntil(enough, deadlineIn(kTimeout));
-  }
-
-  // Distinct plugin files mapped in the server ("major:minor inode path"): its memory copies,
-  // "/memfd:NAME (deleted)" (NAME: the file name of --plugin), and any .so of the test's directory.
-  std::set<std::string> mappedPluginFiles() {
-    std::ifstream maps("/proc/" + std::to_string(server_->pid()) + "/maps");
-    std::set<std::string> files;
-    for (std::string line; std::getline(maps, line);) {
-      std::istringstream fields(line);
-      std::string range, permissions, offset, device, inode, path;
-      if (!(fields >> range >> permissions >> offset >> device >> inode >> path)) continue;
-      const bool inDirectory = path.rfind(directory_.string(), 0) == 0 && fs::path(path).extension() == ".so";
-      if (path.rfind("/memfd:", 0) == 0 || inDirectory) {
-        files.insert(device + " " + inode + " " + path);
-      }
-    }
-    return files;
-  }
-
-  std::set<std::string> directoryEntries() {
-    std::set<std::string> names;
-    for (const auto& entry : fs::directory_iterator(directory_)) names.insert(entry.path().filename().string());
-    return names;
-  }
+  HotSwapPluginFileTest()
+      : HotSwapServerTest("epoll-echo-plugin-file", PluginMappings::AnyMemoryFileOrLibraryInTheDirectory) {}
 
   // The load kept running, `mappedCopies` plugin copies are mapped, and SIGTERM ends the server
   // with exit 0.
   void expectHealthyThenStop(PingPongLoad& load, std::size_t mappedCopies = 1) {
-    EXPECT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+    EXPECT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
     EXPECT_EQ(mappedPluginFiles().size(), mappedCopies) << ::testing::PrintToString(mappedPluginFiles());
     load.stop();
     EXPECT_EQ(load.error(), "");
-    ASSERT_TRUE(server_->sendSignal(SIGTERM));
-    const auto status = server_->waitForExit(deadlineIn(kTimeout));
-    ASSERT_TRUE(status) << server_->capturedStderr();
-    EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server_->capturedStderr();
+    ASSERT_TRUE(server_.stop(SIGTERM));
   }
 
-  // Declared before server_, so the server is gone before its directory is removed.
-  TemporaryDirectory temporary_{"epoll-echo-plugin-file"};
-  const fs::path directory_ = temporary_.path();
-  const fs::path plugin_ = directory_ / kPluginName;
+  const std::filesystem::path& directory_ = plugins_.path();
+  const std::filesystem::path& plugin_ = plugins_.plugin();
   const std::string build_ = readWholeFile(EPOLL_ECHO_PLUGIN_PATH);
-  std::optional<ChildProcess> server_;
-  uint16_t port_ = 0;
 };
 
 // Cuts the loader cannot survive, moved into place one after another as a slow writer would
@@ -122,36 +62,33 @@ class HotSwapPluginFileTest : public ::testing::Test {
 // build, are taken.
 TEST_F(HotSwapPluginFileTest, WatchKeepsServingWhileTruncatedBuildsAreMovedIntoPlace) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
-  PingPongLoad load(port_, kConnections);
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  PingPongLoad load(server_.port(), kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   // Each cut costs a debounce and a load: a dozen, spread from the empty file to one byte short.
   const std::set<uint64_t> cuts = sampleCuts(truncationCuts(build_, true), 12);
   std::string lastReason;
   for (const uint64_t cut : cuts) {
-    install(build_.substr(0, cut));
+    plugins_.install(build_.substr(0, cut));
     lastReason = cut == 0 ? "the file is empty\n"
                           : ", the file has " + std::to_string(cut) + (cut == 1 ? " byte\n" : " bytes\n");
-    ASSERT_TRUE(
-        waitForLog("not loadable yet (attempt 1 of 4), retrying in 200 ms in case it is still being "
-                   "written: plugin " +
-                   plugin_.string() + " is truncated: "))
-        << server_->capturedStderr();
-    ASSERT_TRUE(waitForLog(lastReason)) << "cut at " << cut << "\n" << server_->capturedStderr();
+    ASSERT_TRUE(server_.waitForLog(
+        "not loadable yet (attempt 1 of 4), retrying in 200 ms in case it is still being written: plugin " +
+        plugin_.string() + " is truncated: "));
+    ASSERT_TRUE(server_.waitForLog(lastReason)) << "cut at " << cut;
     ASSERT_EQ(load.error(), "") << "cut at " << cut;
   }
   // The last cut stays: after its retries, one line rejects it (its size ends the reason).
-  ASSERT_TRUE(waitForLog(lastReason.substr(0, lastReason.size() - 1) + "; still serving build "))
-      << server_->capturedStderr();
-  EXPECT_NE(server_->capturedStderr().find(" rejected: plugin " + plugin_.string() + " is truncated: "),
+  ASSERT_TRUE(server_.waitForLog(lastReason.substr(0, lastReason.size() - 1) + "; still serving build "));
+  EXPECT_NE(server_.log().find(" rejected: plugin " + plugin_.string() + " is truncated: "),
             std::string::npos);
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
-  EXPECT_EQ(countOccurrences(server_->capturedStderr(), kReloaded), 0u);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
+  EXPECT_EQ(countOccurrences(server_.log(), kReloaded), 0u);
 
-  install(build_.substr(0, readElfLayout(build_).loadableEnd));  // no debug information, no section headers
-  ASSERT_TRUE(waitForLog(kReloaded, 1)) << server_->capturedStderr();
-  install(build_);
-  ASSERT_TRUE(waitForLog(kReloaded, 2)) << server_->capturedStderr();
-  EXPECT_EQ(directoryEntries(), std::set<std::string>{kPluginName});
+  plugins_.install(build_.substr(0, readElfLayout(build_).loadableEnd));  // no debug information, no section headers
+  ASSERT_TRUE(server_.waitForLog(kReloaded, 1));
+  plugins_.install(build_);
+  ASSERT_TRUE(server_.waitForLog(kReloaded, 2));
+  EXPECT_EQ(plugins_.entries(), std::set<std::string>{kPluginName});
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
 }
 
@@ -159,8 +96,8 @@ TEST_F(HotSwapPluginFileTest, WatchKeepsServingWhileTruncatedBuildsAreMovedIntoP
 // finds the file cut short, and is rejected with its size; the whole file is then taken.
 TEST_F(HotSwapPluginFileTest, SighupDuringAnInPlaceRewriteRejectsThePartFileAndTakesTheWholeOne) {
   ASSERT_NO_FATAL_FAILURE(startServer({}));
-  PingPongLoad load(port_, kConnections);
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  PingPongLoad load(server_.port(), kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   const int fd = ::open(plugin_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
   ASSERT_GE(fd, 0);
   std::size_t written = 0;
@@ -168,18 +105,17 @@ TEST_F(HotSwapPluginFileTest, SighupDuringAnInPlaceRewriteRejectsThePartFileAndT
   for (const uint64_t cut : truncationCuts(build_, true)) {
     ASSERT_EQ(::write(fd, build_.data() + written, cut - written), static_cast<ssize_t>(cut - written));
     written = cut;
-    ASSERT_TRUE(server_->sendSignal(SIGHUP));
-    ASSERT_TRUE(waitForLog(" rejected: plugin " + plugin_.string() + " is truncated: ", ++rejections))
-        << "cut at " << cut << "\n"
-        << server_->capturedStderr();
+    ASSERT_TRUE(server_.sendSignal(SIGHUP));
+    ASSERT_TRUE(server_.waitForLog(" rejected: plugin " + plugin_.string() + " is truncated: ", ++rejections))
+        << "cut at " << cut;
     const std::string size = cut == 0 ? "the file is empty;" : " the file has " + std::to_string(cut) + " byte";
-    EXPECT_NE(server_->capturedStderr().find(size), std::string::npos) << size;
+    EXPECT_NE(server_.log().find(size), std::string::npos) << size;
   }
   ASSERT_EQ(::write(fd, build_.data() + written, build_.size() - written),
             static_cast<ssize_t>(build_.size() - written));
   ::close(fd);
-  ASSERT_TRUE(server_->sendSignal(SIGHUP));
-  ASSERT_TRUE(waitForLog(kReloaded)) << server_->capturedStderr();
+  ASSERT_TRUE(server_.sendSignal(SIGHUP));
+  ASSERT_TRUE(server_.waitForLog(kReloaded));
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
 }
 
@@ -188,8 +124,8 @@ TEST_F(HotSwapPluginFileTest, SighupDuringAnInPlaceRewriteRejectsThePartFileAndT
 // line (the log shows how often each case was hit).
 TEST_F(HotSwapPluginFileTest, SighupsRacingAnInPlaceRewriteNeverTakeTheServerDown) {
   ASSERT_NO_FATAL_FAILURE(startServer({}));
-  PingPongLoad load(port_, kConnections);
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  PingPongLoad load(server_.port(), kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   std::atomic<bool> writing{true};
   std::string writeError;
   std::thread writer([&] {
@@ -206,31 +142,31 @@ TEST_F(HotSwapPluginFileTest, SighupsRacingAnInPlaceRewriteNeverTakeTheServerDow
   });
   std::size_t requests = 0;
   const auto answered = [&] {
-    const std::string& log = server_->capturedStderr();
+    const std::string& log = server_.log();
     return countOccurrences(log, kReloaded) + countOccurrences(log, " rejected: ") >= requests;
   };
   while (writing && requests < 100) {
-    if (!server_->sendSignal(SIGHUP)) break;
+    if (!server_.sendSignal(SIGHUP)) break;
     ++requests;
-    if (!server_->waitUntil(answered, deadlineIn(kTimeout))) break;
+    if (!server_.child().waitUntil(answered, deadlineIn(kServerTimeout))) break;
   }
   writer.join();
   ASSERT_EQ(writeError, "");
-  ASSERT_TRUE(server_->waitUntil(answered, deadlineIn(kTimeout))) << server_->capturedStderr();
-  const std::size_t reloadedBefore = countOccurrences(server_->capturedStderr(), kReloaded);
-  const std::string& log = server_->capturedStderr();
+  ASSERT_TRUE(server_.child().waitUntil(answered, deadlineIn(kServerTimeout))) << server_.log();
+  const std::size_t reloadedBefore = countOccurrences(server_.log(), kReloaded);
+  const std::string& log = server_.log();
   std::cout << requests << " reloads requested while rewriting: " << reloadedBefore << " taken, "
             << countOccurrences(log, " is truncated: ") << " truncated, " << countOccurrences(log, "is empty")
             << " empty, " << countOccurrences(log, " changed while it was being copied ") << " changed while copied\n";
-  ASSERT_TRUE(server_->sendSignal(SIGHUP));  // the file is whole now
-  ASSERT_TRUE(waitForLog(kReloaded, reloadedBefore + 1)) << server_->capturedStderr();
+  ASSERT_TRUE(server_.sendSignal(SIGHUP));  // the file is whole now
+  ASSERT_TRUE(server_.waitForLog(kReloaded, reloadedBefore + 1));
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
 }
 
 TEST_F(HotSwapPluginFileTest, DamagedBuildsAreRejectedAndStrippedOnesTakenOnSighup) {
   ASSERT_NO_FATAL_FAILURE(startServer({}));
-  PingPongLoad load(port_, kConnections);
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  PingPongLoad load(server_.port(), kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   struct Case {
     std::string bytes;
     std::string logged;  // the line that must follow the SIGHUP
@@ -243,11 +179,11 @@ TEST_F(HotSwapPluginFileTest, DamagedBuildsAreRejectedAndStrippedOnesTakenOnSigh
       {withCorruptSectionHeaders(build_), kReloaded},
   };
   for (const Case& each : cases) {
-    const std::size_t before = countOccurrences(server_->capturedStderr(), each.logged);
-    install(each.bytes);
-    ASSERT_TRUE(server_->sendSignal(SIGHUP));
-    ASSERT_TRUE(waitForLog(each.logged, before + 1)) << each.logged << "\n" << server_->capturedStderr();
-    ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+    const std::size_t before = countOccurrences(server_.log(), each.logged);
+    plugins_.install(each.bytes);
+    ASSERT_TRUE(server_.sendSignal(SIGHUP));
+    ASSERT_TRUE(server_.waitForLog(each.logged, before + 1));
+    ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   }
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
 }
@@ -260,28 +196,28 @@ TEST_F(HotSwapPluginFileTest, ASymlinkedPluginReloadsOnSighupAndWhenTheLinkIsRep
   fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, builds / "second.so");
   const fs::path link = directory_ / "current.so";
   fs::create_symlink(builds / "first.so", link);
-  ASSERT_NO_FATAL_FAILURE(startServer({EPOLL_ECHO_SERVER_PATH}, {"--plugin", link.string(), "--watch"}));
-  PingPongLoad load(port_, kConnections);
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
-  ASSERT_TRUE(server_->sendSignal(SIGHUP));
-  ASSERT_TRUE(waitForLog(kReloaded, 1)) << server_->capturedStderr();
+  ASSERT_NO_FATAL_FAILURE(startServerAs({}, {"--plugin", link.string(), "--watch"}));
+  PingPongLoad load(server_.port(), kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
+  ASSERT_TRUE(server_.sendSignal(SIGHUP));
+  ASSERT_TRUE(server_.waitForLog(kReloaded, 1));
   const fs::path staging = directory_ / "staging.so";
   fs::create_symlink(builds / "second.so", staging);
   fs::rename(staging, link);  // what `ln -sfn` does
-  ASSERT_TRUE(waitForLog(kReloaded, 2)) << server_->capturedStderr();
+  ASSERT_TRUE(server_.waitForLog(kReloaded, 2));
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
 }
 
 // Nothing the server loads is a file: whatever ends it, nothing is left next to the plugin.
 TEST_F(HotSwapPluginFileTest, AKilledServerLeavesNothingBehind) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
-  install(build_);
-  ASSERT_TRUE(waitForLog(kReloaded)) << server_->capturedStderr();
-  ASSERT_TRUE(server_->sendSignal(SIGKILL));
-  const auto status = server_->waitForExit(deadlineIn(kTimeout));
+  plugins_.install(build_);
+  ASSERT_TRUE(server_.waitForLog(kReloaded));
+  ASSERT_TRUE(server_.sendSignal(SIGKILL));
+  const auto status = server_.child().waitForExit(deadlineIn(kServerTimeout));
   ASSERT_TRUE(status);
   EXPECT_EQ(status->describe(), "killed by SIGKILL");
-  EXPECT_EQ(directoryEntries(), std::set<std::string>{kPluginName});
+  EXPECT_EQ(plugins_.entries(), std::set<std::string>{kPluginName});
 }
 
 // The build id in the n-th (from 1) "reloaded: build ID serving" line; "" if there is none.
@@ -300,25 +236,25 @@ std::string reloadedBuild(const std::string& log, std::size_t n) {
 // name glibc would match to the old, still-loaded object and hand back the old code.
 TEST_F(HotSwapPluginFileTest, ABuildThatStaysMappedIsReportedAndNeverServedAgain) {
   ASSERT_NO_FATAL_FAILURE(startServer({}));
-  PingPongLoad load(port_, kConnections);
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+  PingPongLoad load(server_.port(), kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   const auto reload = [&](const std::string& bytes, std::size_t count) {
-    install(bytes);
-    ASSERT_TRUE(server_->sendSignal(SIGHUP));
-    ASSERT_TRUE(waitForLog(kReloaded, count)) << server_->capturedStderr();
-    ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
+    plugins_.install(bytes);
+    ASSERT_TRUE(server_.sendSignal(SIGHUP));
+    ASSERT_TRUE(server_.waitForLog(kReloaded, count));
+    ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   };
   ASSERT_NO_FATAL_FAILURE(reload(readWholeFile(HOT_SWAP_PLUGIN_NODELETE), 1));
-  const std::string sticky = reloadedBuild(server_->capturedStderr(), 1);
+  const std::string sticky = reloadedBuild(server_.log(), 1);
   ASSERT_NO_FATAL_FAILURE(reload(build_, 2));
-  EXPECT_EQ(countOccurrences(server_->capturedStderr(), "is still mapped (RTLD_NODELETE, or another handle holds it)"),
+  EXPECT_EQ(countOccurrences(server_.log(), "is still mapped (RTLD_NODELETE, or another handle holds it)"),
             1u)
-      << server_->capturedStderr();
+      << server_.log();
   for (std::size_t count = 3; count <= 5; ++count) {
     ASSERT_NO_FATAL_FAILURE(reload(build_, count));
-    EXPECT_NE(reloadedBuild(server_->capturedStderr(), count), sticky) << server_->capturedStderr();
+    EXPECT_NE(reloadedBuild(server_.log(), count), sticky) << server_.log();
   }
-  EXPECT_NE(reloadedBuild(server_->capturedStderr(), 2), sticky);
+  EXPECT_NE(reloadedBuild(server_.log(), 2), sticky);
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load, 2));  // the serving copy and the one that cannot go
 }
 
@@ -347,19 +283,21 @@ TEST_F(HotSwapPluginFileTest, AnUnprivilegedServerReloadsFromADirectoryItCannotW
   fs::permissions(directory_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                   fs::perms::others_read | fs::perms::others_exec);
   // No --plugin: the server finds the plugin next to itself.
-  ASSERT_NO_FATAL_FAILURE(startServer(
-      {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", server.string()}, {"--watch"}));
-  EXPECT_EQ(uidsOf(server_->pid()), "Uid:\t65534\t65534\t65534\t65534");
-  EXPECT_NE(server_->capturedStderr().find("plugin " + plugin_.string() + ", "), std::string::npos)
-      << server_->capturedStderr();
-  PingPongLoad load(port_, kConnections);
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
-  ASSERT_TRUE(server_->sendSignal(SIGHUP));
-  ASSERT_TRUE(waitForLog(kReloaded, 1)) << server_->capturedStderr();
-  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kTimeout))) << load.error();
-  install(build_);  // a new build renamed into place: --watch takes it
-  ASSERT_TRUE(waitForLog(kReloaded, 2)) << server_->capturedStderr();
-  EXPECT_EQ(directoryEntries(), (std::set<std::string>{"epoll-server", kPluginName}));
+  ServerCommand unprivileged;
+  unprivileged.program = "/usr/bin/setpriv";
+  unprivileged.programArguments = {"--reuid=65534", "--regid=65534", "--clear-groups", server.string()};
+  ASSERT_NO_FATAL_FAILURE(startServerAs(unprivileged, {"--watch"}));
+  EXPECT_EQ(uidsOf(server_.pid()), "Uid:\t65534\t65534\t65534\t65534");
+  EXPECT_NE(server_.log().find("plugin " + plugin_.string() + ", "), std::string::npos)
+      << server_.log();
+  PingPongLoad load(server_.port(), kConnections);
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
+  ASSERT_TRUE(server_.sendSignal(SIGHUP));
+  ASSERT_TRUE(server_.waitForLog(kReloaded, 1));
+  ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
+  plugins_.install(build_);  // a new build renamed into place: --watch takes it
+  ASSERT_TRUE(server_.waitForLog(kReloaded, 2));
+  EXPECT_EQ(plugins_.entries(), (std::set<std::string>{"epoll-server", kPluginName}));
   ASSERT_NO_FATAL_FAILURE(expectHealthyThenStop(load));
 }
 

@@ -13,6 +13,7 @@
 #include "support/expect_echo.h"
 #include "support/plugin.h"
 #include "support/process.h"
+#include "support/server_process.h"
 #include "support/timeouts.h"
 
 namespace epoll_echo::test {
@@ -24,6 +25,9 @@ class InjectedEpollWaitFailure {
  public:
   explicit InjectedEpollWaitFailure(int error) { ::setenv(kName, std::to_string(error).c_str(), 1); }
   ~InjectedEpollWaitFailure() { ::unsetenv(kName); }
+
+  // The same injection for a child process's environment.
+  static std::string environmentEntry(int error) { return std::string(kName) + "=" + std::to_string(error); }
 
  private:
   static constexpr const char* kName = "EPOLL_ECHO_FAULT_EPOLL_WAIT";
@@ -72,21 +76,19 @@ TEST_F(WorkerFailureTest, ShippedPluginHasNoFaultInjection) {
 
 // The host's documented policy (docs/epoll-server.md): log the reason, stop, exit status 1.
 TEST_F(WorkerFailureTest, HostLogsTheReasonAndExitsNonZero) {
-  InjectedEpollWaitFailure injected(EINVAL);
-  ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "1", "--plugin",
-                                               EPOLL_ECHO_FAULT_PLUGIN_PATH});
-  const std::string startText = "listening on 127.0.0.1:";
-  ASSERT_TRUE(server.waitForStderr(startText, deadlineIn(kServerTimeout))) << server.capturedStderr();
-  const std::string& log = server.capturedStderr();
-  const auto port = static_cast<uint16_t>(std::stoul(log.substr(log.find(startText) + startText.size())));
+  ServerCommand faulty;
+  faulty.environment = {InjectedEpollWaitFailure::environmentEntry(EINVAL)};
+  ServerProcess server;
+  ASSERT_TRUE(server.start(loopbackFlags({"--maxListeners", "1", "--plugin", EPOLL_ECHO_FAULT_PLUGIN_PATH}), faulty));
+  ASSERT_EQ(server.startLine().address, "127.0.0.1") << server.log();
   std::string error;
-  UniqueFd client = connectLoopback(port, deadlineIn(kIoTimeout), &error);
+  UniqueFd client = connectLoopback(server.port(), deadlineIn(kIoTimeout), &error);
   ASSERT_TRUE(client) << error;
-  const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kServerTimeout));
-  ASSERT_TRUE(status.has_value()) << "still running; stderr: " << server.capturedStderr();
+  const std::optional<ExitStatus> status = server.child().waitForExit(deadlineIn(kServerTimeout));
+  ASSERT_TRUE(status.has_value()) << "still running; stderr: " << server.log();
   EXPECT_TRUE(status->exited && status->code == 1) << status->describe();
-  EXPECT_NE(server.capturedStderr().find("engine failure: worker 0: epoll_wait: Invalid argument"), std::string::npos)
-      << server.capturedStderr();
+  EXPECT_NE(server.log().find("engine failure: worker 0: epoll_wait: Invalid argument"), std::string::npos)
+      << server.log();
 }
 
 }  // namespace

@@ -5,25 +5,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "support/timeouts.h"
+
 namespace epoll_echo::test {
-namespace {
-
-constexpr std::chrono::seconds kIoTimeout{15};  // generous for sanitizer builds on two loaded cores
-
-}  // namespace
-
-std::size_t countOccurrences(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
-  return count;
-}
-
-uint16_t startLinePort(const std::string& text) {
-  const std::string prefix = "listening on 127.0.0.1:";
-  const std::size_t at = text.find(prefix);
-  if (at == std::string::npos || text.find('\n', at) == std::string::npos) return 0;
-  return static_cast<uint16_t>(std::atoi(text.c_str() + at + prefix.size()));
-}
 
 PingPongLoad::PingPongLoad(uint16_t port, std::size_t connections) {
   for (std::size_t i = 0; i < connections; ++i) {

@@ -1,5 +1,5 @@
 // ping_pong.h — for the end-to-end hot-swap tests: continuous byte-checked ping-pong on many
-// connections while the server reloads, and the two log parsers those tests share.
+// connections while the server reloads.
 #pragma once
 
 #include <atomic>
@@ -15,15 +15,9 @@
 
 namespace epoll_echo::test {
 
-// How many times `needle` occurs in `text` (overlapping occurrences counted).
-std::size_t countOccurrences(const std::string& text, const std::string& needle);
-
-// The port of epoll-server's "listening on 127.0.0.1:PORT (" once the line is complete; 0 before.
-uint16_t startLinePort(const std::string& text);
-
 // Ping-pong on `connections` loopback connections, one thread each: every message has its own
 // length and bytes (fillPattern), and the echo must match exactly. A connection that fails
-// (error, EOF, wrong byte, no echo within 15 s) stops the load and is reported by error().
+// (error, EOF, wrong byte, no echo within kIoTimeout) stops the load and is reported by error().
 // Methods may be called from one controlling thread; the destructor stops and joins.
 class PingPongLoad {
  public:

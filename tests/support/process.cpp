@@ -69,6 +69,20 @@ class SpawnSetup {
   posix_spawnattr_t attributes_;
 };
 
+// The test's environment with `overrides` ("NAME=value") replacing same-named entries or added.
+std::vector<std::string> childEnvironment(const std::vector<std::string>& overrides) {
+  std::vector<std::string> entries;
+  const auto nameOf = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
+  for (char** variable = environ; *variable != nullptr; ++variable) {
+    const std::string entry = *variable;
+    const bool replaced = std::any_of(overrides.begin(), overrides.end(),
+                                      [&](const std::string& override) { return nameOf(override) == nameOf(entry); });
+    if (!replaced) entries.push_back(entry);
+  }
+  entries.insert(entries.end(), overrides.begin(), overrides.end());
+  return entries;
+}
+
 }  // namespace
 
 std::string ExitStatus::describe() const {
@@ -77,16 +91,21 @@ std::string ExitStatus::describe() const {
   return "killed by " + (name ? "SIG" + std::string(name) : "signal " + std::to_string(signal));
 }
 
-ChildProcess::ChildProcess(const std::string& program, const std::vector<std::string>& arguments) {
+ChildProcess::ChildProcess(const std::string& program, const std::vector<std::string>& arguments,
+                           const std::vector<std::string>& environment) {
   Pipe out = makePipe(program);
   Pipe err = makePipe(program);
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(program.c_str()));
   for (const std::string& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
   argv.push_back(nullptr);
+  std::vector<std::string> environmentEntries = childEnvironment(environment);
+  std::vector<char*> envp;
+  for (std::string& entry : environmentEntries) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   const SpawnSetup setup(out.write.get(), err.write.get());
   // glibc's posix_spawn uses CLONE_VFORK and reports a failed exec as its return value.
-  const int error = ::posix_spawn(&pid_, program.c_str(), setup.actions(), setup.attributes(), argv.data(), environ);
+  const int error = ::posix_spawn(&pid_, program.c_str(), setup.actions(), setup.attributes(), argv.data(), envp.data());
   if (error != 0) throw std::runtime_error("posix_spawn " + program + ": " + strerror(error));
   stdoutPipe_ = std::move(out.read);
   stderrPipe_ = std::move(err.read);
@@ -188,8 +207,9 @@ std::optional<ExitStatus> ChildProcess::waitForExit(Deadline deadline) {
   return status_;
 }
 
-Completed runToCompletion(const std::string& program, const std::vector<std::string>& arguments, Deadline deadline) {
-  ChildProcess child(program, arguments);
+Completed runToCompletion(const std::string& program, const std::vector<std::string>& arguments, Deadline deadline,
+                          const std::vector<std::string>& environment) {
+  ChildProcess child(program, arguments, environment);
   Completed result;
   result.status = child.waitForExit(deadline);
   result.out = child.capturedStdout();

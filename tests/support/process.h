@@ -29,8 +29,11 @@ struct ExitStatus {
 class ChildProcess {
  public:
   // Spawns `program` with `arguments` (argv[1..]) and an empty signal mask and default signal
-  // dispositions whatever the test process uses. Throws std::runtime_error naming the program.
-  ChildProcess(const std::string& program, const std::vector<std::string>& arguments);
+  // dispositions whatever the test process uses. The child inherits the test's environment with
+  // `environment` ("NAME=value" entries) added or replacing, so no test has to setenv() its own.
+  // Throws std::runtime_error naming the program.
+  ChildProcess(const std::string& program, const std::vector<std::string>& arguments,
+               const std::vector<std::string>& environment = {});
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&&) = delete;
   ChildProcess(const ChildProcess&) = delete;
@@ -79,6 +82,7 @@ struct Completed {
   std::string out;
   std::string err;
 };
-Completed runToCompletion(const std::string& program, const std::vector<std::string>& arguments, Deadline deadline);
+Completed runToCompletion(const std::string& program, const std::vector<std::string>& arguments, Deadline deadline,
+                          const std::vector<std::string>& environment = {});
 
 }  // namespace epoll_echo::test
