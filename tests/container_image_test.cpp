@@ -40,7 +40,7 @@ namespace fs = std::filesystem;
 // a warm one (nothing changed) seconds.
 constexpr std::chrono::minutes kImageBuildTimeout{25};
 constexpr std::chrono::seconds kPodmanTimeout{60};
-constexpr std::chrono::seconds kServerTimeout{60};
+constexpr std::chrono::seconds kContainerServerTimeout{60};
 constexpr int kSkipExit = 77;
 const std::string kImage = "localhost/epoll-echo:container-test";
 const std::string kBaseImage = "debian:bookworm-slim";
@@ -212,7 +212,7 @@ class Container {
 
   // Waits for the start line; then the server's pid as the host sees it, or -1.
   pid_t waitUntilListening() {
-    if (!run_.waitForStderr("listening on", deadlineIn(kServerTimeout))) return -1;
+    if (!run_.waitForStderr("listening on", deadlineIn(kContainerServerTimeout))) return -1;
     const Podman inspect = podman({"inspect", "--format", "{{.State.Pid}}", name_});
     return inspect.succeeded() ? static_cast<pid_t>(std::stol(inspect.out)) : -1;
   }
@@ -239,7 +239,7 @@ std::string echoChecked(UniqueFd& socket, std::uint64_t size, std::uint64_t seed
   jobs[0].socket = std::move(socket);
   jobs[0].seed = seed;
   jobs[0].total = size;
-  const std::string result = runEchoJobs(jobs, deadlineIn(kServerTimeout));
+  const std::string result = runEchoJobs(jobs, deadlineIn(kContainerServerTimeout));
   socket = std::move(jobs[0].socket);
   return result;
 }
@@ -300,7 +300,7 @@ struct ServingContainer {
     return ::testing::AssertionFailure() << "no start line: " << serving.container.run().capturedStderr();
   }
   std::string error;
-  serving.client = connectInside(serving.pid, port, deadlineIn(kServerTimeout), &error);
+  serving.client = connectInside(serving.pid, port, deadlineIn(kContainerServerTimeout), &error);
   if (!serving.client) return ::testing::AssertionFailure() << error;
   return ::testing::AssertionSuccess();
 }
@@ -311,7 +311,7 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 bool waitForReloadOutcome(ChildProcess& run) {
   return run.waitUntil(
       [&] { return contains(run.capturedStderr(), "reloaded: ") || contains(run.capturedStderr(), " rejected: "); },
-      deadlineIn(kServerTimeout));
+      deadlineIn(kContainerServerTimeout));
 }
 
 TEST(ContainerImageTest, StartsAsTheImageUserWithItsEntrypointAndDefaultCommand) {
@@ -359,7 +359,7 @@ TEST(ContainerImageTest, SighupReloadsThePluginWhileServing) {
   // The connection made before the reload is served by the new engine, and new ones are accepted.
   EXPECT_EQ(echoChecked(serving.client, 64 * 1024, 4), "");
   std::string error;
-  UniqueFd second = connectInside(serving.pid, 9000, deadlineIn(kServerTimeout), &error);
+  UniqueFd second = connectInside(serving.pid, 9000, deadlineIn(kContainerServerTimeout), &error);
   ASSERT_TRUE(second) << error;
   EXPECT_EQ(echoChecked(second, 64 * 1024, 5), "");
 }
@@ -406,8 +406,8 @@ TEST(ContainerImageTest, PodmanStopEndsTheServerWithExitCodeZero) {
   const Podman stop = podman({"stop", "--time", "30", serving.container.name()});
   EXPECT_TRUE(stop.succeeded()) << stop.describe();
   std::string error;
-  EXPECT_TRUE(waitForEof(serving.client.get(), deadlineIn(kServerTimeout), &error)) << error;
-  const std::optional<ExitStatus> status = serving.container.run().waitForExit(deadlineIn(kServerTimeout));
+  EXPECT_TRUE(waitForEof(serving.client.get(), deadlineIn(kContainerServerTimeout), &error)) << error;
+  const std::optional<ExitStatus> status = serving.container.run().waitForExit(deadlineIn(kContainerServerTimeout));
   ASSERT_TRUE(status) << "podman run still runs after podman stop";
   EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << serving.container.run().capturedStderr();
   EXPECT_TRUE(contains(serving.container.run().capturedStderr(), "stopped on SIGTERM"))

@@ -14,8 +14,10 @@
 
 #include <gtest/gtest.h>
 
+#include "support/expect_echo.h"
 #include "support/net.h"
 #include "support/process.h"
+#include "support/server_process.h"
 #include "support/temporary_directory.h"
 
 namespace epoll_echo::test {
@@ -25,7 +27,6 @@ namespace fs = std::filesystem;
 
 // Configuring and building a project takes seconds; sanitizer builds on two busy cores take more.
 constexpr std::chrono::seconds kBuildTimeout{240};
-constexpr std::chrono::seconds kServerTimeout{30};
 
 // Runs a command to completion; on failure the assertion message holds its whole output.
 ::testing::AssertionResult run(const std::string& program, const std::vector<std::string>& arguments) {
@@ -71,26 +72,15 @@ void buildAndRunConsumer(const fs::path& prefix, const fs::path& buildDir) {
 // The installed epoll-server, without --plugin, must find the installed plugin and echo.
 void runInstalledServer(const fs::path& prefix) {
   const fs::path server = prefix / EPOLL_ECHO_INSTALL_BINDIR / "epoll-server";
-  ChildProcess child(server.string(), {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "2"});
-  const std::string prefixText = "listening on 127.0.0.1:";
-  ASSERT_TRUE(child.waitForStderr(" listeners, ", deadlineIn(kServerTimeout))) << child.capturedStderr();
-  const std::string& log = child.capturedStderr();
+  ServerCommand installed;
+  installed.program = server.string();
+  ServerProcess child;
+  ASSERT_TRUE(child.start(loopbackFlags({"--maxListeners", "2"}), installed));
+  ASSERT_EQ(child.startLine().address, "127.0.0.1") << child.log();
   const std::string plugin = (prefix / EPOLL_ECHO_INSTALL_LIBDIR / "epoll_echo" / "libepoll_echo.so").string();
-  EXPECT_NE(log.find("plugin " + plugin + ","), std::string::npos) << log;
-  const std::size_t at = log.find(prefixText);
-  ASSERT_NE(at, std::string::npos) << log;
-  const auto port = static_cast<uint16_t>(std::stoul(log.substr(at + prefixText.size())));
-  UniqueFd client = connectLoopback(port, deadlineIn(kServerTimeout));
-  ASSERT_TRUE(client);
-  const std::string message = "hello, installed server\n";
-  std::string reply(message.size(), '\0');
-  ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kServerTimeout)));
-  ASSERT_TRUE(receiveExactly(client.get(), reply.data(), reply.size(), deadlineIn(kServerTimeout)));
-  EXPECT_EQ(reply, message);
-  ASSERT_TRUE(child.sendSignal(SIGTERM));
-  const std::optional<ExitStatus> status = child.waitForExit(deadlineIn(kServerTimeout));
-  ASSERT_TRUE(status.has_value());
-  EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << child.capturedStderr();
+  EXPECT_NE(child.log().find("plugin " + plugin + ","), std::string::npos) << child.log();
+  ASSERT_NO_FATAL_FAILURE(expectEchoOnNewConnection(child.port(), "hello, installed server\n"));
+  ASSERT_TRUE(child.stop(SIGTERM));
 }
 
 TEST(InstallTest, InstallsTheDocumentedLayout) {

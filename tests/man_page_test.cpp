@@ -14,11 +14,10 @@
 #include <gtest/gtest.h>
 
 #include "support/process.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
-
-constexpr std::chrono::seconds kTimeout{30};
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
@@ -50,7 +49,7 @@ std::string roffEscaped(const std::string& option) {
 }
 
 TEST(ManPageTest, ListsEveryOptionOfHelp) {
-  const Completed help = runToCompletion(EPOLL_ECHO_SERVER_PATH, {"--help"}, deadlineIn(kTimeout));
+  const Completed help = runToCompletion(EPOLL_ECHO_SERVER_PATH, {"--help"}, deadlineIn(kServerTimeout));
   ASSERT_TRUE(help.status && help.status->succeeded()) << help.err;
   const std::set<std::string> options = helpOptions(help.out);
   ASSERT_GE(options.size(), 9u) << help.out;  // the parser above still understands --help's layout
@@ -78,7 +77,7 @@ TEST(ManPageTest, RendersWithoutWarnings) {
   if (!groff) GTEST_SKIP() << "groff is not installed (Debian package groff-base)";
   // -ww: every warning; -z: format but print nothing, so stderr holds only the diagnostics.
   const Completed render =
-      runToCompletion(*groff, {"-man", "-Tutf8", "-ww", "-z", EPOLL_ECHO_MAN_PAGE}, deadlineIn(kTimeout));
+      runToCompletion(*groff, {"-man", "-Tutf8", "-ww", "-z", EPOLL_ECHO_MAN_PAGE}, deadlineIn(kServerTimeout));
   ASSERT_TRUE(render.status.has_value());
   EXPECT_TRUE(render.status->succeeded()) << render.status->describe() << "\n" << render.err;
   EXPECT_EQ(render.err, "");

@@ -18,45 +18,26 @@
 
 #include <gtest/gtest.h>
 
+#include "support/expect_echo.h"
 #include "support/net.h"
 #include "support/process.h"
+#include "support/server_process.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
 
-constexpr std::chrono::seconds kTimeout{30};  // generous: sanitizer builds on two busy cores
-
 // Spawns epoll-server through the launcher, which sets the socket activation variables in the
 // child itself (LISTEN_PID must be the pid that execs the server) and moves `fd` to fd 3.
-ChildProcess spawnActivated(int fd, const std::vector<std::string>& serverArguments) {
+void spawnActivated(ServerProcess& server, int fd, const std::vector<std::string>& flags) {
   // Inherited by this one child only: the test process runs one test, on one thread.
-  const int flags = ::fcntl(fd, F_GETFD);
-  EXPECT_EQ(::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC), 0);
-  std::vector<std::string> arguments = {std::to_string(fd), EPOLL_ECHO_SERVER_PATH};
-  arguments.insert(arguments.end(), serverArguments.begin(), serverArguments.end());
-  ChildProcess child(SOCKET_ACTIVATION_LAUNCHER, arguments);
-  ::fcntl(fd, F_SETFD, flags);
-  return child;
-}
-
-bool startLineLogged(ChildProcess& server) { return server.waitForStderr(", plugin ", deadlineIn(kTimeout)); }
-
-// Connects to the port, echoes `text`, and returns the still-open connection (invalid on failure).
-UniqueFd echoThrough(uint16_t port, const std::string& text) {
-  UniqueFd client = connectLoopback(port, deadlineIn(kTimeout));
-  std::string reply(text.size(), '\0');
-  if (!client || !sendAll(client.get(), text, deadlineIn(kTimeout)) ||
-      !receiveExactly(client.get(), reply.data(), reply.size(), deadlineIn(kTimeout)) || reply != text) {
-    return UniqueFd();
-  }
-  return client;
-}
-
-void stopAndExpectCleanExit(ChildProcess& server) {
-  ASSERT_TRUE(server.sendSignal(SIGTERM));
-  const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));
-  ASSERT_TRUE(status.has_value()) << server.capturedStderr();
-  EXPECT_TRUE(status->succeeded()) << status->describe() << "\n" << server.capturedStderr();
+  const int descriptorFlags = ::fcntl(fd, F_GETFD);
+  EXPECT_EQ(::fcntl(fd, F_SETFD, descriptorFlags & ~FD_CLOEXEC), 0);
+  ServerCommand launcher;
+  launcher.program = SOCKET_ACTIVATION_LAUNCHER;
+  launcher.programArguments = {std::to_string(fd), EPOLL_ECHO_SERVER_PATH};
+  server.spawn(flags, launcher);
+  ::fcntl(fd, F_SETFD, descriptorFlags);
 }
 
 TEST(SocketActivationTest, ServesTheInheritedSocketWithEveryWorker) {
@@ -64,21 +45,24 @@ TEST(SocketActivationTest, ServesTheInheritedSocketWithEveryWorker) {
   ASSERT_TRUE(listener);
   const uint16_t port = localPort(listener.get());
   // --port 1 would need root to bind: it proves the server binds nothing of its own.
-  ChildProcess server = spawnActivated(listener.get(), {"--maxListeners", "3", "--port", "1", "--bind", "::1"});
+  ServerProcess server;
+  spawnActivated(server, listener.get(), {"--maxListeners", "3", "--port", "1", "--bind", "::1"});
   listener.reset();  // the server holds the socket now; the port stays bound by it alone
-  ASSERT_TRUE(startLineLogged(server)) << server.capturedStderr();
-  const std::string& log = server.capturedStderr();
+  ASSERT_TRUE(server.waitForStart());
+  const std::string& log = server.log();
   EXPECT_NE(log.find("--port and --bind are ignored"), std::string::npos) << log;
   EXPECT_NE(log.find("listening on 127.0.0.1:" + std::to_string(port) + " (3 listeners, socket-activated"),
             std::string::npos)
       << log;
   std::vector<UniqueFd> clients;
   for (int i = 0; i < 6; ++i) {
-    clients.push_back(echoThrough(port, "activated " + std::to_string(i) + "\n"));
-    ASSERT_TRUE(clients.back()) << "echo " << i << " failed\n" << server.capturedStderr();
+    ASSERT_NO_FATAL_FAILURE(
+        expectEchoOnNewConnection(port, "activated " + std::to_string(i) + "\n", "127.0.0.1", &clients.emplace_back()))
+        << "echo " << i << " failed\n"
+        << server.log();
   }
-  stopAndExpectCleanExit(server);
-  EXPECT_NE(server.capturedStderr().find("accepted=6 "), std::string::npos) << server.capturedStderr();
+  ASSERT_TRUE(server.stop(SIGTERM));
+  EXPECT_NE(server.log().find("accepted=6 "), std::string::npos) << server.log();
 }
 
 // The sockets of `pid` that lack O_CLOEXEC, as "fd N" lines. Only sockets: other descriptors may
@@ -102,57 +86,52 @@ std::string socketsWithoutCloexec(pid_t pid) {
 TEST(SocketActivationTest, LeavesNoDescriptorInheritableByChildren) {
   UniqueFd listener = listenTcp("127.0.0.1", 0);
   ASSERT_TRUE(listener);
-  ChildProcess server = spawnActivated(listener.get(), {"--maxListeners", "2"});
+  ServerProcess server;
+  spawnActivated(server, listener.get(), {"--maxListeners", "2"});
   listener.reset();
-  ASSERT_TRUE(startLineLogged(server)) << server.capturedStderr();
+  ASSERT_TRUE(server.waitForStart());
   EXPECT_EQ(socketsWithoutCloexec(server.pid()), "");
-  stopAndExpectCleanExit(server);
+  ASSERT_TRUE(server.stop(SIGTERM));
 }
 
 TEST(SocketActivationTest, HotSwapKeepsServingTheInheritedSocket) {
   UniqueFd listener = listenTcp("127.0.0.1", 0);
   ASSERT_TRUE(listener);
   const uint16_t port = localPort(listener.get());
-  ChildProcess server = spawnActivated(listener.get(), {"--maxListeners", "2"});
+  ServerProcess server;
+  spawnActivated(server, listener.get(), {"--maxListeners", "2"});
   listener.reset();
-  ASSERT_TRUE(startLineLogged(server)) << server.capturedStderr();
-  UniqueFd before = echoThrough(port, "before the reload\n");
-  ASSERT_TRUE(before);
+  ASSERT_TRUE(server.waitForStart());
+  UniqueFd before;
+  ASSERT_NO_FATAL_FAILURE(expectEchoOnNewConnection(port, "before the reload\n", "127.0.0.1", &before));
   ASSERT_TRUE(server.sendSignal(SIGHUP));
-  ASSERT_TRUE(server.waitForStderr("reloaded: build", deadlineIn(kTimeout))) << server.capturedStderr();
-  EXPECT_NE(server.capturedStderr().find("2 listeners, 1 connection handed over"), std::string::npos)
-      << server.capturedStderr();
-  EXPECT_TRUE(echoThrough(port, "a new client after the reload\n"));
-  const std::string again = "the same old client\n";
-  std::string reply(again.size(), '\0');
-  ASSERT_TRUE(sendAll(before.get(), again, deadlineIn(kTimeout)));
-  ASSERT_TRUE(receiveExactly(before.get(), reply.data(), reply.size(), deadlineIn(kTimeout)));
-  EXPECT_EQ(reply, again);
-  stopAndExpectCleanExit(server);
+  ASSERT_TRUE(server.waitForLog("reloaded: build"));
+  EXPECT_NE(server.log().find("2 listeners, 1 connection handed over"), std::string::npos) << server.log();
+  expectEchoOnNewConnection(port, "a new client after the reload\n");
+  ASSERT_NO_FATAL_FAILURE(expectEcho(before.get(), "the same old client\n"));
+  ASSERT_TRUE(server.stop(SIGTERM));
 }
 
 TEST(SocketActivationTest, RefusesAnInheritedSocketThatIsNotListening) {
   UniqueFd datagram(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(datagram);
-  ChildProcess server = spawnActivated(datagram.get(), {"--port", "0"});
-  const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));
+  ServerProcess server;
+  spawnActivated(server, datagram.get(), {"--port", "0"});
+  const std::optional<ExitStatus> status = server.child().waitForExit(deadlineIn(kServerTimeout));
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(status->exited && status->code == 1) << status->describe();
-  EXPECT_NE(server.capturedStderr().find("socket activation: inherited fd 3 is not a stream (TCP) socket"),
-            std::string::npos)
-      << server.capturedStderr();
+  EXPECT_NE(server.log().find("socket activation: inherited fd 3 is not a stream (TCP) socket"), std::string::npos)
+      << server.log();
 }
 
 TEST(SocketActivationTest, IgnoresVariablesMeantForAnotherProcess) {
   // LISTEN_PID of another process (init's): the server binds its own port as usual.
-  ASSERT_EQ(::setenv("LISTEN_PID", "1", 1), 0);
-  ASSERT_EQ(::setenv("LISTEN_FDS", "1", 1), 0);
-  ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "1"});
-  ::unsetenv("LISTEN_PID");
-  ::unsetenv("LISTEN_FDS");
-  ASSERT_TRUE(startLineLogged(server)) << server.capturedStderr();
-  EXPECT_EQ(server.capturedStderr().find("socket-activated"), std::string::npos) << server.capturedStderr();
-  stopAndExpectCleanExit(server);
+  ServerCommand misdirected;
+  misdirected.environment = {"LISTEN_PID=1", "LISTEN_FDS=1"};
+  ServerProcess server;
+  ASSERT_TRUE(server.start(loopbackFlags({"--maxListeners", "1"}), misdirected));
+  EXPECT_EQ(server.log().find("socket-activated"), std::string::npos) << server.log();
+  ASSERT_TRUE(server.stop(SIGTERM));
 }
 
 // A datagram socket standing in for systemd's notification socket.
@@ -185,17 +164,16 @@ class NotifySocket {
 void expectReadyAndStopping(const std::string& notifyName) {
   NotifySocket notify(notifyName);
   ASSERT_TRUE(notify.bound()) << notifyName << ": " << std::strerror(errno);
-  ASSERT_EQ(::setenv("NOTIFY_SOCKET", notifyName.c_str(), 1), 0);
-  ChildProcess server(EPOLL_ECHO_SERVER_PATH, {"--port", "0", "--bind", "127.0.0.1", "--maxListeners", "1"});
-  ::unsetenv("NOTIFY_SOCKET");
-  const std::string ready = notify.receive(deadlineIn(kTimeout));
+  ServerCommand notifying;
+  notifying.environment = {"NOTIFY_SOCKET=" + notifyName};
+  ServerProcess server;
+  server.spawn(loopbackFlags({"--maxListeners", "1"}), notifying);
+  const std::string ready = notify.receive(deadlineIn(kServerTimeout));
   EXPECT_EQ(ready.rfind("READY=1\nSTATUS=listening on 127.0.0.1:", 0), 0u) << ready;
   ASSERT_TRUE(server.sendSignal(SIGTERM));
-  EXPECT_EQ(notify.receive(deadlineIn(kTimeout)), "STOPPING=1");
-  const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));
-  ASSERT_TRUE(status.has_value());
-  EXPECT_TRUE(status->succeeded()) << server.capturedStderr();
-  EXPECT_EQ(server.capturedStderr().find("cannot notify"), std::string::npos) << server.capturedStderr();
+  EXPECT_EQ(notify.receive(deadlineIn(kServerTimeout)), "STOPPING=1");
+  ASSERT_TRUE(server.waitForCleanExit());
+  EXPECT_EQ(server.log().find("cannot notify"), std::string::npos) << server.log();
 }
 
 TEST(ServiceNotifyTest, SendsReadyAndStoppingToAnAbstractSocket) {
@@ -235,21 +213,25 @@ TEST(SocketActivationTest, WorksUnderSystemdSocketActivate) {
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
     const uint16_t port = releasedFreePort();
     ASSERT_NE(port, 0);
-    ChildProcess server(*tool,
-                        {"-l", "127.0.0.1:" + std::to_string(port), EPOLL_ECHO_SERVER_PATH, "--maxListeners", "2"});
+    ServerCommand activator;
+    activator.program = *tool;
+    activator.programArguments = {"-l", "127.0.0.1:" + std::to_string(port), EPOLL_ECHO_SERVER_PATH};
+    ServerProcess server;
+    server.spawn({"--maxListeners", "2"}, activator);
     // It listens first and execs the server only when a connection arrives (the same pid).
-    if (!server.waitForStderr("Listening on 127.0.0.1:" + std::to_string(port), deadlineIn(kTimeout))) {
-      const std::optional<ExitStatus> status = server.waitForExit(deadlineIn(kTimeout));
-      ASSERT_TRUE(status.has_value() && attempt < kAttempts) << "port " << port << ": " << server.capturedStderr();
+    if (!server.waitForLog("Listening on 127.0.0.1:" + std::to_string(port))) {
+      const std::optional<ExitStatus> status = server.child().waitForExit(deadlineIn(kServerTimeout));
+      ASSERT_TRUE(status.has_value() && attempt < kAttempts) << "port " << port << ": " << server.log();
       continue;  // the port was taken meanwhile
     }
-    UniqueFd client = echoThrough(port, "queued before the server started\n");
-    ASSERT_TRUE(client) << server.capturedStderr();
-    ASSERT_TRUE(startLineLogged(server)) << server.capturedStderr();
-    EXPECT_NE(server.capturedStderr().find("(2 listeners, socket-activated"), std::string::npos)
-        << server.capturedStderr();
-    EXPECT_TRUE(echoThrough(port, "and after\n"));
-    stopAndExpectCleanExit(server);
+    UniqueFd client;
+    ASSERT_NO_FATAL_FAILURE(
+        expectEchoOnNewConnection(port, "queued before the server started\n", "127.0.0.1", &client))
+        << server.log();
+    ASSERT_TRUE(server.waitForStart());
+    EXPECT_NE(server.log().find("(2 listeners, socket-activated"), std::string::npos) << server.log();
+    expectEchoOnNewConnection(port, "and after\n");
+    ASSERT_TRUE(server.stop(SIGTERM));
     return;
   }
 }

@@ -51,10 +51,14 @@ void ServerProcess::spawn(const std::vector<std::string>& flags, const ServerCom
 
 ::testing::AssertionResult ServerProcess::start(const std::vector<std::string>& flags, const ServerCommand& command) {
   spawn(flags, command);
+  return waitForStart();
+}
+
+::testing::AssertionResult ServerProcess::waitForStart() {
   std::optional<StartLine> parsed;
   const auto started = [&] { return (parsed = parseStartLine(log())).has_value(); };
   if (!child_->waitUntil(started, deadlineIn(kServerTimeout))) {
-    return ::testing::AssertionFailure() << "no start line from " << command.program << "; stderr:\n" << log();
+    return ::testing::AssertionFailure() << "no start line; stderr:\n" << log();
   }
   startLine_ = *parsed;
   if (startLine_.port == 0) return ::testing::AssertionFailure() << "start line with port 0:\n" << log();

@@ -54,8 +54,11 @@ class ServerProcess {
   // Spawns the server with `flags` (see loopbackFlags) and waits for its start line, within
   // kServerTimeout. On failure says why with the server's stderr.
   ::testing::AssertionResult start(const std::vector<std::string>& flags, const ServerCommand& command = {});
-  // Spawns it without waiting for anything: for runs expected to fail, or with another start line.
+  // Spawns it without waiting for anything: for runs expected to fail, or whose start line comes
+  // later (waitForStart()).
   void spawn(const std::vector<std::string>& flags, const ServerCommand& command = {});
+  // Waits within kServerTimeout for the start line and keeps what it says (startLine()).
+  ::testing::AssertionResult waitForStart();
 
   const StartLine& startLine() const { return startLine_; }
   uint16_t port() const { return startLine_.port; }
