@@ -88,8 +88,8 @@ TEST_F(EngineHostileClientsTest, NeverReadingClientsAreBoundedByBackpressure) {
     sent += job.sent;
   }
   ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "");
-  stats =
-      engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.bytes_out == sent; }, deadlineIn(kIoTimeout));
+  stats = engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.bytes_out == sent; },
+                              deadlineIn(kIoTimeout));
   EXPECT_EQ(stats.total.bytes_in, sent);
   EXPECT_EQ(stats.total.bytes_out, sent);
 }

@@ -73,8 +73,8 @@ TEST_F(EngineLifecycleTest, StopClosesLiveConnectionsAndLeaksNothing) {
     auto busy = makeEchoJobs(port, 8, 256 * 1024, false, 100, deadlineIn(kIoTimeout), &error);
     ASSERT_EQ(busy.size(), 8u) << error;
     for (auto& job : busy) {  // leave unsent echo queued in the engine
-      ASSERT_TRUE(
-          sendAll(job.socket.get(), randomBytes(256 * 1024, job.seed).data(), 256 * 1024, deadlineIn(kIoTimeout), &error))
+      ASSERT_TRUE(sendAll(job.socket.get(), randomBytes(256 * 1024, job.seed).data(), 256 * 1024,
+                          deadlineIn(kIoTimeout), &error))
           << error;
     }
     engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 48; }, deadlineIn(kIoTimeout));

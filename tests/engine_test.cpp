@@ -118,9 +118,10 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
       jobs.push_back(std::move(one.front()));
     }
     ASSERT_EQ(runEchoJobs(jobs, deadlineIn(kBulkTimeout)), "") << "high water " << highWater;
-    EXPECT_EQ(engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; }, deadlineIn(kIoTimeout))
-                  .total.closed,
-              4u)
+    EXPECT_EQ(
+        engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.active == 0; }, deadlineIn(kIoTimeout))
+            .total.closed,
+        4u)
         << "the engine must close a half-closed connection once its echo is flushed";
   }
 }

@@ -252,8 +252,7 @@ TEST_F(HostServerTest, SecondStopSignalDuringASlowStopExitsAtOnce) {
   const auto status = server_.child().waitForExit(deadlineIn(seconds(5)));  // the fake's stop takes 120 s
   ASSERT_TRUE(status) << "the second signal did not end the process; stderr:\n" << server_.log();
   EXPECT_TRUE(status->exited && status->code == 128 + SIGINT) << status->describe();
-  EXPECT_NE(server_.log().find("SIGINT received again while stopping"), std::string::npos)
-      << server_.log();
+  EXPECT_NE(server_.log().find("SIGINT received again while stopping"), std::string::npos) << server_.log();
 }
 
 // The lowest descriptor number `pid` does not use: with RLIMIT_NOFILE at this value its next

@@ -79,8 +79,7 @@ TEST_F(HotSwapPluginFileTest, WatchKeepsServingWhileTruncatedBuildsAreMovedIntoP
   }
   // The last cut stays: after its retries, one line rejects it (its size ends the reason).
   ASSERT_TRUE(server_.waitForLog(lastReason.substr(0, lastReason.size() - 1) + "; still serving build "));
-  EXPECT_NE(server_.log().find(" rejected: plugin " + plugin_.string() + " is truncated: "),
-            std::string::npos);
+  EXPECT_NE(server_.log().find(" rejected: plugin " + plugin_.string() + " is truncated: "), std::string::npos);
   ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   EXPECT_EQ(countOccurrences(server_.log(), kReloaded), 0u);
 
@@ -247,8 +246,7 @@ TEST_F(HotSwapPluginFileTest, ABuildThatStaysMappedIsReportedAndNeverServedAgain
   ASSERT_NO_FATAL_FAILURE(reload(readWholeFile(HOT_SWAP_PLUGIN_NODELETE), 1));
   const std::string sticky = reloadedBuild(server_.log(), 1);
   ASSERT_NO_FATAL_FAILURE(reload(build_, 2));
-  EXPECT_EQ(countOccurrences(server_.log(), "is still mapped (RTLD_NODELETE, or another handle holds it)"),
-            1u)
+  EXPECT_EQ(countOccurrences(server_.log(), "is still mapped (RTLD_NODELETE, or another handle holds it)"), 1u)
       << server_.log();
   for (std::size_t count = 3; count <= 5; ++count) {
     ASSERT_NO_FATAL_FAILURE(reload(build_, count));
@@ -288,8 +286,7 @@ TEST_F(HotSwapPluginFileTest, AnUnprivilegedServerReloadsFromADirectoryItCannotW
   unprivileged.programArguments = {"--reuid=65534", "--regid=65534", "--clear-groups", server.string()};
   ASSERT_NO_FATAL_FAILURE(startServerAs(unprivileged, {"--watch"}));
   EXPECT_EQ(uidsOf(server_.pid()), "Uid:\t65534\t65534\t65534\t65534");
-  EXPECT_NE(server_.log().find("plugin " + plugin_.string() + ", "), std::string::npos)
-      << server_.log();
+  EXPECT_NE(server_.log().find("plugin " + plugin_.string() + ", "), std::string::npos) << server_.log();
   PingPongLoad load(server_.port(), kConnections);
   ASSERT_TRUE(load.waitForProgress(kConnections, deadlineIn(kIoTimeout))) << load.error();
   ASSERT_TRUE(server_.sendSignal(SIGHUP));

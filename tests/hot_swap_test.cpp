@@ -66,8 +66,7 @@ TEST_F(HotSwapTest, SighupReloadsUnderLoadWithoutLosingAByte) {
     ASSERT_NO_FATAL_FAILURE(reloadWithSighup(reload));
     ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
   }
-  EXPECT_NE(server_.log().find("2 listeners, 16 connections handed over"), std::string::npos)
-      << server_.log();
+  EXPECT_NE(server_.log().find("2 listeners, 16 connections handed over"), std::string::npos) << server_.log();
   EXPECT_EQ(mappedPluginFiles().size(), 1u) << ::testing::PrintToString(mappedPluginFiles());
   ASSERT_TRUE(server_.sendSignal(SIGUSR1));
   EXPECT_TRUE(server_.child().waitForStdout(" reloads=5", deadlineIn(kIoTimeout))) << server_.child().capturedStdout();
@@ -97,7 +96,8 @@ TEST_F(HotSwapTest, WatchReloadsWhenANewBuildIsRenamedIntoPlace) {
 // so the rewrite cannot change code under it, and under --watch the finished file is reloaded.
 TEST_F(HotSwapTest, WatchSurvivesACopyOverThePluginInPlace) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--watch"}));
-  for (const std::string& mapped : mappedPluginFiles()) EXPECT_NE(mapped, plugins_.plugin().string()) << "runs from the original";
+  for (const std::string& mapped : mappedPluginFiles())
+    EXPECT_NE(mapped, plugins_.plugin().string()) << "runs from the original";
   PingPongLoad load(server_.port(), kLoadConnections);
   ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
   fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugins_.plugin(), fs::copy_options::overwrite_existing);
@@ -115,9 +115,9 @@ TEST_F(HotSwapTest, WatchRetriesAFileThatDoesNotLoadThenRejectsItAndKeepsServing
   plugins_.install(
       "\x7f"
       "ELF truncated");
-  ASSERT_TRUE(server_.waitForLog(" rejected: plugin " + plugins_.plugin().string() + " is truncated: its ELF header needs 64 bytes", 1));
-  EXPECT_NE(server_.log().find("not loadable yet (attempt 1 of 4)"), std::string::npos)
-      << server_.log();
+  ASSERT_TRUE(server_.waitForLog(
+      " rejected: plugin " + plugins_.plugin().string() + " is truncated: its ELF header needs 64 bytes", 1));
+  EXPECT_NE(server_.log().find("not loadable yet (attempt 1 of 4)"), std::string::npos) << server_.log();
   ASSERT_TRUE(load.waitForProgress(4, deadlineIn(kIoTimeout))) << load.error();
   plugins_.installCopyOf(EPOLL_ECHO_PLUGIN_PATH);  // the finished build is taken once it appears
   ASSERT_TRUE(server_.waitForLog(kReloaded, 1));
@@ -178,8 +178,7 @@ TEST_F(HotSwapTest, ConnectionsQueuedInTheBacklogDuringAReloadAreServed) {
   }
   for (std::size_t i = 0; i < clients.size(); ++i) expectEcho(clients[i].get(), "queued " + std::to_string(i));
   ASSERT_NO_FATAL_FAILURE(stopServerCleanly());
-  EXPECT_NE(server_.log().find("accepted=48 active=0 closed=48"), std::string::npos)
-      << server_.log();
+  EXPECT_NE(server_.log().find("accepted=48 active=0 closed=48"), std::string::npos) << server_.log();
 }
 
 TEST_F(HotSwapTest, StopRightAfterAReloadExitsCleanly) {

@@ -225,8 +225,7 @@ TEST(SocketActivationTest, WorksUnderSystemdSocketActivate) {
       continue;  // the port was taken meanwhile
     }
     UniqueFd client;
-    ASSERT_NO_FATAL_FAILURE(
-        expectEchoOnNewConnection(port, "queued before the server started\n", "127.0.0.1", &client))
+    ASSERT_NO_FATAL_FAILURE(expectEchoOnNewConnection(port, "queued before the server started\n", "127.0.0.1", &client))
         << server.log();
     ASSERT_TRUE(server.waitForStart());
     EXPECT_NE(server.log().find("(2 listeners, socket-activated"), std::string::npos) << server.log();

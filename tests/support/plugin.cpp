@@ -139,7 +139,7 @@ std::string TestEngine::lastError() const {
 }
 
 epoll_echo_stats_t TestEngine::waitForStats(const std::function<bool(const epoll_echo_stats_t&)>& settled,
-                                        Deadline deadline, bool* ok) const {
+                                            Deadline deadline, bool* ok) const {
   for (;;) {
     epoll_echo_stats_t snapshot = stats();
     bool done = settled(snapshot);

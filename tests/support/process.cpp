@@ -105,7 +105,8 @@ ChildProcess::ChildProcess(const std::string& program, const std::vector<std::st
   envp.push_back(nullptr);
   const SpawnSetup setup(out.write.get(), err.write.get());
   // glibc's posix_spawn uses CLONE_VFORK and reports a failed exec as its return value.
-  const int error = ::posix_spawn(&pid_, program.c_str(), setup.actions(), setup.attributes(), argv.data(), envp.data());
+  const int error =
+      ::posix_spawn(&pid_, program.c_str(), setup.actions(), setup.attributes(), argv.data(), envp.data());
   if (error != 0) throw std::runtime_error("posix_spawn " + program + ": " + strerror(error));
   stdoutPipe_ = std::move(out.read);
   stderrPipe_ = std::move(err.read);
