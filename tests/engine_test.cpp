@@ -128,8 +128,8 @@ TEST_F(EngineTest, HalfCloseEchoesEverythingThenEof) {
 
 // Sends each client's bytes (stream `i`) and a FIN; then expects every echo whole, then EOF, and
 // the engine's stats to add up.
-void sendAllThenFinAndCheckEchoes(const TestEngine& engine, std::vector<UniqueFd>& clients, const std::vector<size_t>& sizes,
-                                  const std::function<void()>& afterSending) {
+void sendAllThenFinAndCheckEchoes(const TestEngine& engine, std::vector<UniqueFd>& clients,
+                                  const std::vector<size_t>& sizes, const std::function<void()>& afterSending) {
   std::string error;
   for (size_t i = 0; i < clients.size(); ++i) {
     std::vector<unsigned char> bytes = randomBytes(sizes[i], i);

@@ -17,7 +17,8 @@ void expectEcho(int socket, const std::string& message) {
   EXPECT_EQ(echoed, message);
 }
 
-void expectEchoOnNewConnection(uint16_t port, const std::string& message, const std::string& host, UniqueFd* connection) {
+void expectEchoOnNewConnection(uint16_t port, const std::string& message, const std::string& host,
+                               UniqueFd* connection) {
   std::string error;
   UniqueFd client = connectTcp(host, port, deadlineIn(kIoTimeout), &error);
   ASSERT_TRUE(client) << error;
