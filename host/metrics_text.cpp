@@ -1,0 +1,92 @@
+// metrics_text.cpp — builds the /metrics body with plain string appends, family by family.
+#include "metrics_text.h"
+
+#include "counter_fields.h"
+#include "stats_report.h"
+
+namespace epoll_echo::host {
+namespace {
+
+constexpr const char* kPrefix = "epoll_echo_";
+
+// Every state the header defines: the state gauge has one series for each, so a dashboard
+// can tell "not running" from "no data".
+constexpr uint32_t kStates[] = {EPOLL_ECHO_STATE_CREATED, EPOLL_ECHO_STATE_RUNNING, EPOLL_ECHO_STATE_STOPPED,
+                                EPOLL_ECHO_STATE_PAUSED};
+
+// A label value as the format wants it: backslash, double quote and newline escaped.
+std::string escapeLabelValue(const std::string& value) {
+  std::string escaped;
+  for (const char c : value) {
+    if (c == '\\' || c == '"') escaped += '\\';
+    escaped += c == '\n' ? std::string("\\n") : std::string(1, c);
+  }
+  return escaped;
+}
+
+class Exposition {
+ public:
+  void family(const std::string& name, const char* type, const std::string& help) {
+    text_ += "# HELP " + name + ' ' + help + "\n# TYPE " + name + ' ' + type + '\n';
+  }
+  void sample(const std::string& name, const std::string& labels, uint64_t value) {
+    text_ += name + (labels.empty() ? "" : '{' + labels + '}') + ' ' + std::to_string(value) + '\n';
+  }
+  std::string take() { return std::move(text_); }
+
+ private:
+  std::string text_;
+};
+
+std::string abiVersionText(uint32_t packed) {
+  return std::to_string(EPOLL_ECHO_ABI_MAJOR_OF(packed)) + '.' + std::to_string(EPOLL_ECHO_ABI_MINOR_OF(packed));
+}
+
+std::string workerLabel(std::size_t index) { return "worker=\"" + std::to_string(index) + '"'; }
+
+// The engine total and the per-worker family of one field of epoll_echo_counters_t.
+void addCounterFamilies(Exposition& out, const MetricsSnapshot& snapshot, uint64_t epoll_echo_counters_t::*member,
+                        const std::string& name, const char* type, const std::string& help) {
+  uint64_t total = 0;
+  for (const epoll_echo_counters_t& worker : snapshot.workers) total += worker.*member;
+  out.family(kPrefix + name, type, help + " Engine total: the sum of the worker series.");
+  out.sample(kPrefix + name, "", total);
+  const std::string workerName = std::string(kPrefix) + "worker_" + name;
+  out.family(workerName, type, help + " Per worker.");
+  for (std::size_t index = 0; index < snapshot.workers.size(); ++index) {
+    out.sample(workerName, workerLabel(index), snapshot.workers[index].*member);
+  }
+}
+
+void addEngineFamilies(Exposition& out, const MetricsSnapshot& snapshot) {
+  out.family(std::string(kPrefix) + "state", "gauge", "The serving engine's state: 1 for the current one.");
+  for (const uint32_t state : kStates) {
+    out.sample(std::string(kPrefix) + "state", std::string("state=\"") + stateName(state) + '"',
+               state == snapshot.state ? 1 : 0);
+  }
+  out.family(std::string(kPrefix) + "listeners", "gauge", "Worker threads, each with its own listening socket.");
+  out.sample(std::string(kPrefix) + "listeners", "", snapshot.listeners);
+  out.family(std::string(kPrefix) + "reloads_total", "counter", "Successful hot-swaps (SIGHUP or --watch).");
+  out.sample(std::string(kPrefix) + "reloads_total", "", snapshot.reloads);
+  out.family(std::string(kPrefix) + "build_info", "gauge", "The serving plugin: build id, version and C ABI version.");
+  out.sample(std::string(kPrefix) + "build_info",
+             "build_id=\"" + escapeLabelValue(snapshot.buildId) + "\",version=\"" +
+                 escapeLabelValue(snapshot.pluginVersion) + "\",abi_version=\"" + abiVersionText(snapshot.abiVersion) +
+                 '"',
+             1);
+}
+
+}  // namespace
+
+std::string formatMetrics(const MetricsSnapshot& snapshot) {
+  Exposition out;
+  for (const CounterField& field : kCounterFields) {
+    addCounterFamilies(out, snapshot, field.member, std::string(field.name) + "_total", "counter", field.help);
+  }
+  addCounterFamilies(out, snapshot, &epoll_echo_counters_t::active, "active_connections", "gauge",
+                     "Connections open now.");
+  addEngineFamilies(out, snapshot);
+  return out.take();
+}
+
+}  // namespace epoll_echo::host
