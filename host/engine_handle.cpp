@@ -58,6 +58,14 @@ epoll_echo_stats_t EngineHandle::stats() const {
   return stats;
 }
 
+epoll_echo_counters_t EngineHandle::workerCounters(uint32_t index) const {
+  epoll_echo_worker_stats_t stats;
+  std::memset(&stats, 0, sizeof stats);
+  stats.size = sizeof stats;
+  if (functions_.worker_stats(engine_, index, &stats) != EPOLL_ECHO_OK) return {};
+  return stats.counters;
+}
+
 void EngineHandle::pause() { check("pause", functions_.pause(engine_)); }
 
 void EngineHandle::resume() { check("resume", functions_.resume(engine_)); }

@@ -43,6 +43,8 @@ class EngineHandle {
   void stop();   // joins every plugin thread; throws PluginCallError
   epoll_echo_stats_t stats() const;  // zeroed counters if the call fails: stats are advisory
   std::string lastError() const;     // epoll_echo_last_error(): why the last call or a worker failed
+  // The counters of worker `index`; zeroed if the call fails.
+  epoll_echo_counters_t workerCounters(uint32_t index) const;
 
   // Hot-swap hand-over (ABI 1.1; the plugin must supportsHandover()). Each throws PluginCallError.
   void pause();

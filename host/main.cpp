@@ -11,6 +11,7 @@
 #include "event_sources.h"
 #include "loaded_engine.h"
 #include "log.h"
+#include "metrics_server.h"
 #include "options.h"
 #include "plugin_library.h"
 #include "server.h"
@@ -77,6 +78,9 @@ int serve(const Options& options) {
   ::signal(SIGPIPE, SIG_IGN);
   ActivatedSockets activated = ActivatedSockets::fromEnvironment();
   SignalFd signals;
+  // Bound before the engine starts: a taken metrics port fails the start before anything serves.
+  std::unique_ptr<MetricsServer> metrics;
+  if (options.metricsListen) metrics = std::make_unique<MetricsServer>(*options.metricsListen);
   const std::filesystem::path path = pluginPath(options);
   // Like every reload, the first engine runs from a sealed memory copy (plugin_image.h): a
   // truncated file is refused instead of crashing the loader, and a `cp` over the plugin
@@ -88,9 +92,11 @@ int serve(const Options& options) {
   const std::string bindAddress = activated.empty() ? options.bindAddress : activated.bindAddress();
   const bool socketActivated = !activated.empty();
   activated.close();
-  Server server(std::move(serving), path, options, signals);
+  const std::string metricsAddress = metrics ? metrics->boundAddress() : "";
+  Server server(std::move(serving), path, options, signals, std::move(metrics));
+  if (!metricsAddress.empty()) logLine("metrics on http://" + metricsAddress + "/metrics");
   // Logged only when the host holds every descriptor it needs (the --watch inotify fd included):
-  // after this line it opens none except for a reload.
+  // after this line it opens none except for a reload or a metrics scrape.
   const epoll_echo_stats_t stats = server.stats();
   const std::string address = listenAddress(bindAddress, stats.port);
   logLine("listening on " + address + " (" + countOf(stats.listeners, "listener") + ", " +

@@ -26,6 +26,9 @@ constexpr const char* kStatsIntervalRange = "allowed 0-86400 seconds (0 = off)";
 constexpr const char* kStatsFormatRange = "allowed text or json";
 constexpr const char* kBufferLimitRange = "allowed 0 (the engine's default) or 4096-4294967295 bytes";
 constexpr const char* kBindRange = "allowed a numeric IPv4 or IPv6 address such as 127.0.0.1 or ::1";
+constexpr const char* kMetricsListenRange =
+    "allowed ADDRESS:PORT with a numeric IPv4 address or a bracketed IPv6 one and a port 0-65535, such as "
+    "127.0.0.1:9100 or [::1]:9100";
 
 struct UsageError {
   std::string message;
@@ -37,6 +40,7 @@ std::string rangeOf(const std::string& flag) {
   if (flag == "--stats-interval") return kStatsIntervalRange;
   if (flag == "--stats-format") return kStatsFormatRange;
   if (flag == "--bind") return kBindRange;
+  if (flag == "--metrics-listen") return kMetricsListenRange;
   if (flag == "--high-water" || flag == "--read-budget") return kBufferLimitRange;
   return "";
 }
@@ -81,6 +85,30 @@ std::string parseBindAddress(const std::string& text) {
   return text;
 }
 
+// Where the port of "ADDRESS:PORT" starts, minus one. A bracketed IPv6 address has colons of its
+// own: its port follows "]:".
+std::size_t portSeparator(const std::string& text) {
+  if (text.empty() || text.front() != '[') return text.rfind(':');
+  const std::size_t close = text.find("]:");
+  return close == std::string::npos ? close : close + 1;
+}
+
+// "127.0.0.1:9100" or "[::1]:9100". An IPv6 zone is refused: the endpoint is for a scraper on
+// this host or a routable address, not a link-local one.
+MetricsAddress parseMetricsListen(const std::string& text) {
+  const std::string flag = "--metrics-listen";
+  const bool bracketed = !text.empty() && text.front() == '[';
+  const std::size_t colon = portSeparator(text);
+  if (colon == std::string::npos || colon + 1 == text.size()) {
+    throw UsageError{refusal(flag, "'" + text + "' has no port")};
+  }
+  const std::string host = bracketed ? text.substr(1, colon - 2) : text.substr(0, colon);
+  unsigned char buffer[sizeof(in6_addr)];
+  const bool numeric = inet_pton(bracketed ? AF_INET6 : AF_INET, host.c_str(), buffer) == 1;
+  if (!numeric) throw UsageError{refusal(flag, "'" + text + "' is not a numeric address and port")};
+  return {host, static_cast<uint16_t>(parseNumber(flag, text.substr(colon + 1), 0, kMaxPort))};
+}
+
 uint32_t parseBufferLimit(const std::string& flag, const std::string& text) {
   const uint32_t value = parseNumber(flag, text, 0, UINT32_MAX);
   if (value != 0 && value < kMinBufferLimit) throw UsageError{refusal(flag, text + " is out of range")};
@@ -113,6 +141,8 @@ po::options_description describeOptions(uint32_t defaultWorkers) {
       "most unsent bytes held for one connection, 0 or 4096-4294967295 (0 = the engine's default)")(
       "read-budget", text("BYTES", "0"),
       "bytes read from one connection per wake-up, 0 or 4096-4294967295 (0 = the engine's default)")(
+      "metrics-listen", po::value<std::string>()->value_name("ADDRESS:PORT"),
+      "serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPv4, or [IPv6]:PORT; port 0 = any free port)")(
       "watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")(
       "help,h", "print this help and exit")("version",
                                             "print the host version, the plugin's ABI version and build id, and exit");
@@ -139,6 +169,8 @@ Options readOptions(const po::variables_map& values) {
   options.readBudgetBytes = parseBufferLimit("--read-budget", values["read-budget"].as<std::string>());
   if (values.count("bind")) options.bindAddress = parseBindAddress(values["bind"].as<std::string>());
   options.watch = values.count("watch") > 0;
+  if (values.count("metrics-listen"))
+    options.metricsListen = parseMetricsListen(values["metrics-listen"].as<std::string>());
   if (values.count("plugin")) options.pluginPath = values["plugin"].as<std::string>();
   if (values.count("plugin") && options.pluginPath.empty()) throw UsageError{"--plugin needs a path; see --help"};
   return options;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace epoll_echo::host {
@@ -25,6 +26,12 @@ inline constexpr uint32_t kMinBufferLimit = 4096;
 
 enum class StatsFormat { kText, kJson };
 
+// Where --metrics-listen serves the Prometheus endpoint: a numeric address and a port.
+struct MetricsAddress {
+  std::string host;   // numeric IPv4 ("127.0.0.1") or IPv6 without brackets ("::1")
+  uint16_t port = 0;  // 0 = the kernel picks a free port (logged on start)
+};
+
 struct Options {
   uint32_t port = kDefaultPort;  // 0 = the kernel picks a free port (logged on start)
   // --maxListeners (the flag keeps its original name): worker threads, each with its own listening socket.
@@ -36,6 +43,7 @@ struct Options {
   uint32_t highWaterBytes = 0;   // per-connection unsent-byte limit; 0 = the engine's default
   uint32_t readBudgetBytes = 0;  // bytes read per connection per wake-up; 0 = the engine's default
   bool watch = false;            // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
+  std::optional<MetricsAddress> metricsListen;  // serve GET /metrics there; none = no endpoint
 };
 
 // What main() should do after parsing.

@@ -33,6 +33,22 @@ void StatsAcrossReloads::engineReplaced(const epoll_echo_counters_t& last) {
   ++reloads_;
 }
 
+void StatsAcrossReloads::workersReplaced(const std::vector<epoll_echo_counters_t>& last) {
+  if (replacedWorkers_.size() < last.size()) replacedWorkers_.resize(last.size());
+  for (std::size_t index = 0; index < last.size(); ++index) addCounters(replacedWorkers_[index], last[index]);
+}
+
+std::vector<epoll_echo_counters_t> StatsAcrossReloads::combineWorkers(
+    const std::vector<epoll_echo_counters_t>& serving) const {
+  std::vector<epoll_echo_counters_t> workers = replacedWorkers_;
+  if (workers.size() < serving.size()) workers.resize(serving.size());
+  for (std::size_t index = 0; index < serving.size(); ++index) {
+    addCounters(workers[index], serving[index]);
+    workers[index].active = serving[index].active;
+  }
+  return workers;
+}
+
 epoll_echo_stats_t StatsAcrossReloads::combine(epoll_echo_stats_t serving) const {
   epoll_echo_counters_t total = replaced_;
   addCounters(total, serving.total);

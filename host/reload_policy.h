@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "file_signature.h"
 
@@ -55,7 +56,8 @@ class WatchedReloadPolicy {
 };
 
 // Stats that continue across reloads: the counters of every replaced engine are kept and added to
-// the serving engine's. Main thread only.
+// the serving engine's. Not thread-safe: one thread changes it, and a reader on another thread
+// (the metrics endpoint) takes a lock the writer holds while changing it (server.h).
 class StatsAcrossReloads {
  public:
   // The serving engine was replaced; `last` is its final snapshot's totals.
@@ -65,8 +67,15 @@ class StatsAcrossReloads {
   epoll_echo_stats_t combine(epoll_echo_stats_t serving) const;
   uint64_t reloads() const { return reloads_; }
 
+  // The same per worker index, for the metrics: `last` holds each worker's final counters (call it
+  // with engineReplaced()); combineWorkers() adds them to the serving engine's workers. Workers a
+  // replaced engine had beyond the serving one's count stay in the result, with active = 0.
+  void workersReplaced(const std::vector<epoll_echo_counters_t>& last);
+  std::vector<epoll_echo_counters_t> combineWorkers(const std::vector<epoll_echo_counters_t>& serving) const;
+
  private:
-  epoll_echo_counters_t replaced_{};  // totals of the engines replaced so far
+  epoll_echo_counters_t replaced_{};                    // totals of the engines replaced so far
+  std::vector<epoll_echo_counters_t> replacedWorkers_;  // the same per worker index
   uint64_t reloads_ = 0;
 };
 

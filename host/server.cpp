@@ -8,6 +8,8 @@
 #include <array>
 #include <cerrno>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include "file_signature.h"
 #include "log.h"
@@ -31,19 +33,28 @@ enum PollSlot : std::size_t {
   kPollSlotCount
 };
 
+// The counters of workers 0..count-1.
+std::vector<epoll_echo_counters_t> workerCounters(const EngineHandle& engine, uint32_t count) {
+  std::vector<epoll_echo_counters_t> workers(count);
+  for (uint32_t index = 0; index < count; ++index) workers[index] = engine.workerCounters(index);
+  return workers;
+}
+
 std::string signalName(int signal) { return std::string("SIG") + sigabbrev_np(signal); }
 
 }  // namespace
 
 Server::Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath, const Options& options,
-               SignalFd& signals)
+               SignalFd& signals, std::unique_ptr<MetricsServer> metrics)
     : serving_(std::move(serving)),
       pluginPath_(pluginPath),
       options_(options),
       signals_(signals),
-      monitorTimer_(kMonitorPeriod) {
+      monitorTimer_(kMonitorPeriod),
+      metrics_(std::move(metrics)) {
   if (options.statsIntervalSeconds > 0) statsTimer_.emplace(std::chrono::seconds(options.statsIntervalSeconds));
   if (options.watch) watcher_.emplace(pluginPath_);
+  if (metrics_) metrics_->start([this] { return formatMetrics(metricsSnapshot()); });
 }
 
 Server::~Server() {
@@ -215,14 +226,40 @@ std::optional<ReloadError> Server::swapEngine() {
   } catch (const std::exception& error) {  // bad_alloc, a failed syscall of the host's own
     return ReloadError(pluginPath_, error.what(), ReloadFailure::kRefused);
   }
-  totals_.engineReplaced(serving_->engine().stats().total);  // counters survive the hand-over
-  serving_ = std::move(next);                                // the old engine is destroyed and unloaded
+  std::unique_ptr<LoadedEngine> replaced;
+  {
+    const std::lock_guard<std::mutex> lock(servingMutex_);
+    // Counters survive the hand-over; the replaced engine is paused, so they no longer move.
+    const EngineHandle& old = serving_->engine();
+    const epoll_echo_stats_t last = old.stats();
+    totals_.engineReplaced(last.total);
+    totals_.workersReplaced(workerCounters(old, last.listeners));
+    replaced = std::exchange(serving_, std::move(next));
+  }
+  replaced.reset();  // the old engine is destroyed and unloaded, outside the lock
   logLine(std::string("reloaded: build ") + serving_->library().buildId() + " serving (was " + oldBuild + "), " +
           countOf(moved.listeners, "listener") + ", " + countOf(moved.connections, "connection") + " handed over");
   return std::nullopt;
 }
 
 epoll_echo_stats_t Server::stats() const { return totals_.combine(serving_->engine().stats()); }
+
+MetricsSnapshot Server::metricsSnapshot() const {
+  const std::lock_guard<std::mutex> lock(servingMutex_);
+  const EngineHandle& engine = serving_->engine();
+  const PluginLibrary& library = serving_->library();
+  const epoll_echo_stats_t stats = engine.stats();
+  MetricsSnapshot snapshot;
+  snapshot.state = stats.state;
+  snapshot.listeners = stats.listeners;
+  snapshot.workers = totals_.combineWorkers(workerCounters(engine, stats.listeners));
+  snapshot.reloads = totals_.reloads();
+  snapshot.buildId = library.buildId();
+  const char* version = library.functions().version();
+  snapshot.pluginVersion = version ? version : "unknown";
+  snapshot.abiVersion = library.abiVersion();
+  return snapshot;
+}
 
 void Server::printStats() {
   const epoll_echo_stats_t snapshot = stats();

@@ -5,12 +5,16 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "event_sources.h"
 #include "loaded_engine.h"
+#include "metrics_server.h"
+#include "metrics_text.h"
 #include "options.h"
 #include "plugin_watcher.h"
 #include "reload.h"
@@ -32,16 +36,22 @@ namespace epoll_echo::host {
 //
 // The rules of a reload (when a watched file is reloaded, how often it is retried, the stats kept
 // across reloads) are reload_policy.h's; this class carries them out.
+//
+// With --metrics-listen the server owns a started MetricsServer, whose thread reads
+// metricsSnapshot(); a mutex orders those reads with the reload that replaces the serving engine.
+// It is stopped (joined) first when the server is destroyed.
 class Server {
  public:
   Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath, const Options& options,
-         SignalFd& signals);
+         SignalFd& signals, std::unique_ptr<MetricsServer> metrics = nullptr);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   ~Server();
 
   const LoadedEngine& serving() const { return *serving_; }
   epoll_echo_stats_t stats() const;  // the serving engine's snapshot with the replaced engines' totals added
+  // Likewise, per worker index, with the serving build; for the metrics thread. [any-thread]
+  MetricsSnapshot metricsSnapshot() const;
 
   // Returns the exit code once the engine has stopped: kExitOk, or kExitFailure if stop failed or
   // a worker failed (the host then stops by itself).
@@ -63,6 +73,9 @@ class Server {
   void printStats();
   void checkAcceptErrors(const epoll_echo_stats_t& stats);
 
+  // serving_ and totals_ change on the main thread only, under servingMutex_: the main thread
+  // reads them without it, the metrics thread with it.
+  mutable std::mutex servingMutex_;
   std::unique_ptr<LoadedEngine> serving_;
   std::filesystem::path pluginPath_;
   const Options& options_;
@@ -81,6 +94,7 @@ class Server {
   bool stopFinished_ = false;
   AcceptErrorMonitor acceptErrors_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::unique_ptr<MetricsServer> metrics_;  // last: stopped before anything it reads goes
 };
 
 }  // namespace epoll_echo::host

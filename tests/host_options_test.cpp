@@ -132,10 +132,37 @@ TEST(HostOptionsTest, HelpWinsAndDescribesEveryFlag) {
   const CommandLine result = parse({"--port", "1", "--help"});
   ASSERT_EQ(result.action, Action::kHelp);
   for (const char* text : {"--port", "--maxListeners", "--bind", "--plugin", "--stats-interval", "--stats-format",
-                           "--version", "(=8080)", "(=6)"}) {
+                           "--metrics-listen", "--version", "(=8080)", "(=6)"}) {
     EXPECT_NE(result.message.find(text), std::string::npos) << text;
   }
   EXPECT_EQ(parse({"-h"}).action, Action::kHelp);
+}
+
+TEST(HostOptionsTest, MetricsListenTakesAnIpv4OrBracketedIpv6AddressAndAPort) {
+  EXPECT_FALSE(parseValid({}).metricsListen);
+  const Options ipv4 = parseValid({"--metrics-listen", "127.0.0.1:9100"});
+  ASSERT_TRUE(ipv4.metricsListen);
+  EXPECT_EQ(ipv4.metricsListen->host, "127.0.0.1");
+  EXPECT_EQ(ipv4.metricsListen->port, 9100);
+  const Options ipv6 = parseValid({"--metrics-listen", "[::1]:0"});
+  ASSERT_TRUE(ipv6.metricsListen);
+  EXPECT_EQ(ipv6.metricsListen->host, "::1");
+  EXPECT_EQ(ipv6.metricsListen->port, 0);
+  EXPECT_EQ(parseValid({"--metrics-listen", "0.0.0.0:65535"}).metricsListen->port, 65535);
+}
+
+TEST(HostOptionsTest, RefusesBadMetricsAddresses) {
+  const std::string range = "allowed ADDRESS:PORT with a numeric IPv4 address or a bracketed IPv6 one";
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:", "[::1]", "[::1]9100", ""}) {
+    expectRefusal({"--metrics-listen", bad}, "--metrics-listen '" + std::string(bad) + "' has no port: " + range);
+  }
+  for (const char* bad :
+       {"localhost:9100", "::1:9100", ":9100", "[127.0.0.1]:9100", "[fe80::1%lo]:9100", "1.2.3:9100"}) {
+    expectRefusal({"--metrics-listen", bad}, "--metrics-listen '" + std::string(bad) + "' is not a numeric address");
+  }
+  expectRefusal({"--metrics-listen", "127.0.0.1:65536"}, "--metrics-listen 65536 is out of range: " + range);
+  expectRefusal({"--metrics-listen", "127.0.0.1:-1"}, "--metrics-listen -1 is out of range");
+  expectRefusal({"--metrics-listen", "127.0.0.1:91x"}, "--metrics-listen '91x' is not a number");
 }
 
 TEST(HostOptionsTest, VersionKeepsThePluginPath) {

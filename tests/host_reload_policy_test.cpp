@@ -5,6 +5,8 @@
 #include <cstring>
 #include <optional>
 
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "reload_policy.h"
@@ -168,6 +170,31 @@ TEST(StatsAcrossReloadsTest, AddsEveryReplacedEngineButKeepsTheServingEnginesAct
   EXPECT_EQ(combined.state, EPOLL_ECHO_STATE_RUNNING);  // the rest is the serving engine's
   EXPECT_EQ(combined.port, 8080u);
   EXPECT_EQ(combined.listeners, 2u);
+}
+
+TEST(StatsAcrossReloadsTest, KeepsEachWorkersCountersAcrossReloads) {
+  StatsAcrossReloads totals;
+  std::vector<epoll_echo_counters_t> replaced(3);  // an engine with one worker more than the next
+  for (std::size_t index = 0; index < replaced.size(); ++index) {
+    replaced[index].accepted = 10 * (index + 1);
+    replaced[index].active = 5;  // handed over: the serving engine counts them now
+  }
+  totals.workersReplaced(replaced);
+  totals.workersReplaced(replaced);
+  std::vector<epoll_echo_counters_t> serving(2);
+  serving[0].accepted = 1;
+  serving[0].active = 1;
+  serving[1].active = 2;
+
+  const std::vector<epoll_echo_counters_t> combined = totals.combineWorkers(serving);
+  ASSERT_EQ(combined.size(), 3u);
+  EXPECT_EQ(combined[0].accepted, 21u);
+  EXPECT_EQ(combined[1].accepted, 40u);
+  EXPECT_EQ(combined[2].accepted, 60u);
+  EXPECT_EQ(combined[0].active, 1u);
+  EXPECT_EQ(combined[1].active, 2u);
+  EXPECT_EQ(combined[2].active, 0u);  // no such worker serves now
+  EXPECT_EQ(StatsAcrossReloads().combineWorkers(serving).size(), 2u);
 }
 
 }  // namespace
