@@ -1,5 +1,5 @@
-// counter_fields.h — every counter of epoll_echo_counters_t with its name and meaning, in one
-// table: the Prometheus endpoint lists them from here, so a new counter is one new line.
+// counter_fields.h — every field of epoll_echo_counters_t with its name and kind, generated from
+// the ABI's EPOLL_ECHO_COUNTER_TABLE: a counter added there reaches the metrics with no edit here.
 #pragma once
 
 #include <epoll_echo.h>
@@ -9,29 +9,14 @@
 namespace epoll_echo::host {
 
 struct CounterField {
-  const char* name;  // the struct field's name, the metric's name without prefix and _total
-  const char* help;  // one line, no backslash or newline (the exposition format would need escapes)
+  const char* name;  // the struct field's name
+  uint32_t kind;     // EPOLL_ECHO_METRIC_COUNTER (only grows) or EPOLL_ECHO_METRIC_GAUGE
   uint64_t epoll_echo_counters_t::*member;
 };
 
-// Every field of epoll_echo_counters_t that only grows, in the header's order. `active` is not
-// here: it is a gauge.
-inline constexpr CounterField kCounterFields[] = {
-    {"accepted", "Connections accepted.", &epoll_echo_counters_t::accepted},
-    {"closed", "Connections closed.", &epoll_echo_counters_t::closed},
-    {"bytes_in", "Bytes read from clients.", &epoll_echo_counters_t::bytes_in},
-    {"bytes_out", "Bytes written back to clients.", &epoll_echo_counters_t::bytes_out},
-    {"backpressure_pauses", "Times a connection stopped being read above its high-water mark.",
-     &epoll_echo_counters_t::backpressure_pauses},
-    {"accept_errors", "Failed accept() calls, EMFILE and ENFILE included.", &epoll_echo_counters_t::accept_errors},
-    {"accept_pauses", "Times accepting paused because no file descriptor was available.",
-     &epoll_echo_counters_t::accept_pauses},
-    {"syscalls", "System calls made by the worker threads, epoll_wait included.", &epoll_echo_counters_t::syscalls},
-    {"wakeups", "epoll_wait calls that returned events.", &epoll_echo_counters_t::wakeups},
-    {"adopted", "Connections taken over from a previous engine on a hot-swap.", &epoll_echo_counters_t::adopted},
-    {"handed_over", "Connections given to the next engine on a hot-swap.", &epoll_echo_counters_t::handed_over},
-    {"worker_failures", "Workers whose event loop stopped on an unexpected error.",
-     &epoll_echo_counters_t::worker_failures},
-};
+#define EPOLL_ECHO_HOST_COUNTER_FIELD(field, kind, minor) \
+  {#field, EPOLL_ECHO_METRIC_##kind, &epoll_echo_counters_t::field},
+inline constexpr CounterField kCounterFields[] = {EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_HOST_COUNTER_FIELD)};
+#undef EPOLL_ECHO_HOST_COUNTER_FIELD
 
 }  // namespace epoll_echo::host

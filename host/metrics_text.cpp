@@ -1,6 +1,8 @@
 // metrics_text.cpp — builds the /metrics body with plain string appends, family by family.
 #include "metrics_text.h"
 
+#include <cstring>
+
 #include "counter_fields.h"
 #include "stats_report.h"
 
@@ -11,8 +13,39 @@ constexpr const char* kPrefix = "epoll_echo_";
 
 // Every state the header defines: the state gauge has one series for each, so a dashboard
 // can tell "not running" from "no data".
-constexpr uint32_t kStates[] = {EPOLL_ECHO_STATE_CREATED, EPOLL_ECHO_STATE_RUNNING, EPOLL_ECHO_STATE_STOPPED,
-                                EPOLL_ECHO_STATE_PAUSED};
+#define EPOLL_ECHO_HOST_STATE(name, word) EPOLL_ECHO_STATE_##name,
+constexpr uint32_t kStates[] = {EPOLL_ECHO_STATE_TABLE(EPOLL_ECHO_HOST_STATE)};
+#undef EPOLL_ECHO_HOST_STATE
+
+// What each counter means, for the HELP lines, and the metric name where the field's alone would
+// not say what it counts. A counter missing here is still exported, under its field's name.
+struct Description {
+  const char* field;
+  const char* metric;
+  const char* help;  // one line, no backslash (the format would need escapes)
+};
+constexpr Description kDescriptions[] = {
+    {"accepted", "accepted", "Connections accepted."},
+    {"active", "active_connections", "Connections open now."},
+    {"closed", "closed", "Connections closed."},
+    {"bytes_in", "bytes_in", "Bytes read from clients."},
+    {"bytes_out", "bytes_out", "Bytes written back to clients."},
+    {"backpressure_pauses", "backpressure_pauses", "Times a connection stopped being read above its high-water mark."},
+    {"accept_errors", "accept_errors", "Failed accept() calls, EMFILE and ENFILE included."},
+    {"accept_pauses", "accept_pauses", "Times accepting paused because no file descriptor was available."},
+    {"syscalls", "syscalls", "System calls made by the worker threads, epoll_wait included."},
+    {"wakeups", "wakeups", "epoll_wait calls that returned events."},
+    {"adopted", "adopted", "Connections taken over from a previous engine on a hot-swap."},
+    {"handed_over", "handed_over", "Connections given to the next engine on a hot-swap."},
+    {"worker_failures", "worker_failures", "Workers whose event loop stopped on an unexpected error."},
+};
+
+Description describe(const CounterField& field) {
+  for (const Description& description : kDescriptions) {
+    if (std::strcmp(description.field, field.name) == 0) return description;
+  }
+  return {field.name, field.name, "The engine's counter of that name (epoll_echo_counters_t, docs/abi.md)."};
+}
 
 // A label value as the format wants it: backslash, double quote and newline escaped.
 std::string escapeLabelValue(const std::string& value) {
@@ -81,10 +114,11 @@ void addEngineFamilies(Exposition& out, const MetricsSnapshot& snapshot) {
 std::string formatMetrics(const MetricsSnapshot& snapshot) {
   Exposition out;
   for (const CounterField& field : kCounterFields) {
-    addCounterFamilies(out, snapshot, field.member, std::string(field.name) + "_total", "counter", field.help);
+    const Description description = describe(field);
+    const bool gauge = field.kind == EPOLL_ECHO_METRIC_GAUGE;
+    const std::string name = std::string(description.metric) + (gauge ? "" : "_total");
+    addCounterFamilies(out, snapshot, field.member, name, gauge ? "gauge" : "counter", description.help);
   }
-  addCounterFamilies(out, snapshot, &epoll_echo_counters_t::active, "active_connections", "gauge",
-                     "Connections open now.");
   addEngineFamilies(out, snapshot);
   return out.take();
 }

@@ -25,11 +25,12 @@ struct MetricsSnapshot {
 // "Content-Type" of formatMetrics()' output.
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-// The exposition text: for each counter `epoll_echo_<name>_total` (the engine total, the sum of
-// the worker lines of the same snapshot) and `epoll_echo_worker_<name>_total{worker="N"}`;
-// the gauges `epoll_echo_active_connections`, `epoll_echo_worker_active_connections{worker}`,
-// `epoll_echo_listeners` and `epoll_echo_state{state}` (1 for the current state, 0 for the
-// others); `epoll_echo_reloads_total`; `epoll_echo_build_info{build_id,version,abi_version} 1`.
+// The exposition text. For each field of EPOLL_ECHO_COUNTER_TABLE: the engine total (the sum of
+// the worker lines of the same snapshot) and a per-worker family with a `worker` label, named
+// `epoll_echo_<field>_total` / `epoll_echo_worker_<field>_total` for a counter and
+// `epoll_echo_active_connections` / `epoll_echo_worker_active_connections` for `active`. Then
+// the gauges `epoll_echo_listeners` and `epoll_echo_state{state}` (1 for the current state, 0 for
+// the others), `epoll_echo_reloads_total` and `epoll_echo_build_info{build_id,version,abi_version} 1`.
 // Every family has HELP and TYPE lines; the text ends with a newline.
 std::string formatMetrics(const MetricsSnapshot& snapshot);
 

@@ -43,10 +43,16 @@ constexpr std::size_t kServerConnectionCap = 16;  // MetricsServer::kMaxConnecti
 constexpr const char* kMetricsLine = "epoll-server: metrics on http://127.0.0.1:";
 constexpr const char* kReloaded = "epoll-server: reloaded: build ";
 
-// Every counter of epoll_echo_counters_t but `active`, as the endpoint names them.
-const std::vector<std::string> kCounters = {
-    "accepted",      "closed",   "bytes_in", "bytes_out", "backpressure_pauses", "accept_errors",
-    "accept_pauses", "syscalls", "wakeups",  "adopted",   "handed_over",         "worker_failures"};
+// Every counter of EPOLL_ECHO_COUNTER_TABLE (`active`, a gauge, aside), as the endpoint names them.
+std::vector<std::string> counterNames() {
+  std::vector<std::string> names;
+#define EPOLL_ECHO_TEST_COUNTER(field, kind, minor) \
+  if (EPOLL_ECHO_METRIC_##kind == EPOLL_ECHO_METRIC_COUNTER) names.push_back(#field);
+  EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_TEST_COUNTER)
+#undef EPOLL_ECHO_TEST_COUNTER
+  return names;
+}
+const std::vector<std::string> kCounters = counterNames();
 
 struct HttpResponse {
   int status = 0;
