@@ -19,7 +19,7 @@ extern "C" {
  * number grows when functions or trailing struct fields are added; an older host keeps working.
  * ---------------------------------------------------------------------------------------------- */
 #define EPOLL_ECHO_ABI_MAJOR 1
-#define EPOLL_ECHO_ABI_MINOR 2
+#define EPOLL_ECHO_ABI_MINOR 3
 
 /* Packs a major/minor pair the way epoll_echo_abi_version() returns it. */
 #define EPOLL_ECHO_ABI_PACK(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor)&0xffffu))
@@ -85,6 +85,15 @@ typedef struct epoll_echo_config {
                                * name or index ("fe80::1%eth0", "[fe80::1%2]"), which a link-local
                                * address needs; empty = all interfaces (IPv6 dual-stack "::",
                                * or "0.0.0.0" where IPv6 is unavailable) */
+  /* ABI 1.3 */
+  uint32_t max_connections; /* the most connections the engine holds open at once, over all its
+                             * workers, adopted ones included; at the cap accepting pauses (new
+                             * clients wait in the kernel's accept queue, never reset) until one
+                             * closes; 0 = no cap */
+  uint32_t idle_timeout_ms; /* a connection that moved no byte in either direction for this
+                             * long is closed, pending echo or not (a client that never reads
+                             * times the flush out the same way); checked every eighth of it
+                             * (10 ms..1 s), so closed at most that much late; 0 = never */
 } epoll_echo_config_t;
 
 /* Engine lifecycle states, as reported in epoll_echo_stats_t.state. */
@@ -125,6 +134,10 @@ typedef struct epoll_echo_counters {
   uint64_t worker_failures; /* workers whose event loop stopped on an unexpected error (epoll_wait
                              * failed): they serve nothing more until stop; the reason is in
                              * epoll_echo_last_error(). Nonzero means: stop the engine */
+  /* ABI 1.3 */
+  uint64_t accept_cap_pauses; /* times a worker stopped accepting because the engine held
+                               * max_connections (clients waited in the accept queue) */
+  uint64_t idle_closed;       /* connections closed by idle_timeout_ms (counted in closed too) */
 } epoll_echo_counters_t;
 
 /* What a counter measures, as a metrics system names it. */
@@ -148,7 +161,9 @@ typedef struct epoll_echo_counters {
   X(wakeups, COUNTER, 0)             \
   X(adopted, COUNTER, 1)             \
   X(handed_over, COUNTER, 1)         \
-  X(worker_failures, COUNTER, 2)
+  X(worker_failures, COUNTER, 2)     \
+  X(accept_cap_pauses, COUNTER, 3)   \
+  X(idle_closed, COUNTER, 3)
 
 /* Engine statistics: a consistent-enough snapshot (each counter is read atomically, the set is
  * not read at one instant). */

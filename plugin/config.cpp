@@ -64,6 +64,8 @@ EngineConfig makeEngineConfig(const epoll_echo_config_t& raw) {
   config.acceptBudget = raw.accept_budget == 0 ? kDefaultAcceptBudget : raw.accept_budget;
   if (raw.reserved0 != 0) refuse("reserved0", raw.reserved0, "must be zero");
   config.bindAddress = bindAddressOf(raw);
+  config.maxConnections = raw.max_connections;  // every value is meaningful, 0 included
+  config.idleTimeoutMs = raw.idle_timeout_ms;
   return config;
 }
 

@@ -25,7 +25,9 @@ struct EngineConfig {
   uint32_t highWaterBytes = kDefaultHighWaterBytes;
   uint32_t readBudgetBytes = kDefaultReadBudgetBytes;
   uint32_t acceptBudget = kDefaultAcceptBudget;
-  std::string bindAddress;  // empty = all interfaces
+  std::string bindAddress;      // empty = all interfaces
+  uint32_t maxConnections = 0;  // over all workers; 0 = no cap
+  uint32_t idleTimeoutMs = 0;   // 0 = connections never time out
 };
 
 // Validates a caller's config (already size-checked and copied) and applies defaults.

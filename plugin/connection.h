@@ -1,6 +1,7 @@
 // Connection: one accepted client socket and the bytes it still has to be sent.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -20,6 +21,8 @@ struct Connection {
 
   UniqueFd fd;
   OutputBuffer pending;
+  // When a byte last moved either way (the worker's clock of that loop pass): the idle timeout's.
+  std::chrono::steady_clock::time_point lastActive{};
   uint32_t slot = 0;          // index in the worker's connection table
   uint32_t batchedBytes = 0;  // in the worker's batch, not sent yet
   bool finAnnounced = false;  // epoll reported RDHUP/HUP: read until 0, not just a short read

@@ -77,11 +77,11 @@ ListenerSet Engine::shareImportedListeners() {
   return set;
 }
 
-Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners) {
+Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget) {
   WorkerList workers;
   workers.reserve(listeners.size());
   for (uint32_t i = 0; i < listeners.size(); ++i) {
-    workers.push_back(std::make_unique<Worker>(i, config_, std::move(listeners[i]),
+    workers.push_back(std::make_unique<Worker>(i, config_, budget, std::move(listeners[i]),
                                                [this](const std::string& detail) { setLastError(detail.c_str()); }));
   }
   return workers;
@@ -91,15 +91,19 @@ void Engine::start() {
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_CREATED, "start");
   ListenerSet listeners = importedListeners_.empty() ? openListeners(config_) : shareImportedListeners();
+  // One count for every worker: max_connections caps the engine, adopted connections included.
+  auto budget =
+      std::make_unique<ConnectionBudget>(config_.maxConnections, static_cast<uint32_t>(listeners.sockets.size()));
   // On failure the workers close their copies of any imported socket; the exporting engine
-  // still holds its own, so nothing reaches the clients.
-  WorkerList workers = createWorkers(std::move(listeners.sockets));
+  // still holds its own, so nothing reaches the clients. They go before the budget they use.
+  WorkerList workers = createWorkers(std::move(listeners.sockets), *budget);
   adoptImportedConnections(workers);
   // Built before any thread starts: once they run, nothing here may fail.
   std::vector<const WorkerCounters*> counters;
   counters.reserve(workers.size());
   for (const auto& worker : workers) counters.push_back(&worker->counters());
   startAll(workers);
+  budget_ = std::move(budget);
   workers_ = std::move(workers);
   MutexLock lock(stateMutex_);
   counters_ = std::move(counters);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config.h"
+#include "connection_budget.h"
 #include "epoll_echo.h"
 #include "listener.h"
 #include "thread_annotations.h"
@@ -80,7 +81,7 @@ class Engine {
   void requireState(uint32_t expected, const char* operation) const EPOLL_ECHO_EXCLUDES(stateMutex_);
   void setState(uint32_t state) EPOLL_ECHO_EXCLUDES(stateMutex_);
   ListenerSet shareImportedListeners() EPOLL_ECHO_REQUIRES(controlMutex_);
-  WorkerList createWorkers(std::vector<UniqueFd> listeners);
+  WorkerList createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget);
   void adoptImportedConnections(WorkerList& workers) EPOLL_ECHO_REQUIRES(controlMutex_);
   static void startAll(WorkerList& workers);
   // Connection `index` counted over all workers in order, and its worker's index; throws ERANGE.
@@ -89,6 +90,9 @@ class Engine {
   const EngineConfig config_;
 
   mutable Mutex controlMutex_;  // mutable: the const hand-over queries serialise too
+  // max_connections, shared by the workers: set once by start(), declared first so that it
+  // outlives them.
+  std::unique_ptr<ConnectionBudget> budget_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
   // Set once by start() and never shrunk, so the workers live as long as the engine; their
   // threads run between start() and the stop() or pause() that joins them.
   WorkerList workers_ EPOLL_ECHO_GUARDED_BY(controlMutex_);

@@ -39,6 +39,15 @@ constexpr size_t kMaxBatchedEchoes = kMaxEventsPerWait;
 // EMFILE/ENFILE back-off: long enough not to spin, short enough to notice freed fds soon.
 constexpr std::chrono::milliseconds kFirstAcceptBackoff{10};
 constexpr std::chrono::milliseconds kMaxAcceptBackoff{500};
+// The idle sweep runs every eighth of the timeout: a connection closes at most 12.5 % late. Not
+// more often than every 10 ms (a tiny timeout must not turn the worker into a busy loop), and at
+// least every second (a long one is still honoured within a second).
+constexpr std::chrono::milliseconds kMinIdleSweepPeriod{10};
+constexpr std::chrono::milliseconds kMaxIdleSweepPeriod{1000};
+
+std::chrono::steady_clock::duration idleSweepPeriodFor(std::chrono::milliseconds timeout) {
+  return std::clamp<std::chrono::steady_clock::duration>(timeout / 8, kMinIdleSweepPeriod, kMaxIdleSweepPeriod);
+}
 
 // epoll user data for the two non-connection fds; connections use their own address.
 char listenerTag;
@@ -52,12 +61,16 @@ bool isTransientAcceptError(int error) {
 
 }  // namespace
 
-Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener, FailureReport reportFailure)
+Worker::Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
+               FailureReport reportFailure)
     : index_(index),
       config_(config),
       reportFailure_(std::move(reportFailure)),
+      budget_(budget),
       listener_(std::move(listener)),
-      batchBuffer_(new char[kBatchBufferBytes]) {
+      batchBuffer_(new char[kBatchBufferBytes]),
+      idleTimeout_(std::chrono::milliseconds(config.idleTimeoutMs)),
+      idleSweepPeriod_(idleSweepPeriodFor(std::chrono::milliseconds(config.idleTimeoutMs))) {
   batch_.reserve(kMaxBatchedEchoes);
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_create1 (worker " + std::to_string(index_) + ")");
@@ -69,6 +82,7 @@ Worker::Worker(uint32_t index, const EngineConfig& config, UniqueFd listener, Fa
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wakeup_.get(), &event) != 0) {
     throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD eventfd");
   }
+  budget_.setWakeup(index_, wakeup_.get());
   // Edge-triggered: a paused listener (no fd left) must not wake the loop over and over.
   // Exclusive: when workers share one listening socket (an inherited one), a new connection
   // wakes one of them, not all; with a socket of its own it changes nothing.
@@ -89,12 +103,18 @@ void Worker::start() {
   // After a pause the eventfd still holds the stop request that ended the previous run.
   uint64_t stale = 0;
   [[maybe_unused]] ssize_t ignored = ::read(wakeup_.get(), &stale, sizeof stale);
+  stopRequested_.store(false, std::memory_order_relaxed);
   stopping_ = false;
+  // A slot may have freed while the thread was away, its wake-up drained just now: look again.
+  acceptCapped_ = false;
+  budget_.unpark(index_);
+  restartIdleClocks();
   thread_ = std::thread([this] { run(); });
 }
 
 void Worker::requestStop() noexcept {
   if (!wakeup_) return;
+  stopRequested_.store(true, std::memory_order_release);
   const uint64_t one = 1;
   // EAGAIN means the counter is already non-zero: the worker will wake anyway.
   [[maybe_unused]] ssize_t ignored = ::write(wakeup_.get(), &one, sizeof one);
@@ -115,6 +135,7 @@ void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
   connections_.clear();
   closedThisBatch_.clear();
   resumeList_.clear();
+  budget_.setWakeup(index_, -1);  // the eventfd closes below
   listener_.reset();
   // The worker never runs again: its epoll instance and wake-up fd go too (only counters stay).
   epoll_.reset();
@@ -136,6 +157,7 @@ void Worker::run() noexcept {
       return;
     }
     if (count > 0) counters_.wakeups.add(1);
+    if (idleTimeout_.count() != 0) now_ = Clock::now();
     for (int i = 0; i < count; ++i) dispatch(events[i]);
     sendBatch();
     runDeferredWork();
@@ -154,16 +176,19 @@ void Worker::fail(const char* call, int error) noexcept {
 
 int Worker::waitTimeoutMs() const {
   if (!resumeList_.empty()) return 0;
-  if (acceptPaused_) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(acceptResumeAt_ - Clock::now());
-    return static_cast<int>(std::max<int64_t>(0, left.count()));
-  }
-  return acceptPending_ ? 0 : -1;
+  if (acceptPending_ && !acceptPaused_ && !acceptCapped_) return 0;
+  const bool sweepDue = idleTimeout_.count() != 0 && !connections_.empty();
+  if (!acceptPaused_ && !sweepDue) return -1;
+  Clock::time_point deadline = Clock::time_point::max();
+  if (acceptPaused_) deadline = acceptResumeAt_;
+  if (sweepDue) deadline = std::min(deadline, nextIdleSweep_);
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, INT32_MAX));
 }
 
 void Worker::dispatch(const epoll_event& event) {
   if (event.data.ptr == &wakeupTag) {
-    stopping_ = true;
+    onWakeup();
     return;
   }
   if (event.data.ptr == &listenerTag) {
@@ -181,6 +206,19 @@ void Worker::dispatch(const epoll_event& event) {
   if (!connection.closed && (event.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))) onReadable(connection);
 }
 
+// Level-triggered: the counter is read back to zero, or the wake-up would fire on every pass.
+void Worker::onWakeup() {
+  uint64_t count = 0;
+  [[maybe_unused]] ssize_t ignored = ::read(wakeup_.get(), &count, sizeof count);
+  counters_.syscalls.add(1);
+  if (stopRequested_.load(std::memory_order_acquire)) {
+    stopping_ = true;
+    return;
+  }
+  // Otherwise the budget woke us: a connection closed on another worker below the cap.
+  acceptCapped_ = false;
+}
+
 // Connections whose read budget ran out go after everything that was ready in this batch, and
 // closed connections are freed only now that no event of the batch can refer to them.
 void Worker::runDeferredWork() {
@@ -192,32 +230,62 @@ void Worker::runDeferredWork() {
   resuming_.clear();
   sendBatch();
   if (acceptPaused_ && Clock::now() >= acceptResumeAt_) acceptPaused_ = false;
-  if (acceptPending_ && !acceptPaused_) onAccept();
+  if (acceptPending_ && !acceptPaused_ && !acceptCapped_) onAccept();
+  closeIdleConnections();
   closedThisBatch_.clear();
 }
 
+void Worker::restartIdleClocks() noexcept {
+  now_ = Clock::now();
+  nextIdleSweep_ = now_ + idleSweepPeriod_;
+  for (auto& connection : connections_) connection->lastActive = now_;
+}
+
+// Closes every connection that moved no byte for the timeout. One whose echo is still pending has
+// a client that stopped reading (a byte sent would have restarted its clock): its flush timed out.
+void Worker::closeIdleConnections() {
+  if (idleTimeout_.count() == 0 || now_ < nextIdleSweep_) return;
+  nextIdleSweep_ = now_ + idleSweepPeriod_;
+  const Clock::time_point idleSince = now_ - idleTimeout_;
+  for (size_t slot = 0; slot < connections_.size();) {
+    Connection& connection = *connections_[slot];
+    if (connection.lastActive > idleSince) {
+      ++slot;
+      continue;
+    }
+    closeConnection(connection);  // moves the last connection into this slot: look at it next
+    counters_.idle_closed.add(1);
+  }
+}
+
 void Worker::onAccept() {
-  if (acceptPaused_) {
+  if (acceptPaused_ || acceptCapped_) {
     acceptPending_ = true;  // edge-triggered: remember the edge for when the pause ends
     return;
   }
   acceptPending_ = false;
   for (uint32_t i = 0; i < config_.acceptBudget; ++i) {
+    if (!budget_.tryTake()) {
+      parkAtCap();
+      return;
+    }
     if (!acceptOne()) return;
   }
   acceptPending_ = true;  // edge-triggered: nobody will tell us about the rest
 }
 
-// Returns true when it is worth trying to accept another connection.
+// Returns true when it is worth trying to accept another connection. Called holding a budget
+// slot, which becomes the new connection's or goes back.
 bool Worker::acceptOne() {
   int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   counters_.syscalls.add(1);
   if (fd >= 0) {
     acceptBackoff_ = std::chrono::milliseconds{0};
-    addConnection(UniqueFd(fd));
+    if (!addConnection(UniqueFd(fd))) budget_.give(index_);
     return true;
   }
   const int error = errno;
+  budget_.give(index_);
   if (error == EAGAIN || error == EWOULDBLOCK) return false;
   if (error == EINTR) return true;
   counters_.accept_errors.add(1);
@@ -237,15 +305,26 @@ void Worker::pauseAccepting() {
   counters_.accept_pauses.add(1);
 }
 
-void Worker::addConnection(UniqueFd socket) {
+// At max_connections: the clients wait in the kernel's accept queue, as when no fd is left, until
+// a close on any worker of this engine frees a slot and wakes this one.
+void Worker::parkAtCap() {
+  acceptPending_ = true;
+  if (!budget_.park(index_)) return;  // a slot freed meanwhile: accept again on the next pass
+  acceptCapped_ = true;
+  counters_.accept_cap_pauses.add(1);
+}
+
+// Returns false when the connection could not be registered (it is closed, and counted).
+bool Worker::addConnection(UniqueFd socket) {
   const int one = 1;
   ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   counters_.syscalls.add(1);
-  if (registerConnection(std::move(socket))) {
-    counters_.accepted.add(1);
-  } else {
+  if (registerConnection(std::move(socket)) == nullptr) {
     counters_.accept_errors.add(1);
+    return false;
   }
+  counters_.accepted.add(1);
+  return true;
 }
 
 void Worker::adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) {
@@ -255,6 +334,7 @@ void Worker::adoptConnection(UniqueFd socket, const char* pending, size_t pendin
     throw EngineError(EPOLL_ECHO_ESYSTEM,
                       "worker " + std::to_string(index_) + " cannot register an adopted connection");
   }
+  budget_.take();  // counts toward the cap even above it: the connection is open already
   connection->peerClosed = peerClosed;
   connection->shared = true;
   try {
@@ -287,6 +367,7 @@ Connection* Worker::registerConnection(UniqueFd socket) {
   event.data.ptr = connection.get();
   counters_.syscalls.add(1);
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->fd.get(), &event) != 0) return nullptr;
+  connection->lastActive = now_;
   connection->slot = static_cast<uint32_t>(connections_.size());
   connections_.push_back(std::move(connection));
   return connections_.back().get();
@@ -324,6 +405,7 @@ void Worker::onReadable(Connection& connection) {
     counters_.syscalls.add(1);
     if (count > 0) {
       counters_.bytes_in.add(static_cast<uint64_t>(count));
+      connection.lastActive = now_;
       if (!echo(connection, into, static_cast<size_t>(count))) return;
       // After a FIN the short-read rule does not hold: read on until recv() returns 0.
       if (static_cast<size_t>(count) < wanted && !connection.finAnnounced) return;
@@ -407,6 +489,7 @@ bool Worker::sendNow(Connection& connection, const char* bytes, size_t count) {
     }
     const size_t done = sent > 0 ? static_cast<size_t>(sent) : 0;
     counters_.bytes_out.add(done);
+    if (done > 0) connection.lastActive = now_;
     bytes += done;
     count -= done;
   }
@@ -427,6 +510,7 @@ bool Worker::flushPending(Connection& connection) {
     counters_.syscalls.add(1);
     if (sent > 0) {
       counters_.bytes_out.add(static_cast<uint64_t>(sent));
+      connection.lastActive = now_;
       connection.pending.consume(static_cast<size_t>(sent));
       continue;
     }
@@ -465,8 +549,13 @@ void Worker::closeConnection(Connection& connection) {
   connections_[slot]->slot = slot;
   closedThisBatch_.push_back(std::move(connections_.back()));
   connections_.pop_back();
+  budget_.give(index_);
   // A freed descriptor is the best moment to try accepting again.
   if (acceptPaused_) acceptResumeAt_ = Clock::now();
+  if (acceptCapped_) {
+    acceptCapped_ = false;
+    budget_.unpark(index_);
+  }
 }
 
 }  // namespace epoll_echo

@@ -4,6 +4,7 @@
 
 #include <sys/epoll.h>
 
+#include <atomic>
 #include <cassert>
 #include <chrono>
 #include <cstdint>
@@ -15,6 +16,7 @@
 
 #include "config.h"
 #include "connection.h"
+#include "connection_budget.h"
 #include "counters.h"
 #include "unique_fd.h"
 
@@ -31,13 +33,16 @@ class Worker {
   // ("worker 0: epoll_wait: Bad file descriptor"). Must not throw.
   using FailureReport = std::function<void(const std::string&)>;
 
-  // Takes ownership of a bound, listening, non-blocking socket. Throws EngineError.
-  Worker(uint32_t index, const EngineConfig& config, UniqueFd listener, FailureReport reportFailure);
+  // Takes ownership of a bound, listening, non-blocking socket; counts its connections in
+  // `budget`, which must outlive it. Throws EngineError.
+  Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
+         FailureReport reportFailure);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Starts (or, after a pause, restarts) the thread. Throws std::system_error.
+  // Starts (or, after a pause, restarts) the thread; every connection's idle clock starts now, so
+  // neither a pause nor a hand-over counts as idle time. Throws std::system_error.
   void start();
   // Asks the thread to leave its loop; returns at once. Safe from any thread, any number of times.
   void requestStop() noexcept;
@@ -77,13 +82,17 @@ class Worker {
   void run() noexcept;
   void fail(const char* call, int error) noexcept;
   void dispatch(const epoll_event& event);
+  void onWakeup();
   int waitTimeoutMs() const;
   void runDeferredWork();
+  void restartIdleClocks() noexcept;
+  void closeIdleConnections();
 
   void onAccept();
   bool acceptOne();
   void pauseAccepting();
-  void addConnection(UniqueFd socket);
+  void parkAtCap();
+  bool addConnection(UniqueFd socket);
   Connection* registerConnection(UniqueFd socket);
 
   void onReadable(Connection& connection);
@@ -102,11 +111,13 @@ class Worker {
   const uint32_t index_;
   const EngineConfig config_;
   const FailureReport reportFailure_;
+  ConnectionBudget& budget_;
   UniqueFd listener_;
   UniqueFd epoll_;
-  UniqueFd wakeup_;
+  UniqueFd wakeup_;        // fired by requestStop(), and by the budget when a slot frees at the cap
   std::thread thread_;     // control side only (start, join)
-  bool stopping_ = false;  // worker thread only; set when the eventfd fires
+  std::atomic<bool> stopRequested_{false};
+  bool stopping_ = false;  // worker thread only; set when the eventfd fires after requestStop()
 
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch
@@ -125,8 +136,16 @@ class Worker {
 
   bool acceptPending_ = false;  // the accept budget ran out with connections still queued
   bool acceptPaused_ = false;   // no fd available: accepting waits until acceptResumeAt_
+  bool acceptCapped_ = false;   // the engine holds max_connections: parked until a slot frees
   Clock::time_point acceptResumeAt_{};
   std::chrono::milliseconds acceptBackoff_{0};
+
+  // Idle timeout: one clock read per loop pass, a store per connection that moves bytes, and a
+  // sweep over the connections every idleSweepPeriod_ instead of a timer per connection.
+  const Clock::duration idleTimeout_;      // zero: connections never time out
+  const Clock::duration idleSweepPeriod_;  // how late an idle connection may be closed
+  Clock::time_point now_{};                // this loop pass's clock
+  Clock::time_point nextIdleSweep_{};
 
   WorkerCounters counters_;
 };

@@ -214,6 +214,22 @@ TEST_F(AbiStateTest, StatsFillsOnlyTheCallersSize) {
   EXPECT_EQ(stats.port, 0xababababu) << "wrote past the caller's size";
 }
 
+// An ABI 1.2 caller's stats end before accept_cap_pauses: filled that far, not a byte further.
+TEST_F(AbiStateTest, StatsFillsAnAbi12CallersStruct) {
+  TestEngine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(1), &error), EPOLL_ECHO_OK) << error;
+  epoll_echo_stats_t stats;
+  std::memset(&stats, 0xab, sizeof stats);
+  const uint32_t abi12Size = offsetof(epoll_echo_stats_t, total.accept_cap_pauses);
+  stats.size = abi12Size;
+  ASSERT_EQ(api().stats(engine.handle(), &stats), EPOLL_ECHO_OK);
+  EXPECT_EQ(stats.size, abi12Size);
+  EXPECT_EQ(stats.total.worker_failures, 0u);
+  EXPECT_EQ(stats.total.accept_cap_pauses, 0xababababababababu) << "wrote past the caller's size";
+  EXPECT_EQ(stats.total.idle_closed, 0xababababababababu) << "wrote past the caller's size";
+}
+
 // A newer caller's larger struct: the known part is filled, `size` says how much is meaningful
 // (the plugin's size or the caller's), and the unknown tail is zeroed or left alone, never garbage.
 TEST_F(AbiStateTest, StatsHandlesLargerCallerStructs) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "support/expect_echo.h"
 #include "support/plugin.h"
@@ -164,6 +165,36 @@ TEST_F(AbiTest, CreateAcceptsOlderSmallerStructsWithDefaults) {
   ASSERT_EQ(createRaw(raw, &handle, &detail), EPOLL_ECHO_OK) << detail;
   ASSERT_EQ(api().stats(handle, &stats), EPOLL_ECHO_OK);
   EXPECT_EQ(stats.listeners, 3u);
+  api().destroy(handle);
+}
+
+// An ABI 1.2 caller's config ends at bind_address: whatever lies beyond is not read, so its engine
+// has no connection cap (and no idle timeout), as every engine had before 1.3.
+TEST_F(AbiTest, Abi12ConfigHasNoConnectionCap) {
+  alignas(8) unsigned char raw[sizeof(epoll_echo_config_t)];
+  epoll_echo_config_t config = loopbackConfig(1);
+  config.max_connections = 1;  // beyond the declared size: must be ignored
+  config.idle_timeout_ms = 1;
+  config.size = offsetof(epoll_echo_config_t, max_connections);
+  std::memcpy(raw, &config, sizeof config);
+  epoll_echo_engine_t* handle = nullptr;
+  std::string detail;
+  ASSERT_EQ(createRaw(raw, &handle, &detail), EPOLL_ECHO_OK) << detail;
+  ASSERT_EQ(api().start(handle), EPOLL_ECHO_OK);
+  epoll_echo_stats_t stats{};
+  stats.size = sizeof stats;
+  ASSERT_EQ(api().stats(handle, &stats), EPOLL_ECHO_OK);
+  const auto deadline = deadlineIn(std::chrono::seconds(10));
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(connectLoopback(static_cast<uint16_t>(stats.port), deadline, &detail));
+    ASSERT_TRUE(clients.back()) << detail;
+    char byte = 'a';
+    ASSERT_TRUE(sendAll(clients.back().get(), &byte, 1, deadline, &detail)) << detail;
+    ASSERT_TRUE(receiveExactly(clients.back().get(), &byte, 1, deadline, &detail)) << "client " << i << ": " << detail;
+  }
+  ASSERT_EQ(api().stats(handle, &stats), EPOLL_ECHO_OK);
+  EXPECT_EQ(stats.total.accept_cap_pauses, 0u);
   api().destroy(handle);
 }
 

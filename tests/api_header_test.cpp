@@ -27,36 +27,22 @@ std::vector<size_t> runProbe(Probe probe) {
 
 // The layout as documented: fixed-width fields, explicit padding, identical on every compiler.
 // Pairs are (offset, size) in the order api_header_check.inc writes them.
-const std::vector<size_t> kDocumentedLayout = {96,  // config
-                                               0,   4,
-                                               4,   4,
-                                               8,   4,
-                                               12,  4,
-                                               16,  4,
-                                               20,  4,
-                                               24,  4,
-                                               28,  4,
-                                               32,  64,  //
-                                               104, 0,
-                                               72,  80,
-                                               88,  96,  // counters
-                                               120, 0,
-                                               4,   4,
-                                               4,   8,
-                                               4,   12,
-                                               4,   16,
-                                               104,  // stats
-                                               112, 0,
-                                               4,   4,
-                                               4,   8,
-                                               104,  // worker stats
-                                               24,  0,
-                                               4,   4,
-                                               4,   8,
-                                               4,   12,
-                                               4,   16,
-                                               8,  // connection state
-                                               4,   EPOLL_ECHO_ABI_PACK(EPOLL_ECHO_ABI_MAJOR, EPOLL_ECHO_ABI_MINOR)};
+// clang-format off
+const std::vector<size_t> kDocumentedLayout = {
+    104,                                                     // config
+    0, 4,  4, 4,  8, 4,  12, 4,  16, 4,  20, 4,  24, 4,  28, 4,  32, 64,
+    96, 4,  100, 4,                                          // ABI 1.3: max_connections, idle_timeout_ms
+    120,                                                     // counters
+    0, 72, 80, 88, 96,
+    104, 112,                                                // ABI 1.3: accept_cap_pauses, idle_closed
+    136,                                                     // stats
+    0, 4,  4, 4,  8, 4,  12, 4,  16, 120,
+    128,                                                     // worker stats
+    0, 4,  4, 4,  8, 120,
+    24,                                                      // connection state
+    0, 4,  4, 4,  8, 4,  12, 4,  16, 8,
+    4, EPOLL_ECHO_ABI_PACK(EPOLL_ECHO_ABI_MAJOR, EPOLL_ECHO_ABI_MINOR)};
+// clang-format on
 
 TEST(ApiHeaderTest, CProbesSeeTheDocumentedLayout) {
   EXPECT_EQ(runProbe(epollEchoLayoutC99), kDocumentedLayout);

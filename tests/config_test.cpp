@@ -37,6 +37,17 @@ TEST(ConfigTest, ZeroFieldsMeanDefaults) {
   EXPECT_EQ(config.readBudgetBytes, kDefaultReadBudgetBytes);
   EXPECT_EQ(config.acceptBudget, kDefaultAcceptBudget);
   EXPECT_TRUE(config.bindAddress.empty());
+  EXPECT_EQ(config.maxConnections, 0u) << "0 = no cap";
+  EXPECT_EQ(config.idleTimeoutMs, 0u) << "0 = no idle timeout";
+}
+
+TEST(ConfigTest, ConnectionLimitsAreTakenAsGiven) {
+  epoll_echo_config_t raw = zeroConfig();
+  raw.max_connections = 50;
+  raw.idle_timeout_ms = UINT32_MAX;
+  const EngineConfig config = makeEngineConfig(raw);
+  EXPECT_EQ(config.maxConnections, 50u);
+  EXPECT_EQ(config.idleTimeoutMs, UINT32_MAX);
 }
 
 TEST(ConfigTest, RefusesOutOfRangeFieldsNamingThem) {
