@@ -18,15 +18,31 @@ epoll_echo_config_t makeConfig(const Options& options) {
   config.listeners = options.workers;
   config.high_water_bytes = options.highWaterBytes;
   config.read_budget_bytes = options.readBudgetBytes;
+  config.max_connections = options.maxConnections;
+  config.idle_timeout_ms = options.idleTimeoutMs;
   // options.h caps the address at 63 bytes; the cap here keeps the terminating NUL regardless.
   const std::size_t length = std::min(options.bindAddress.size(), sizeof config.bind_address - 1);
   std::memcpy(config.bind_address, options.bindAddress.data(), length);
   return config;
 }
 
+// A plugin older than ABI 1.3 would refuse the non-zero tail of the config with ESIZE, a message
+// about struct sizes; name the flag instead. Without those flags the tail is zero: it is served.
+void requireConnectionLimits(const PluginLibrary& plugin, const Options& options) {
+  constexpr uint32_t kLimitsMinor = 3;
+  if (EPOLL_ECHO_ABI_MINOR_OF(plugin.abiVersion()) >= kLimitsMinor) return;
+  const char* flag = options.maxConnections != 0  ? "--max-connections"
+                     : options.idleTimeoutMs != 0 ? "--idle-timeout"
+                                                  : nullptr;
+  if (flag == nullptr) return;
+  throw PluginCallError(std::string(flag) + " needs a plugin with ABI 1.3 or later, and " + plugin.path().string() +
+                        " has ABI " + formatAbiVersion(plugin.abiVersion()));
+}
+
 }  // namespace
 
 EngineHandle::EngineHandle(const PluginLibrary& plugin, const Options& options) : functions_(plugin.functions()) {
+  requireConnectionLimits(plugin, options);
   const epoll_echo_config_t config = makeConfig(options);
   char detail[kDetailSize] = "";
   const int code = functions_.create(&config, &engine_, detail, sizeof detail);

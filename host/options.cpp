@@ -29,6 +29,9 @@ constexpr const char* kBindRange = "allowed a numeric IPv4 or IPv6 address such 
 constexpr const char* kMetricsListenRange =
     "allowed ADDRESS:PORT with a numeric IPv4 address or a bracketed IPv6 one and a port 0-65535, such as "
     "127.0.0.1:9100 or [::1]:9100";
+constexpr const char* kMaxConnectionsRange = "allowed 0-4294967295 (0 = no cap)";
+constexpr const char* kIdleTimeoutRange =
+    "allowed 0 (off) or 0.001-4294967.295 seconds, to the millisecond (such as 0.5 or 300)";
 
 struct UsageError {
   std::string message;
@@ -42,6 +45,8 @@ std::string rangeOf(const std::string& flag) {
   if (flag == "--bind") return kBindRange;
   if (flag == "--metrics-listen") return kMetricsListenRange;
   if (flag == "--high-water" || flag == "--read-budget") return kBufferLimitRange;
+  if (flag == "--max-connections") return kMaxConnectionsRange;
+  if (flag == "--idle-timeout") return kIdleTimeoutRange;
   return "";
 }
 
@@ -115,6 +120,29 @@ uint32_t parseBufferLimit(const std::string& flag, const std::string& text) {
   return value;
 }
 
+// Seconds as plain decimal, "300", "0.5" or "1.25": digits, then at most three after a point
+// (milliseconds, the engine's unit). No exponent, "inf" or "nan", which strtod would take.
+uint32_t parseIdleTimeoutMs(const std::string& text) {
+  const std::string flag = "--idle-timeout";
+  const auto isDigit = [](char c) { return c >= '0' && c <= '9'; };
+  const size_t point = text.find('.');
+  const std::string whole = text.substr(0, point);
+  const std::string fraction = point == std::string::npos ? "" : text.substr(point + 1);
+  const bool digitsOnly =
+      std::all_of(whole.begin(), whole.end(), isDigit) && std::all_of(fraction.begin(), fraction.end(), isDigit);
+  const bool negative = !text.empty() && text[0] == '-' && text.size() > 1 && isDigit(text[1]);
+  if (negative) throw UsageError{refusal(flag, text + " is out of range")};
+  if (whole.empty() || !digitsOnly || (point != std::string::npos && fraction.empty())) {
+    throw UsageError{refusal(flag, "'" + text + "' is not a number of seconds")};
+  }
+  if (fraction.size() > 3) throw UsageError{refusal(flag, text + " is finer than a millisecond")};
+  // Ten digits of seconds already exceed the 32-bit milliseconds; more would overflow the sum.
+  const uint64_t seconds = whole.size() <= 10 ? std::stoull(whole) : UINT64_MAX / 2000;
+  const uint64_t milliseconds = seconds * 1000 + (fraction.empty() ? 0 : std::stoull((fraction + "00").substr(0, 3)));
+  if (milliseconds > kMaxIdleTimeoutMs) throw UsageError{refusal(flag, text + " is out of range")};
+  return static_cast<uint32_t>(milliseconds);
+}
+
 StatsFormat parseStatsFormat(const std::string& text) {
   if (text == "text") return StatsFormat::kText;
   if (text == "json") return StatsFormat::kJson;
@@ -143,6 +171,10 @@ po::options_description describeOptions(uint32_t defaultWorkers) {
       "bytes read from one connection per wake-up, 0 or 4096-4294967295 (0 = the engine's default)")(
       "metrics-listen", po::value<std::string>()->value_name("ADDRESS:PORT"),
       "serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPv4, or [IPv6]:PORT; port 0 = any free port)")(
+      "max-connections", text("N", "0"),
+      "most connections open at once, over all listeners (0 = no cap); the rest wait in the accept queue")(
+      "idle-timeout", text("SECONDS", "0"),
+      "close a connection that sent and received nothing for SECONDS, fractions allowed (0 = never)")(
       "watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")(
       "help,h", "print this help and exit")("version",
                                             "print the host version, the plugin's ABI version and build id, and exit");
@@ -167,6 +199,8 @@ Options readOptions(const po::variables_map& values) {
   options.statsFormat = parseStatsFormat(values["stats-format"].as<std::string>());
   options.highWaterBytes = parseBufferLimit("--high-water", values["high-water"].as<std::string>());
   options.readBudgetBytes = parseBufferLimit("--read-budget", values["read-budget"].as<std::string>());
+  options.maxConnections = parseNumber("--max-connections", values["max-connections"].as<std::string>(), 0, UINT32_MAX);
+  options.idleTimeoutMs = parseIdleTimeoutMs(values["idle-timeout"].as<std::string>());
   if (values.count("bind")) options.bindAddress = parseBindAddress(values["bind"].as<std::string>());
   options.watch = values.count("watch") > 0;
   if (values.count("metrics-listen"))

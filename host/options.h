@@ -23,6 +23,8 @@ inline constexpr uint32_t kMaxStatsIntervalSeconds = 86400;
 inline constexpr std::size_t kMaxBindAddressLength = 63;  // epoll_echo_config_t.bind_address[64]
 // The engine refuses buffer limits below 4 KiB (each message would take several system calls).
 inline constexpr uint32_t kMinBufferLimit = 4096;
+// epoll_echo_config_t.idle_timeout_ms is 32-bit: about 49.7 days.
+inline constexpr uint32_t kMaxIdleTimeoutMs = UINT32_MAX;
 
 enum class StatsFormat { kText, kJson };
 
@@ -42,6 +44,8 @@ struct Options {
   StatsFormat statsFormat = StatsFormat::kText;
   uint32_t highWaterBytes = 0;   // per-connection unsent-byte limit; 0 = the engine's default
   uint32_t readBudgetBytes = 0;  // bytes read per connection per wake-up; 0 = the engine's default
+  uint32_t maxConnections = 0;   // connections open at once over all workers; 0 = no cap
+  uint32_t idleTimeoutMs = 0;    // close a connection that moved no byte for this long; 0 = never
   bool watch = false;            // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
   std::optional<MetricsAddress> metricsListen;  // serve GET /metrics there; none = no endpoint
 };

@@ -51,6 +51,7 @@ Server::Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::pat
       options_(options),
       signals_(signals),
       monitorTimer_(kMonitorPeriod),
+      connectionCap_(options.maxConnections),
       metrics_(std::move(metrics)) {
   if (options.statsIntervalSeconds > 0) statsTimer_.emplace(std::chrono::seconds(options.statsIntervalSeconds));
   if (options.watch) watcher_.emplace(pluginPath_);
@@ -86,7 +87,7 @@ void Server::waitForEvents() {
     while (const std::optional<int> signal = signals_.read()) onSignal(*signal);
   }
   if (ready(kMonitorSlot) && monitorTimer_.consumeExpirations() > 0) {
-    checkAcceptErrors(stats());
+    checkAcceptWarnings(stats());
     checkWorkerFailures(serving_->engine().stats());
   }
   if (ready(kStatsSlot) && statsTimer_->consumeExpirations() > 0) printStats();
@@ -264,13 +265,13 @@ MetricsSnapshot Server::metricsSnapshot() const {
 void Server::printStats() {
   const epoll_echo_stats_t snapshot = stats();
   printLine(formatStats(snapshot, options_.statsFormat, {serving_->library().buildId(), totals_.reloads()}));
-  checkAcceptErrors(snapshot);
+  checkAcceptWarnings(snapshot);
 }
 
-void Server::checkAcceptErrors(const epoll_echo_stats_t& stats) {
-  if (auto warning = acceptErrors_.observe(stats.total.accept_errors, std::chrono::steady_clock::now())) {
-    logLine(*warning);
-  }
+void Server::checkAcceptWarnings(const epoll_echo_stats_t& stats) {
+  const auto now = std::chrono::steady_clock::now();
+  if (auto warning = acceptErrors_.observe(stats.total.accept_errors, now)) logLine(*warning);
+  if (auto warning = connectionCap_.observe(stats.total.accept_cap_pauses, now)) logLine(*warning);
 }
 
 }  // namespace epoll_echo::host

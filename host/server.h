@@ -71,7 +71,7 @@ class Server {
   std::optional<ReloadError> swapEngine();
   void logRejection(const ReloadError& error) const;  // with the build that keeps serving
   void printStats();
-  void checkAcceptErrors(const epoll_echo_stats_t& stats);
+  void checkAcceptWarnings(const epoll_echo_stats_t& stats);
 
   // serving_ and totals_ change on the main thread only, under servingMutex_: the main thread
   // reads them without it, the metrics thread with it.
@@ -93,6 +93,7 @@ class Server {
   std::string failure_;            // why a worker failed, when that made the host stop
   bool stopFinished_ = false;
   AcceptErrorMonitor acceptErrors_;
+  ConnectionCapMonitor connectionCap_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::unique_ptr<MetricsServer> metrics_;  // last: stopped before anything it reads goes
 };

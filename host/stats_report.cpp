@@ -1,4 +1,4 @@
-// stats_report.cpp — stats line formats and the accept-error warning's rate limit. Plain string
+// stats_report.cpp — stats line formats and the accept warnings' rate limit. Plain string
 // appends, no iostreams: the warning is built while the process may have no descriptor to spare.
 #include "stats_report.h"
 
@@ -10,12 +10,16 @@ namespace {
 
 using Field = std::pair<const char*, uint64_t>;
 
-// The counters of ABI 1.0, in table order: the fields the stats line is documented with. The later
-// ones (adopted, handed_over, worker_failures) are reported by the reload and failure log lines.
+// The counters the stats line is documented with: those of ABI 1.0 and, from 1.3 on, each one an
+// operator watches there (accept_cap_pauses, idle_closed). Those of 1.1 and 1.2 (adopted,
+// handed_over, worker_failures) are reported by the reload and failure log lines instead.
+constexpr bool onStatsLine(uint32_t minor) { return minor == 0 || minor >= 3; }
+
+// The fields of the stats line, in table order.
 std::vector<Field> counterFields(const epoll_echo_counters_t& counters) {
   std::vector<Field> fields;
 #define EPOLL_ECHO_STATS_FIELD(field, kind, minor) \
-  if ((minor) == 0) fields.emplace_back(#field, counters.field);
+  if (onStatsLine(minor)) fields.emplace_back(#field, counters.field);
   EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_STATS_FIELD)
 #undef EPOLL_ECHO_STATS_FIELD
   return fields;
@@ -84,18 +88,33 @@ void addCounters(epoll_echo_counters_t& totals, const epoll_echo_counters_t& fin
 #undef EPOLL_ECHO_ADD_TOTAL
 }
 
-std::optional<std::string> AcceptErrorMonitor::observe(uint64_t acceptErrors, Clock::time_point now) {
-  // Counters only grow; a smaller value would mean a new engine, whose errors all count.
-  unreported_ += acceptErrors >= lastTotal_ ? acceptErrors - lastTotal_ : acceptErrors;
-  lastTotal_ = acceptErrors;
+std::optional<uint64_t> GrowthWarning::observe(uint64_t total, Clock::time_point now) {
+  // Counters only grow; a smaller value would mean a new engine, whose counts all are new.
+  unreported_ += total >= lastTotal_ ? total - lastTotal_ : total;
+  lastTotal_ = total;
   if (unreported_ == 0 || (lastWarning_ && now - *lastWarning_ < kMinimumGap)) return std::nullopt;
-  const std::string warning = "warning: " + std::to_string(unreported_) + " failed accept" +
-                              (unreported_ == 1 ? "" : "s") + (lastWarning_ ? " since the last warning" : "") +
-                              " (accept_errors=" + std::to_string(acceptErrors) +
-                              "): out of file descriptors (see ulimit -n) or failing to accept new connections";
+  const uint64_t growth = unreported_;
+  warnedBefore_ = lastWarning_.has_value();
   unreported_ = 0;
   lastWarning_ = now;
-  return warning;
+  return growth;
+}
+
+std::optional<std::string> AcceptErrorMonitor::observe(uint64_t acceptErrors, Clock::time_point now) {
+  const std::optional<uint64_t> errors = growth_.observe(acceptErrors, now);
+  if (!errors) return std::nullopt;
+  return "warning: " + std::to_string(*errors) + " failed accept" + (*errors == 1 ? "" : "s") +
+         (growth_.warnedBefore() ? " since the last warning" : "") + " (accept_errors=" + std::to_string(acceptErrors) +
+         "): out of file descriptors (see ulimit -n) or failing to accept new connections";
+}
+
+std::optional<std::string> ConnectionCapMonitor::observe(uint64_t acceptCapPauses, Clock::time_point now) {
+  const std::optional<uint64_t> pauses = growth_.observe(acceptCapPauses, now);
+  if (!pauses) return std::nullopt;
+  return "warning: the connection cap (--max-connections " + std::to_string(cap_) + ") was reached " +
+         countOf(*pauses, "time") + (growth_.warnedBefore() ? " since the last warning" : "") +
+         " (accept_cap_pauses=" + std::to_string(acceptCapPauses) +
+         "): new clients wait in the accept queue until a connection closes";
 }
 
 }  // namespace epoll_echo::host

@@ -1,5 +1,5 @@
 // stats_report.h — turns an epoll_echo_stats_t snapshot into the host's stats line (text or JSON)
-// and watches accept_errors for the rate-limited "failing to accept" warning. No I/O.
+// and watches accept_errors and accept_cap_pauses for the rate-limited warnings. No I/O.
 #pragma once
 
 #include <epoll_echo.h>
@@ -41,21 +41,48 @@ std::string formatCounters(const epoll_echo_counters_t& counters);
 // "1 listener", "4 listeners": a count and a regular English noun, for the log lines.
 std::string countOf(uint64_t count, const std::string& noun);
 
-// Decides when to warn that accepts fail (usually EMFILE: out of file descriptors). Fed every
-// monitoring tick; warns when accept_errors grew, at most once per kMinimumGap, and the next
-// warning counts every error since the previous one so none goes unreported. One thread only.
-class AcceptErrorMonitor {
+// Decides when to warn that a counter grew: fed the counter's running total every monitoring tick,
+// it allows a warning at most once per kMinimumGap, and the next one counts everything since the
+// previous one, so nothing goes unreported. One thread only.
+class GrowthWarning {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::seconds kMinimumGap{10};
 
-  // Returns the warning to print now, if any. `acceptErrors` is the engine's running total.
-  std::optional<std::string> observe(uint64_t acceptErrors, Clock::time_point now);
+  // Returns the growth to warn about now, if a warning is due.
+  std::optional<uint64_t> observe(uint64_t total, Clock::time_point now);
+  // Whether a warning came before the one observe() just allowed: "since the last warning".
+  bool warnedBefore() const { return warnedBefore_; }
 
  private:
   uint64_t lastTotal_ = 0;
   uint64_t unreported_ = 0;
+  bool warnedBefore_ = false;
   std::optional<Clock::time_point> lastWarning_;
+};
+
+// Warns that accepts fail (usually EMFILE: out of file descriptors), as GrowthWarning allows.
+class AcceptErrorMonitor {
+ public:
+  using Clock = GrowthWarning::Clock;
+  // Returns the warning to print now, if any. `acceptErrors` is the engine's running total.
+  std::optional<std::string> observe(uint64_t acceptErrors, Clock::time_point now);
+
+ private:
+  GrowthWarning growth_;
+};
+
+// Warns that the engine held --max-connections and left clients waiting, as GrowthWarning allows.
+class ConnectionCapMonitor {
+ public:
+  using Clock = GrowthWarning::Clock;
+  explicit ConnectionCapMonitor(uint32_t cap) : cap_(cap) {}
+  // Returns the warning to print now, if any. `acceptCapPauses` is the engine's running total.
+  std::optional<std::string> observe(uint64_t acceptCapPauses, Clock::time_point now);
+
+ private:
+  uint32_t cap_;
+  GrowthWarning growth_;
 };
 
 }  // namespace epoll_echo::host

@@ -70,6 +70,35 @@ TEST(HostOptionsTest, AcceptsTheEdgesOfEachRange) {
   EXPECT_EQ(parseValid({"--bind", "[fe80::1%2]"}).bindAddress, "[fe80::1%2]");
 }
 
+TEST(HostOptionsTest, MaxConnectionsIsACountZeroMeaningNoCap) {
+  EXPECT_EQ(parseValid({}).maxConnections, 0u);
+  EXPECT_EQ(parseValid({"--max-connections", "50"}).maxConnections, 50u);
+  EXPECT_EQ(parseValid({"--max-connections", "4294967295"}).maxConnections, 4294967295u);
+  expectRefusal({"--max-connections", "4294967296"},
+                "--max-connections 4294967296 is out of range: allowed 0-4294967295 (0 = no cap)");
+  expectRefusal({"--max-connections", "-1"}, "--max-connections -1 is out of range");
+  expectRefusal({"--max-connections", "many"}, "--max-connections 'many' is not a number");
+  expectRefusal({"--max-connections"}, "max-connections");
+}
+
+TEST(HostOptionsTest, IdleTimeoutTakesSecondsToTheMillisecond) {
+  EXPECT_EQ(parseValid({}).idleTimeoutMs, 0u);
+  EXPECT_EQ(parseValid({"--idle-timeout", "0"}).idleTimeoutMs, 0u);
+  EXPECT_EQ(parseValid({"--idle-timeout", "0.5"}).idleTimeoutMs, 500u);
+  EXPECT_EQ(parseValid({"--idle-timeout", "1.25"}).idleTimeoutMs, 1250u);
+  EXPECT_EQ(parseValid({"--idle-timeout", "0.001"}).idleTimeoutMs, 1u);
+  EXPECT_EQ(parseValid({"--idle-timeout", "300"}).idleTimeoutMs, 300000u);
+  EXPECT_EQ(parseValid({"--idle-timeout", "4294967.295"}).idleTimeoutMs, 4294967295u);
+  const std::string range = "allowed 0 (off) or 0.001-4294967.295 seconds, to the millisecond";
+  expectRefusal({"--idle-timeout", "4294967.296"}, "--idle-timeout 4294967.296 is out of range: " + range);
+  expectRefusal({"--idle-timeout", "99999999999999999999"}, "is out of range");
+  expectRefusal({"--idle-timeout", "0.0005"}, "--idle-timeout 0.0005 is finer than a millisecond: " + range);
+  expectRefusal({"--idle-timeout", "-1"}, "--idle-timeout -1 is out of range");
+  for (const char* bad : {"", ".5", "5.", "1e3", "inf", "nan", "0x10", "5s", "1.2.3", " 5"}) {
+    expectRefusal({"--idle-timeout", bad}, std::string("--idle-timeout '") + bad + "' is not a number of seconds");
+  }
+}
+
 TEST(HostOptionsTest, PassesBufferLimitsToTheEngineZeroMeaningItsDefault) {
   EXPECT_EQ(parseValid({}).highWaterBytes, 0u);
   EXPECT_EQ(parseValid({}).readBudgetBytes, 0u);

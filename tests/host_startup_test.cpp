@@ -56,6 +56,9 @@ TEST(HostStartupTest, RefusesBadFlagsWithExitCodeTwoBeforeLoadingThePlugin) {
       {{"--stats-interval", "86401"}, "--stats-interval 86401 is out of range: allowed 0-86400"},
       {{"--stats-format", "xml"}, "--stats-format 'xml' is not a format: allowed text or json"},
       {{"--bind", "localhost"}, "--bind 'localhost' is not a numeric address"},
+      {{"--max-connections", "-5"}, "--max-connections -5 is out of range: allowed 0-4294967295 (0 = no cap)"},
+      {{"--idle-timeout", "soon"}, "--idle-timeout 'soon' is not a number of seconds: allowed 0 (off) or 0.001-"},
+      {{"--idle-timeout", "0.0001"}, "--idle-timeout 0.0001 is finer than a millisecond"},
       {{"--frobnicate"}, "unrecognised option '--frobnicate'"},
       {{"--port", "1", "--port", "2"}, "'--port' cannot be specified more than once"},
       {{"8080"}, "unexpected argument '8080'"},
@@ -80,7 +83,7 @@ TEST(HostStartupTest, HelpListsEveryFlagAndExitsZero) {
   ASSERT_TRUE(run.status);
   EXPECT_TRUE(run.status->succeeded()) << run.status->describe();
   for (const char* flag : {"--port", "--maxListeners", "--bind", "--plugin", "--stats-interval", "--stats-format",
-                           "--help", "--version", "0-65535", "1-1024"}) {
+                           "--max-connections", "--idle-timeout", "--help", "--version", "0-65535", "1-1024"}) {
     EXPECT_NE(run.out.find(flag), std::string::npos) << flag << " missing from:\n" << run.out;
   }
 }
@@ -135,6 +138,14 @@ TEST(HostStartupTest, SharedLibraryWithoutTheApiIsNotAPlugin) {
 TEST(HostStartupTest, OtherAbiMajorIsRefusedWithBothVersions) {
   expectOneLineFailure(runServer({"--plugin", HOST_FAKE_PLUGIN_ABI2}),
                        {HOST_FAKE_PLUGIN_ABI2, "has ABI 2.0", "needs ABI major 1"});
+}
+
+// A plugin older than ABI 1.3 cannot take the limits: the flag is named, not a struct size.
+TEST(HostStartupTest, ConnectionLimitsOnAnOlderPluginAreRefusedNamingTheFlag) {
+  expectOneLineFailure(runServer({"--port", "0", "--plugin", HOST_FAKE_PLUGIN_SLOW_STOP, "--max-connections", "5"}),
+                       {"--max-connections needs a plugin with ABI 1.3 or later", "has ABI 1.0"});
+  expectOneLineFailure(runServer({"--port", "0", "--plugin", HOST_FAKE_PLUGIN_SLOW_STOP, "--idle-timeout", "2"}),
+                       {"--idle-timeout needs a plugin with ABI 1.3 or later", HOST_FAKE_PLUGIN_SLOW_STOP});
 }
 
 TEST(HostStartupTest, MissingSymbolIsNamedWithThePath) {

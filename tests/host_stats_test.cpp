@@ -30,6 +30,8 @@ epoll_echo_stats_t sampleStats() {
   stats.total.accept_pauses = 5;
   stats.total.syscalls = 70;
   stats.total.wakeups = 20;
+  stats.total.accept_cap_pauses = 6;
+  stats.total.idle_closed = 7;
   return stats;
 }
 
@@ -42,14 +44,15 @@ TEST(HostStatsTest, CountsAgreeWithTheirNoun) {
 TEST(HostStatsTest, TextLineHasEveryCounterAsKeyValue) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kText),
             "stats state=running port=8080 listeners=4 accepted=12 active=3 closed=9 bytes_in=4096 "
-            "bytes_out=4000 backpressure_pauses=2 accept_errors=1 accept_pauses=5 syscalls=70 wakeups=20");
+            "bytes_out=4000 backpressure_pauses=2 accept_errors=1 accept_pauses=5 syscalls=70 wakeups=20 "
+            "accept_cap_pauses=6 idle_closed=7");
 }
 
 TEST(HostStatsTest, JsonLineIsOneObject) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kJson),
             R"({"event":"stats","state":"running","port":8080,"listeners":4,"accepted":12,"active":3,"closed":9,)"
             R"("bytes_in":4096,"bytes_out":4000,"backpressure_pauses":2,"accept_errors":1,"accept_pauses":5,)"
-            R"("syscalls":70,"wakeups":20})");
+            R"("syscalls":70,"wakeups":20,"accept_cap_pauses":6,"idle_closed":7})");
 }
 
 TEST(HostStatsTest, LinesEndWithTheServingBuildAndTheReloadCount) {
@@ -58,7 +61,7 @@ TEST(HostStatsTest, LinesEndWithTheServingBuildAndTheReloadCount) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kJson, {"a\"b c", 0}),
             R"({"event":"stats","state":"running","port":8080,"listeners":4,"accepted":12,"active":3,"closed":9,)"
             R"("bytes_in":4096,"bytes_out":4000,"backpressure_pauses":2,"accept_errors":1,"accept_pauses":5,)"
-            R"("syscalls":70,"wakeups":20,"build_id":"a?b?c","reloads":0})");
+            R"("syscalls":70,"wakeups":20,"accept_cap_pauses":6,"idle_closed":7,"build_id":"a?b?c","reloads":0})");
 }
 
 TEST(HostStatsTest, AddsFinishedEnginesCountersExceptActive) {
@@ -68,6 +71,8 @@ TEST(HostStatsTest, AddsFinishedEnginesCountersExceptActive) {
   EXPECT_EQ(totals.active, 3u);
   EXPECT_EQ(totals.bytes_out, 8000u);
   EXPECT_EQ(totals.accept_pauses, 10u);
+  EXPECT_EQ(totals.accept_cap_pauses, 12u);
+  EXPECT_EQ(totals.idle_closed, 14u);
 }
 
 TEST(HostStatsTest, NamesEveryState) {
@@ -113,6 +118,22 @@ TEST(HostStatsTest, SuppressedErrorsAreReportedEvenWithoutNewOnes) {
   ASSERT_TRUE(late);
   EXPECT_NE(late->find("1 failed accept since the last warning"), std::string::npos) << *late;
   EXPECT_FALSE(monitor.observe(2, start + seconds(30)));
+}
+
+TEST(HostStatsTest, WarnsWhenTheConnectionCapIsReachedAtMostOncePerTenSeconds) {
+  ConnectionCapMonitor monitor(50);
+  const auto start = ConnectionCapMonitor::Clock::time_point{};
+  EXPECT_FALSE(monitor.observe(0, start));
+  const auto first = monitor.observe(2, start + seconds(1));
+  ASSERT_TRUE(first);
+  EXPECT_NE(first->find("the connection cap (--max-connections 50) was reached 2 times (accept_cap_pauses=2): new "
+                        "clients wait in the accept queue"),
+            std::string::npos)
+      << *first;
+  for (int tick = 2; tick < 11; ++tick) EXPECT_FALSE(monitor.observe(2 + tick, start + seconds(tick))) << tick;
+  const auto next = monitor.observe(13, start + seconds(11));
+  ASSERT_TRUE(next);
+  EXPECT_NE(next->find("reached 11 times since the last warning (accept_cap_pauses=13)"), std::string::npos) << *next;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // host_test.cpp — end-to-end tests of a running epoll-server: the built binary is a child process
 // on 127.0.0.1 with --port 0, and the tests read the port from its start log line.
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -35,11 +36,23 @@ using std::chrono::seconds;
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 // The keys of both stats formats, in order ("event" aside).
-const std::vector<std::string> kStatsKeys = {"state",         "port",          "listeners",
-                                             "accepted",      "active",        "closed",
-                                             "bytes_in",      "bytes_out",     "backpressure_pauses",
-                                             "accept_errors", "accept_pauses", "syscalls",
-                                             "wakeups",       "build_id",      "reloads"};
+const std::vector<std::string> kStatsKeys = {"state",
+                                             "port",
+                                             "listeners",
+                                             "accepted",
+                                             "active",
+                                             "closed",
+                                             "bytes_in",
+                                             "bytes_out",
+                                             "backpressure_pauses",
+                                             "accept_errors",
+                                             "accept_pauses",
+                                             "syscalls",
+                                             "wakeups",
+                                             "accept_cap_pauses",
+                                             "idle_closed",
+                                             "build_id",
+                                             "reloads"};
 
 // "stats state=running port=1 ..." -> {{"state","running"}, {"port","1"}, ...}; empty if malformed.
 Fields textStatsFields(const std::string& line) {
@@ -291,6 +304,80 @@ TEST_F(HostServerTest, WarnsWhenAcceptsFailForLackOfDescriptors) {
   EXPECT_TRUE(server_.child().waitUntil(warned, deadlineIn(kServerTimeout))) << server_.log();
   ASSERT_EQ(prlimit(server_.pid(), RLIMIT_NOFILE, &current, nullptr), 0);
   EXPECT_TRUE(server_.stop(SIGTERM));
+}
+
+// At --max-connections the next client waits in the accept queue, neither served nor reset, the
+// log says why (rate-limited like the accept-error warning), and a close lets it in.
+TEST_F(HostServerTest, MaxConnectionsMakesTheNextClientWaitAndWarns) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "2", "--max-connections", "2"}));
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(connectToServer());
+    ASSERT_TRUE(clients.back());
+    ASSERT_NO_FATAL_FAILURE(expectEcho(clients.back().get(), "served"));
+  }
+  UniqueFd waiting = connectToServer();
+  ASSERT_TRUE(waiting);
+  std::string error;
+  ASSERT_TRUE(sendAll(waiting.get(), "late", deadlineIn(kIoTimeout), &error)) << error;
+  const auto warned = [&] {
+    return server_.child().capturedStderr().find("warning: the connection cap (--max-connections 2) was reached") !=
+           std::string::npos;
+  };
+  ASSERT_TRUE(server_.child().waitUntil(warned, deadlineIn(kIoTimeout))) << server_.child().capturedStderr();
+  pollfd probe{waiting.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&probe, 1, 0), 0) << "the client beyond the cap was served or reset";
+  clients.front().reset();
+  std::string echoed(4, '\0');
+  ASSERT_TRUE(receiveExactly(waiting.get(), echoed.data(), echoed.size(), deadlineIn(kIoTimeout), &error)) << error;
+  EXPECT_EQ(echoed, "late");
+}
+
+// --idle-timeout takes fractions of a second; the silent client gets its echo, then a FIN, and
+// the stats line counts it.
+TEST_F(HostServerTest, IdleTimeoutClosesASilentClientAndCountsIt) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1", "--idle-timeout", "0.3"}));
+  UniqueFd client = connectToServer();
+  ASSERT_TRUE(client);
+  ASSERT_NO_FATAL_FAILURE(expectEcho(client.get(), "then silence"));
+  std::string error;
+  EXPECT_TRUE(waitForEof(client.get(), deadlineIn(kIoTimeout), &error)) << error;
+  EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
+    return statsFieldsMatch(textStatsFields(line), {{"idle_closed", "1"}, {"closed", "1"}, {"active", "0"}});
+  })) << "stdout:\n"
+      << server_.child().capturedStdout();
+}
+
+// A reload keeps the cap: the connections handed over count in the new engine at once, so the
+// client beyond the cap still waits after SIGHUP, until one of them leaves.
+TEST_F(HostServerTest, ReloadedEngineKeepsCountingHandedOverConnectionsTowardTheCap) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "1", "--max-connections", "2"}));
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(connectToServer());
+    ASSERT_TRUE(clients.back());
+    ASSERT_NO_FATAL_FAILURE(expectEcho(clients.back().get(), "served"));
+  }
+  ASSERT_TRUE(server_.sendSignal(SIGHUP));
+  ASSERT_TRUE(server_.child().waitForStderr("2 connections handed over", deadlineIn(kIoTimeout)))
+      << server_.child().capturedStderr();
+  UniqueFd waiting = connectToServer();
+  ASSERT_TRUE(waiting);
+  std::string error;
+  ASSERT_TRUE(sendAll(waiting.get(), "late", deadlineIn(kIoTimeout), &error)) << error;
+  for (UniqueFd& client : clients) ASSERT_NO_FATAL_FAILURE(expectEcho(client.get(), "still served"));
+  EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
+    const Fields fields = textStatsFields(line);
+    return statsFieldsMatch(fields, {{"reloads", "1"}, {"active", "2"}}) &&
+           std::any_of(fields.begin(), fields.end(),
+                       [](const auto& field) { return field.first == "accept_cap_pauses" && field.second != "0"; });
+  })) << server_.child().capturedStdout();
+  pollfd probe{waiting.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&probe, 1, 0), 0) << "the new engine accepted past the cap";
+  clients.front().reset();
+  std::string echoed(4, '\0');
+  ASSERT_TRUE(receiveExactly(waiting.get(), echoed.data(), echoed.size(), deadlineIn(kIoTimeout), &error)) << error;
+  EXPECT_EQ(echoed, "late");
 }
 
 }  // namespace
