@@ -5,10 +5,13 @@
 #
 #   tests/bench/run_benchmarks.sh [--quick] [--rounds N] [--build DIR] [--server-cpu N] [--client-cpu N]
 #                                 [--only SCENARIO] [--server-cpu-limit PERCENT]
-#                                 [--engine-flags "FLAGS"] [--no-syscalls]
+#                                 [--engine-flags "FLAGS"] [--peer-engine "FLAGS"] [--no-syscalls]
+#                                 [--scenario "NAME|GENERATOR ARGUMENTS"]
 #
 # --engine-flags passes more flags to epoll-server (e.g. "--high-water 65536"); --no-syscalls
-# skips the extra system-call run of each scenario and server.
+# skips the extra system-call run of each scenario and server. --peer-engine runs epoll-server with
+# FLAGS (may be "") as the second server instead of the Asio peer: the engine against itself, an
+# option on against off. --scenario runs that one scenario instead of the built-in list.
 #
 # --server-cpu-limit caps each server at PERCENT of its core (a cgroup CPU quota, 10 ms period;
 # needs root and the cgroup cpu controller) so that the server, not the generator, is the
@@ -25,6 +28,9 @@ client_cpu=1
 only=
 cpu_limit=
 engine_flags=
+peer_engine=
+peer_engine_flags=
+custom_scenario=
 syscall_runs=1
 while [ $# -gt 0 ]; do
     case $1 in
@@ -36,8 +42,10 @@ while [ $# -gt 0 ]; do
         --only) only=$2; shift ;;
         --server-cpu-limit) cpu_limit=$2; shift ;;
         --engine-flags) engine_flags=$2; shift ;;
+        --peer-engine) peer_engine=1; peer_engine_flags=$2; shift ;;
+        --scenario) custom_scenario=$2; shift ;;
         --no-syscalls) syscall_runs= ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "run_benchmarks.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -101,6 +109,7 @@ scenarios=(
     "connect_rate_8par_64B|--mode connect --connections 8 --size 64"
     "idle_10000conn|--mode idle --connections 10000 --size 64"
 )
+[ -n "$custom_scenario" ] && scenarios=("$custom_scenario")
 
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if awk -v load="${load_at_start%% *}" 'BEGIN { exit !(load > 1.0) }'; then
@@ -133,10 +142,12 @@ start_server() {
     [ -n "$server_nofile" ] && limit=(prlimit --nofile="$server_nofile")
     # shellcheck disable=SC2016
     [ -n "$cgroup_procs" ] && limit+=(sh -c 'echo $$ >"$0" && exec "$@"' "$cgroup_procs")
-    if [ "$1" = engine ]; then
+    if [ "$1" = engine ] || [ -n "$peer_engine" ]; then
+        local flags=$engine_flags
+        [ "$1" = engine ] || flags=$peer_engine_flags
         # shellcheck disable=SC2086
         "${limit[@]}" taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners 1 \
-            --stats-format json $engine_flags >"$server_out" 2>"$server_log" &
+            --stats-format json $flags >"$server_out" 2>"$server_log" &
     else
         "${limit[@]}" taskset -c "$server_cpu" "$bin/asio-echo-server" --port 0 --bind 127.0.0.1 --threads 1 \
             >"$server_out" 2>"$server_log" &
@@ -190,7 +201,7 @@ syscall_pass() {
     local generator=$!
     sleep "$warmup"; sleep 0.1
     local source=none count=
-    if [ "$server" = engine ] && { kill -USR1 "$server_pid"; sleep 0.05; grep -q '"syscalls"' "$server_out"; }; then
+    if { [ "$server" = engine ] || [ -n "$peer_engine" ]; } && { kill -USR1 "$server_pid"; sleep 0.05; grep -q '"syscalls"' "$server_out"; }; then
         # Both figures from the same two stats lines: system calls over messages echoed in between
         # (bytes out / message size), so no clock or window mismatch enters the ratio.
         local before; before=$(last_stat syscalls)
@@ -255,8 +266,8 @@ done
 {
     echo "$(date -u +%FT%TZ), kernel $(uname -r),$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cores"
     echo "rounds $rounds, warm-up ${warmup} s, window ${duration} s, server on CPU $server_cpu${cpu_limit:+" capped at $cpu_limit % ($cgroup_kind)"}, generator on CPU" \
-        "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)${engine_flags:+, engine flags $engine_flags}"
-    python3 "$root/tests/bench/summarize.py" "$raw" "$build/bench-results.json"
+        "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)${engine_flags:+, engine flags $engine_flags}${peer_engine:+, peer: epoll-server ${peer_engine_flags:-without extra flags}}"
+    python3 "$root/tests/bench/summarize.py" "$raw" "$build/bench-results.json" ${peer_engine:+"peer"}
 } | tee "$build/bench-results.txt"
 python3 "$root/tests/bench/plot.py" "$raw" "$build/bench-results.svg" ||
     echo "run_benchmarks.sh: no plot (it needs 64 B ping-pong runs at two connection counts)" >&2

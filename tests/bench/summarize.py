@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-# summarize.py RAW.jsonl OUT.json — turns run_benchmarks.sh's raw runs into the comparison table:
-# per scenario, medians and per-round ratios (engine / Asio) with their min/median/max.
+# summarize.py RAW.jsonl OUT.json [PEER] — turns run_benchmarks.sh's raw runs into the comparison
+# table: per scenario, medians and per-round ratios (engine / Asio) with their min/median/max. PEER
+# names the second server in the headings when it is not the Asio peer (run_benchmarks.sh
+# --peer-engine); the data keeps its key, "asio".
 import json
 import statistics
 import sys
@@ -75,10 +77,12 @@ def fmt(value, pattern):
     return '-' if value is None else pattern % value
 
 
-def print_table(summary):
-    print('ratios are engine / Asio per round: min/median/max; p99 ratio < 1 means the engine is faster')
-    header = ('scenario', 'msgs/s eng', 'msgs/s asio', 'ratio', 'msg/CPU-s eng', 'msg/CPU-s asio', 'ratio',
-              'p99us eng', 'p99us asio', 'ratio', 'sys/msg eng', 'sys/msg asio', 'user% eng', 'user% asio', 'err')
+def print_table(summary, peer):
+    print('ratios are engine / %s per round: min/median/max; p99 ratio < 1 means the engine is faster' % peer)
+    short = peer.lower()
+    header = ('scenario', 'msgs/s eng', 'msgs/s ' + short, 'ratio', 'msg/CPU-s eng', 'msg/CPU-s ' + short, 'ratio',
+              'p99us eng', 'p99us ' + short, 'ratio', 'sys/msg eng', 'sys/msg ' + short, 'user% eng',
+              'user% ' + short, 'err')
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '---|' * len(header))
     for row in (row for row in summary if 'idle_bytes_per_connection' not in row):
@@ -97,14 +101,14 @@ def print_table(summary):
         print('| ' + ' | '.join(cells) + ' |')
     sources = {row.get('syscall_source') for row in summary if row.get('syscall_source')}
     print('system calls counted by: ' + (', '.join(sorted(sources)) or 'nothing (perf unavailable)'))
-    print_idle_table([row for row in summary if 'idle_bytes_per_connection' in row])
+    print_idle_table([row for row in summary if 'idle_bytes_per_connection' in row], peer)
 
 
-def print_idle_table(rows):
+def print_idle_table(rows, peer):
     if not rows:
         return
     print()
-    print('| scenario | server RSS per idle connection, engine (bytes) | Asio (bytes) | ratio | err |')
+    print('| scenario | server RSS per idle connection, engine (bytes) | %s (bytes) | ratio | err |' % peer)
     print('|---|---|---|---|---|')
     for row in rows:
         idle = row['idle_bytes_per_connection']
@@ -117,7 +121,7 @@ def main():
     summary = summarize(order, runs, syscalls)
     with open(sys.argv[2], 'w') as out:
         json.dump(summary, out, indent=1)
-    print_table(summary)
+    print_table(summary, sys.argv[3] if len(sys.argv) > 3 else 'Asio')
 
 
 if __name__ == '__main__':
