@@ -38,6 +38,8 @@ constexpr Description kDescriptions[] = {
     {"adopted", "adopted", "Connections taken over from a previous engine on a hot-swap."},
     {"handed_over", "handed_over", "Connections given to the next engine on a hot-swap."},
     {"worker_failures", "worker_failures", "Workers whose event loop stopped on an unexpected error."},
+    {"accept_cap_pauses", "accept_cap_pauses", "Times accepting paused because the connection cap was reached."},
+    {"idle_closed", "idle_closed", "Connections closed by the idle timeout."},
 };
 
 Description describe(const CounterField& field) {
