@@ -42,15 +42,6 @@ std::string formatJson(const epoll_echo_stats_t& stats) {
 
 }  // namespace
 
-const char* stateName(uint32_t state) {
-#define EPOLL_ECHO_STATE_NAME_CASE(name, word) \
-  case EPOLL_ECHO_STATE_##name:                \
-    return word;
-  switch (state) { EPOLL_ECHO_STATE_TABLE(EPOLL_ECHO_STATE_NAME_CASE) }
-#undef EPOLL_ECHO_STATE_NAME_CASE
-  return "unknown";
-}
-
 std::string countOf(uint64_t count, const std::string& noun) {
   return std::to_string(count) + " " + noun + (count == 1 ? "" : "s");
 }

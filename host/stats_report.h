@@ -10,11 +10,12 @@
 #include <string>
 
 #include "options.h"
+#include "state_name.h"
 
 namespace epoll_echo::host {
 
-// "running" for EPOLL_ECHO_STATE_RUNNING, and so on; "unknown" for values the header lacks.
-const char* stateName(uint32_t state);
+// "running" for EPOLL_ECHO_STATE_RUNNING, and so on (shared with the plugin, from the state table).
+using epoll_echo::stateName;
 
 // One line without a trailing newline:
 //   text: stats state=running port=8080 listeners=4 accepted=12 active=3 ... accept_errors=0

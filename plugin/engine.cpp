@@ -12,18 +12,10 @@
 #include "engine_error.h"
 #include "listener.h"
 #include "socket_address.h"
+#include "state_name.h"
 
 namespace epoll_echo {
 namespace {
-
-const char* stateName(uint32_t state) {
-#define EPOLL_ECHO_STATE_NAME_CASE(name, word) \
-  case EPOLL_ECHO_STATE_##name:                \
-    return word;
-  switch (state) { EPOLL_ECHO_STATE_TABLE(EPOLL_ECHO_STATE_NAME_CASE) }
-#undef EPOLL_ECHO_STATE_NAME_CASE
-  return "unknown";
-}
 
 void joinAll(std::vector<std::unique_ptr<Worker>>& workers) noexcept {
   for (auto& worker : workers) worker->requestStop();
