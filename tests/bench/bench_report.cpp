@@ -4,6 +4,7 @@
 #include "bench_report.h"
 
 #include <cstdio>
+#include <string>
 
 namespace epoll_echo::bench {
 namespace {
@@ -46,6 +47,20 @@ Derived derive(const BenchOptions& options, const BenchReport& report) {
     d.idleBytesPerConnection = grownKib * 1024.0 / static_cast<double>(report.idleConnections);
   }
   return d;
+}
+
+std::string formatSpread(double percent) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f ", percent);
+  return text;
+}
+
+// JSON has no infinity: a starved connection's spread is null.
+std::string spreadJson(const Fairness& fairness) {
+  if (fairness.starved) return "null";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.4f", fairness.spreadPercent);
+  return text;
 }
 
 double micros(uint64_t nanoseconds) { return static_cast<double>(nanoseconds) / 1000.0; }
@@ -94,9 +109,10 @@ void printTable(const BenchOptions& options, const BenchReport& report) {
   std::printf("  latency us        p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", micros(h.percentile(0.5)),
               micros(h.percentile(0.9)), micros(h.percentile(0.99)), micros(h.percentile(0.999)), micros(h.max()));
   if (options.mode == Mode::Echo) {
-    std::printf("  per connection    min %llu  max %llu messages\n",
-                static_cast<unsigned long long>(report.minPerConnection),
-                static_cast<unsigned long long>(report.maxPerConnection));
+    const Fairness& f = report.fairness;
+    std::printf("  per connection    least %llu  busiest %llu round trips, spread %s%%, Jain's index %.5f\n",
+                static_cast<unsigned long long>(f.least), static_cast<unsigned long long>(f.busiest),
+                f.starved ? "inf " : formatSpread(f.spreadPercent).c_str(), f.jainIndex);
   }
   if (options.serverPid != 0) {
     std::printf("  server CPU        %.2f s (user share %.0f %%), %.0f messages per CPU-second\n", d.serverCpuSeconds,
@@ -118,15 +134,16 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       "{\"label\":\"%s\",\"mode\":\"%s\",\"connections\":%u,\"size\":%u,\"depth\":%u,\"threads\":%u,"
       "\"window_s\":%.3f,\"messages\":%llu,\"messages_per_s\":%.1f,\"mb_per_s\":%.3f,"
       "\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,"
-      "\"min_per_connection\":%llu,\"max_per_connection\":%llu,"
+      "\"min_per_connection\":%llu,\"max_per_connection\":%llu,\"spread_pct\":%s,\"jain_index\":%.6f,"
       "\"server_cpu_s\":%.3f,\"server_user_share\":%.4f,\"messages_per_server_cpu_s\":%.1f,"
       "\"server_rss_kib\":%llu,\"client_cpu_s\":%.3f,"
       "\"bytes_verified\":%llu,\"mismatches\":%llu,\"errors\":%llu",
       options.label.c_str(), modeName(options.mode), options.connections, options.messageSize, options.depth,
       options.threads, report.windowSeconds, static_cast<unsigned long long>(report.messages), d.messagesPerSecond,
       d.megabytesPerSecond, micros(h.percentile(0.5)), micros(h.percentile(0.9)), micros(h.percentile(0.99)),
-      micros(h.percentile(0.999)), micros(h.max()), static_cast<unsigned long long>(report.minPerConnection),
-      static_cast<unsigned long long>(report.maxPerConnection), d.serverCpuSeconds, d.serverUserShare,
+      micros(h.percentile(0.999)), micros(h.max()), static_cast<unsigned long long>(report.fairness.least),
+      static_cast<unsigned long long>(report.fairness.busiest), spreadJson(report.fairness).c_str(),
+      report.fairness.jainIndex, d.serverCpuSeconds, d.serverUserShare,
       d.messagesPerServerCpuSecond, static_cast<unsigned long long>(report.serverAfter.rssKib), d.clientCpuSeconds,
       static_cast<unsigned long long>(report.bytesVerified), static_cast<unsigned long long>(report.mismatches),
       static_cast<unsigned long long>(report.errors));

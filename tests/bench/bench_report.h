@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bench_options.h"
+#include "fairness.h"
 #include "latency_histogram.h"
 #include "process_sampler.h"
 
@@ -16,8 +17,7 @@ struct BenchReport {
   uint64_t bytesVerified = 0;
   uint64_t mismatches = 0;
   uint64_t errors = 0;
-  uint64_t minPerConnection = 0;  // echo mode: messages of the least served connection
-  uint64_t maxPerConnection = 0;
+  Fairness fairness;  // echo mode: round trips per connection inside the window
   LatencyHistogram latency;
   ProcessSample serverBefore, serverAfter;
   ProcessSample clientBefore, clientAfter;

@@ -42,7 +42,7 @@ void connectAll(const BenchOptions& options, std::vector<std::unique_ptr<ClientT
 
 BenchReport collect(std::vector<std::unique_ptr<ClientThread>>& threads) {
   BenchReport report;
-  report.minPerConnection = UINT64_MAX;
+  std::vector<uint64_t> perConnection;
   for (auto& thread : threads) {
     ThreadResult& result = thread->result();
     report.latency.merge(result.latency);
@@ -51,12 +51,10 @@ BenchReport collect(std::vector<std::unique_ptr<ClientThread>>& threads) {
     report.mismatches += result.mismatches;
     report.errors += result.errors;
     if (report.firstError.empty()) report.firstError = result.firstError;
-    for (uint64_t count : result.messagesPerConnection) {
-      report.minPerConnection = std::min(report.minPerConnection, count);
-      report.maxPerConnection = std::max(report.maxPerConnection, count);
-    }
+    perConnection.insert(perConnection.end(), result.messagesPerConnection.begin(),
+                         result.messagesPerConnection.end());
   }
-  if (report.minPerConnection == UINT64_MAX) report.minPerConnection = 0;
+  report.fairness = computeFairness(perConnection);
   return report;
 }
 
