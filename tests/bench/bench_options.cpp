@@ -23,6 +23,9 @@ constexpr const char* kUsage =
     "  --size BYTES          message size, 1..1048576 (default 64)\n"
     "  --depth N             messages in flight per connection, 1 = ping-pong (default 1)\n"
     "  --threads N           client threads, each with its own epoll (default 1)\n"
+    "  --rate N              echo mode, open loop: N messages/s in total on a fixed schedule, spread\n"
+    "                        evenly over the connections (at most --depth in flight each); latency\n"
+    "                        counts from each message's intended send time (default: closed loop)\n"
     "  --warmup SECONDS      not measured (default 1)\n"
     "  --duration SECONDS    measured window, 0.1..3600 (default 5)\n"
     "  --server-pid PID      report this process's CPU time and RSS over the window\n"
@@ -96,6 +99,8 @@ BenchOptions parseOptions(int argc, char** argv) {
       options.depth = parseCount(flag, value, 1, 1024);
     else if (flag == "--threads")
       options.threads = parseCount(flag, value, 1, 64);
+    else if (flag == "--rate")
+      options.rate = parseNumber(flag, value, 1, 1e8);
     else if (flag == "--warmup")
       options.warmupSeconds = parseNumber(flag, value, 0, 600);
     else if (flag == "--duration")
@@ -110,6 +115,7 @@ BenchOptions parseOptions(int argc, char** argv) {
   if (options.port == 0) fail("--port is required");
   if (!isLoopback(options.host)) fail("--host " + options.host + " is not a loopback address");
   if (options.mode == Mode::Idle && options.serverPid == 0) fail("--mode idle needs --server-pid");
+  if (options.rate > 0 && options.mode != Mode::Echo) fail("--rate applies to --mode echo only");
   if (options.threads > options.connections) options.threads = options.connections;
   return options;
 }

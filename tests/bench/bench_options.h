@@ -19,6 +19,7 @@ struct BenchOptions {
   uint32_t messageSize = 64;
   uint32_t depth = 1;  // messages in flight per connection (1 = ping-pong)
   uint32_t threads = 1;
+  double rate = 0;  // echo mode: 0 = closed loop; else open loop, messages/s in total on a fixed schedule
   double warmupSeconds = 1.0;
   double durationSeconds = 5.0;
   pid_t serverPid = 0;  // 0: no server CPU/RSS figures

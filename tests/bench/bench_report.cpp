@@ -105,6 +105,12 @@ void printTable(const BenchOptions& options, const BenchReport& report) {
   std::printf("mode %s, %u connections, %u B messages, depth %u, %u threads, %.1f s window\n", modeName(options.mode),
               options.connections, options.messageSize, options.depth, options.threads, report.windowSeconds);
   std::printf("  messages/s        %12.0f\n", d.messagesPerSecond);
+  if (options.rate > 0) {
+    std::printf("  open loop         %.0f messages/s asked, %llu sends due in the window, %llu behind schedule\n",
+                options.rate, static_cast<unsigned long long>(report.scheduledSends),
+                static_cast<unsigned long long>(report.lateSends));
+    std::printf("  (latency below counts from each message's intended send time)\n");
+  }
   std::printf("  MB/s (payload)    %12.2f\n", d.megabytesPerSecond);
   std::printf("  latency us        p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", micros(h.percentile(0.5)),
               micros(h.percentile(0.9)), micros(h.percentile(0.99)), micros(h.percentile(0.999)), micros(h.max()));
@@ -137,7 +143,8 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       "\"min_per_connection\":%llu,\"max_per_connection\":%llu,\"spread_pct\":%s,\"jain_index\":%.6f,"
       "\"server_cpu_s\":%.3f,\"server_user_share\":%.4f,\"messages_per_server_cpu_s\":%.1f,"
       "\"server_rss_kib\":%llu,\"client_cpu_s\":%.3f,"
-      "\"bytes_verified\":%llu,\"mismatches\":%llu,\"errors\":%llu",
+      "\"bytes_verified\":%llu,\"mismatches\":%llu,\"errors\":%llu,"
+      "\"rate\":%.1f,\"scheduled_sends\":%llu,\"late_sends\":%llu",
       options.label.c_str(), modeName(options.mode), options.connections, options.messageSize, options.depth,
       options.threads, report.windowSeconds, static_cast<unsigned long long>(report.messages), d.messagesPerSecond,
       d.megabytesPerSecond, micros(h.percentile(0.5)), micros(h.percentile(0.9)), micros(h.percentile(0.99)),
@@ -146,7 +153,8 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       report.fairness.jainIndex, d.serverCpuSeconds, d.serverUserShare,
       d.messagesPerServerCpuSecond, static_cast<unsigned long long>(report.serverAfter.rssKib), d.clientCpuSeconds,
       static_cast<unsigned long long>(report.bytesVerified), static_cast<unsigned long long>(report.mismatches),
-      static_cast<unsigned long long>(report.errors));
+      static_cast<unsigned long long>(report.errors), options.rate,
+      static_cast<unsigned long long>(report.scheduledSends), static_cast<unsigned long long>(report.lateSends));
   // Only idle lines carry it, so the lines of the other modes stay as they were.
   if (options.mode == Mode::Idle) std::printf(",\"idle_bytes_per_connection\":%.1f", d.idleBytesPerConnection);
   std::printf("}\n");

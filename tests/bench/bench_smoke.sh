@@ -1,12 +1,14 @@
 #!/bin/sh
 # bench_smoke.sh SERVER GENERATOR — starts epoll-server on a free loopback port, runs the load
-# generator for about a second in echo and connect modes and opens a few idle connections; passes
-# when every byte was verified.
+# generator for about a second in closed-loop echo, open-loop echo and connect modes and opens a
+# few idle connections; passes when every byte was verified and the reported fields are sane
+# (fairness within its bounds, the open loop near the rate it was asked for). Never a speed check.
 set -eu
 server=$1
 generator=$2
 log=$(mktemp)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+out=$(mktemp)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log" "$out"' EXIT
 "$server" --port 0 --bind 127.0.0.1 --maxListeners 1 2>"$log" >/dev/null &
 pid=$!
 port=
@@ -16,6 +18,42 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 [ -n "$port" ] || { echo "epoll-server did not start:"; cat "$log"; exit 1; }
-"$generator" --port "$port" --connections 8 --depth 4 --size 3000 --threads 2 --warmup 0.1 --duration 0.5 --server-pid "$pid"
+
+# check NAME AWK-CONDITION — the condition over the fields of the last JSON line in $out.
+check() {
+    awk -v name="$1" -v condition="$2" '
+        { line = $0 }
+        END {
+            n = split(substr(line, 2, length(line) - 2), pairs, ",")
+            for (i = 1; i <= n; i++) { split(pairs[i], kv, ":"); gsub(/"/, "", kv[1]); f[kv[1]] = kv[2] }
+            ok = 0
+            if (condition == "fair") ok = f["jain_index"] > 0 && f["jain_index"] <= 1.000001 &&
+                (f["spread_pct"] == "null" || f["spread_pct"] >= 0) && f["min_per_connection"] <= f["max_per_connection"]
+            if (condition == "ordered") ok = f["p50_us"] > 0 && f["p50_us"] <= f["p90_us"] &&
+                f["p90_us"] <= f["p99_us"] && f["p99_us"] <= f["p999_us"] && f["p999_us"] <= f["max_us"]
+            if (condition == "closed") ok = f["rate"] == 0 && f["scheduled_sends"] == 0 && f["late_sends"] == 0
+            # Loose bounds: a busy machine may delay sends, but the schedule fixes how many are due.
+            if (condition == "rate") ok = f["rate"] == 2000 && f["messages_per_s"] >= 1000 &&
+                f["messages_per_s"] <= 3000 && f["scheduled_sends"] >= 1600 && f["scheduled_sends"] <= 2400 &&
+                f["late_sends"] <= f["scheduled_sends"]
+            if (!ok) { print "bench_smoke: " name " check failed: " line; exit 1 }
+        }' "$out"
+}
+
+"$generator" --port "$port" --connections 8 --depth 4 --size 3000 --threads 2 --warmup 0.1 --duration 0.5 \
+    --server-pid "$pid" | tee "$out"
+check "closed loop" fair
+check "closed loop" ordered
+check "closed loop" closed
+# Open loop: 2,000 messages/s over 8 connections for 1 s.
+"$generator" --port "$port" --connections 8 --depth 2 --threads 2 --rate 2000 --warmup 0.1 --duration 1 \
+    --server-pid "$pid" | tee "$out"
+check "open loop" fair
+check "open loop" ordered
+check "open loop" rate
 "$generator" --port "$port" --mode connect --connections 4 --size 100 --warmup 0.1 --duration 0.3 --json
 "$generator" --port "$port" --mode idle --connections 20 --size 100 --server-pid "$pid" --json
+if "$generator" --port "$port" --mode connect --rate 10 2>"$out"; then
+    echo "bench_smoke: --rate with --mode connect was accepted"; exit 1
+fi
+grep -q -- "--rate applies to --mode echo only" "$out" || { echo "bench_smoke: no message for a misused --rate"; exit 1; }

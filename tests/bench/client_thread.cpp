@@ -1,6 +1,6 @@
 // client_thread.cpp — echo mode: long-lived connections, `depth` messages in flight each; a
-// completed message immediately issues the next one (closed loop), and every received byte is
-// compared with the connection's pattern.
+// completed message immediately issues the next one (closed loop), or (open loop, --rate) each
+// message goes at its scheduled time; every received byte is compared with the connection's pattern.
 #include "client_thread.h"
 
 #include <sys/epoll.h>
@@ -56,7 +56,9 @@ void ClientThread::addConnection(int fd, uint64_t stream) {
 }
 
 void ClientThread::run() {
-  if (options_.mode == Mode::Echo) {
+  if (options_.mode == Mode::Echo && options_.rate > 0) {
+    runOpenLoop();
+  } else if (options_.mode == Mode::Echo) {
     runEcho();
   } else {
     runConnectRate();
@@ -97,6 +99,72 @@ void ClientThread::runEcho() {
     sendQueue_.clear();
   }
   for (auto& connection : connections_) result_.messagesPerConnection.push_back(connection->windowMessages);
+}
+
+// Open loop: every connection sends on the schedule whatever the server does; a message due while
+// `depth` are in flight goes as soon as one completes, and its latency still counts from when it was due.
+void ClientThread::runOpenLoop() {
+  schedule_.emplace(options_.rate, options_.connections, timeline_.runStart);
+  Nanoseconds now = nowNanoseconds();
+  epoll_event events[kMaxEvents];
+  while (now < timeline_.measureEnd) {
+    for (auto& connection : connections_) {
+      if (connection->dead) continue;
+      issueDue(*connection, now);
+      if (connection->sentBytes < connection->issuedBytes) trySend(*connection);
+    }
+    // Sub-millisecond: epoll_wait's milliseconds would add up to 1 ms of the generator's own delay.
+    const Nanoseconds wake = std::min(nextDue(), timeline_.measureEnd);
+    const Nanoseconds wait = std::clamp<Nanoseconds>(wake - nowNanoseconds(), 0, 50'000'000);
+    const timespec timeout{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
+    const int count = ::epoll_pwait2(epoll_, events, kMaxEvents, &timeout, nullptr);
+    now = nowNanoseconds();
+    for (int i = 0; i < count; ++i) {
+      auto& connection = *static_cast<Connection*>(events[i].data.ptr);
+      if (connection.dead) continue;
+      if ((events[i].events & EPOLLIN) && !onReadable(connection, now)) continue;
+      if (events[i].events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) fail(connection, "connection closed by the server", false);
+    }
+    sendQueue_.clear();  // onReadable's queue: the loop above sends whatever is due
+  }
+  for (auto& connection : connections_) {
+    result_.messagesPerConnection.push_back(connection->windowMessages);
+    countSchedule(*connection);
+  }
+}
+
+// Sends due inside the window, and those of them still unsent at the end (late, not yet counted).
+void ClientThread::countSchedule(const Connection& connection) {
+  const auto index = static_cast<uint32_t>(connection.stream);
+  const uint64_t first = schedule_->dueBy(index, timeline_.measureStart - 1);
+  const uint64_t end = schedule_->dueBy(index, timeline_.measureEnd - 1);
+  result_.scheduledSends += end - first;
+  const uint64_t unsent = std::max({connection.issued, connection.lateCounted, first});
+  if (unsent < end) result_.lateSends += end - unsent;
+}
+
+void ClientThread::issueDue(Connection& connection, Nanoseconds now) {
+  const auto index = static_cast<uint32_t>(connection.stream);
+  const uint64_t due = schedule_->dueBy(index, now);
+  while (connection.issued < due && connection.issued - connection.completed < options_.depth) {
+    const Nanoseconds intended = schedule_->intendedTime(index, connection.issued);
+    issue(connection, intended);
+  }
+  if (connection.issued < due && connection.lateCounted <= connection.issued) {
+    // Due, but `depth` messages are still in flight: it will go late (counted once).
+    if (inWindow(schedule_->intendedTime(index, connection.issued))) ++result_.lateSends;
+    connection.lateCounted = connection.issued + 1;
+  }
+}
+
+// The earliest intended time of a message not yet issued on a connection with room for it.
+Nanoseconds ClientThread::nextDue() const {
+  Nanoseconds next = timeline_.measureEnd;
+  for (const auto& connection : connections_) {
+    if (connection->dead || connection->issued - connection->completed >= options_.depth) continue;
+    next = std::min(next, schedule_->intendedTime(static_cast<uint32_t>(connection->stream), connection->issued));
+  }
+  return next;
 }
 
 void ClientThread::issue(Connection& connection, Nanoseconds now) {
@@ -171,7 +239,7 @@ void ClientThread::complete(Connection& connection, Nanoseconds now) {
       finishAttempt(connection, now);
       return;
     }
-    issue(connection, now);
+    if (!schedule_) issue(connection, now);  // closed loop; the open loop issues on its schedule
   }
 }
 

@@ -4,20 +4,23 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bench_options.h"
 #include "echo_pattern.h"
 #include "latency_histogram.h"
+#include "open_loop_schedule.h"
 
 namespace epoll_echo::bench {
 
 using Nanoseconds = int64_t;
 Nanoseconds nowNanoseconds();
 
-// Start of measurement and end of the run, on the steady clock.
+// Start of the open-loop schedule (the run), of measurement and end of the run, on the steady clock.
 struct Timeline {
+  Nanoseconds runStart = 0;
   Nanoseconds measureStart = 0;
   Nanoseconds measureEnd = 0;
 };
@@ -30,6 +33,8 @@ struct ThreadResult {
   uint64_t mismatches = 0;                      // connections that received a wrong byte
   uint64_t errors = 0;                          // connections lost or refused
   std::vector<uint64_t> messagesPerConnection;  // echo mode only
+  uint64_t scheduledSends = 0;                  // open loop: sends due inside the window
+  uint64_t lateSends = 0;  // of those, due while --depth were still in flight (or never sent)
   std::string firstError;
 };
 
@@ -51,6 +56,10 @@ class ClientThread {
  private:
   struct Connection;
   void runEcho();
+  void runOpenLoop();
+  void issueDue(Connection& connection, Nanoseconds now);
+  Nanoseconds nextDue() const;
+  void countSchedule(const Connection& connection);
   void runConnectRate();
   void issue(Connection& connection, Nanoseconds now);
   bool trySend(Connection& connection);
@@ -71,6 +80,7 @@ class ClientThread {
   std::vector<Connection*> sendQueue_;  // echo mode: read every ready connection first, then send
   uint64_t nextStream_ = 0;
   uint64_t streamStep_ = 1;
+  std::optional<OpenLoopSchedule> schedule_;  // open loop only
   ThreadResult result_;
 };
 

@@ -50,6 +50,8 @@ BenchReport collect(std::vector<std::unique_ptr<ClientThread>>& threads) {
     report.bytesVerified += result.bytesVerified;
     report.mismatches += result.mismatches;
     report.errors += result.errors;
+    report.scheduledSends += result.scheduledSends;
+    report.lateSends += result.lateSends;
     if (report.firstError.empty()) report.firstError = result.firstError;
     perConnection.insert(perConnection.end(), result.messagesPerConnection.begin(),
                          result.messagesPerConnection.end());
@@ -86,6 +88,7 @@ int runBench(const BenchOptions& options) {
   }
   if (options.mode == Mode::Echo) connectAll(options, threads);
   const Nanoseconds start = nowNanoseconds();
+  timeline.runStart = start;
   timeline.measureStart = start + static_cast<Nanoseconds>(options.warmupSeconds * 1e9);
   timeline.measureEnd = timeline.measureStart + static_cast<Nanoseconds>(options.durationSeconds * 1e9);
   std::vector<std::thread> running;
