@@ -26,7 +26,8 @@ def load_points(path):
             _, server, round_ = record['label'].split('/')
             if round_ == 'syscalls' or record.get('mode') != 'echo':
                 continue
-            if record.get('size') != 64 or record.get('depth') != 1:
+            # Open-loop runs (a fixed rate below the peak) would pull the closed-loop medians down.
+            if record.get('size') != 64 or record.get('depth') != 1 or record.get('rate'):
                 continue
             key = (server, record['connections'])
             samples[key]['rate'].append(record['messages_per_server_cpu_s'])

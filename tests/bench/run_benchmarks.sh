@@ -6,12 +6,15 @@
 #   tests/bench/run_benchmarks.sh [--quick] [--rounds N] [--build DIR] [--server-cpu N] [--client-cpu N]
 #                                 [--only SCENARIO] [--server-cpu-limit PERCENT]
 #                                 [--engine-flags "FLAGS"] [--peer-engine "FLAGS"] [--no-syscalls]
-#                                 [--scenario "NAME|GENERATOR ARGUMENTS"]
+#                                 [--scenario "NAME|GENERATOR ARGUMENTS"] [--open-loop]
 #
 # --engine-flags passes more flags to epoll-server (e.g. "--high-water 65536"); --no-syscalls
 # skips the extra system-call run of each scenario and server. --peer-engine runs epoll-server with
 # FLAGS (may be "") as the second server instead of the Asio peer: the engine against itself, an
 # option on against off. --scenario runs that one scenario instead of the built-in list.
+# --open-loop adds, to each echo scenario, open-loop runs (epoll-echo-bench --rate) of each server
+# at 50 % and 80 % of the peak that server reached in the scenario's closed-loop rounds (their
+# median), and prints their latency side by side (scenario names SCENARIO@50%, SCENARIO@80%).
 #
 # --server-cpu-limit caps each server at PERCENT of its core (a cgroup CPU quota, 10 ms period;
 # needs root and the cgroup cpu controller) so that the server, not the generator, is the
@@ -32,6 +35,7 @@ peer_engine=
 peer_engine_flags=
 custom_scenario=
 syscall_runs=1
+open_loop=
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) rounds=1; warmup=0.3; duration=1 ;;
@@ -45,7 +49,8 @@ while [ $# -gt 0 ]; do
         --peer-engine) peer_engine=1; peer_engine_flags=$2; shift ;;
         --scenario) custom_scenario=$2; shift ;;
         --no-syscalls) syscall_runs= ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        --open-loop) open_loop=1 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "run_benchmarks.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -228,6 +233,34 @@ syscall_pass() {
     echo "{\"label\":\"$scenario/$server/syscalls\",\"syscalls_per_s\":${count:-null},\"messages_per_s\":${rate:-null},\"source\":\"$source\"}" >>"$raw"
 }
 
+# Echo scenarios only: the open loop does not apply to connect or idle mode.
+is_echo() { case " $1 " in *" --mode "*) return 1 ;; *) return 0 ;; esac; }
+
+# The median messages/s of SCENARIO's closed-loop rounds for SERVER, from the raw file.
+peak_rate() {
+    grep -F "\"label\":\"$1/$2/" "$raw" | grep -v '/syscalls"' | grep -o '"messages_per_s":[0-9.]*' | cut -d: -f2 |
+        sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+
+# open_loop_pass SCENARIO ARGS... — each server at 50 % and 80 % of its own closed-loop peak.
+open_loop_pass() {
+    local scenario=$1; shift
+    local percent server peak rate round
+    for percent in 50 80; do
+        for round in $(seq "$rounds"); do
+            for server in engine asio; do
+                peak=$(peak_rate "$scenario" "$server")
+                [ -n "$peak" ] || { echo "run_benchmarks.sh: $scenario: no closed-loop peak for $server" >&2; continue; }
+                rate=$(calc "int($peak * $percent / 100)")
+                [ "$rate" -ge 1 ] || continue
+                start_server "$server"
+                run_generator "$scenario@$percent%/$server/$round" "$@" --rate "$rate" >&2
+                stop_server
+            done
+        done
+    done
+}
+
 for entry in "${scenarios[@]}"; do
     scenario=${entry%%|*}
     arguments=${entry#*|}
@@ -255,6 +288,10 @@ for entry in "${scenarios[@]}"; do
             stop_server
         done
     done
+    if [ -n "$open_loop" ] && is_echo "$arguments"; then
+        # shellcheck disable=SC2086
+        open_loop_pass "$scenario" $arguments
+    fi
     # Idle connections send nothing after their one echo: no system calls per message to count.
     [ -n "$idle" ] || [ -z "$syscall_runs" ] && continue
     for server in engine asio; do

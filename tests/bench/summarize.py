@@ -30,14 +30,16 @@ def load(path):
 
 
 def ratios(engine, asio, key):
-    values = [engine[r][key] / asio[r][key] for r in engine if r in asio and asio[r][key]]
+    values = [engine[r][key] / asio[r][key] for r in engine
+              if r in asio and engine[r].get(key) is not None and asio[r].get(key)]
     if not values:
         return None
     return {'min': min(values), 'median': statistics.median(values), 'max': max(values)}
 
 
 def median(side, key):
-    values = [record[key] for record in side.values()]
+    # Older raw files lack the fairness and open-loop keys; a starved connection's spread is null.
+    values = [record[key] for record in side.values() if record.get(key) is not None]
     return statistics.median(values) if values else None
 
 
@@ -60,7 +62,8 @@ def summarize(order, runs, syscalls):
             row['errors'] = sum(r['errors'] + r['mismatches'] for side in (engine, asio) for r in side.values())
             summary.append(row)
             continue
-        for key in ('messages_per_s', 'messages_per_server_cpu_s', 'p99_us', 'server_user_share', 'server_rss_kib'):
+        for key in ('messages_per_s', 'messages_per_server_cpu_s', 'p50_us', 'p99_us', 'p999_us', 'server_user_share',
+                    'server_rss_kib', 'spread_pct', 'jain_index', 'rate', 'late_sends', 'scheduled_sends'):
             row[key] = {'engine': median(engine, key), 'asio': median(asio, key), 'ratio': ratios(engine, asio, key)}
         row['syscalls_per_message'] = {s: per_message(syscalls[scenario].get(s)) for s in ('engine', 'asio')}
         row['syscall_source'] = syscalls[scenario].get('engine', {}).get('source')
@@ -99,9 +102,45 @@ def print_table(summary, peer):
                  fmt(row['server_user_share']['asio'] and 100 * row['server_user_share']['asio'], '%.0f'),
                  str(row['errors']))
         print('| ' + ' | '.join(cells) + ' |')
+    print_fairness_table([row for row in summary if 'idle_bytes_per_connection' not in row], short)
+    print_open_loop_table([row for row in summary if row.get('rate', {}).get('engine')], short)
     sources = {row.get('syscall_source') for row in summary if row.get('syscall_source')}
     print('system calls counted by: ' + (', '.join(sorted(sources)) or 'nothing (perf unavailable)'))
     print_idle_table([row for row in summary if 'idle_bytes_per_connection' in row], peer)
+
+
+def print_fairness_table(rows, peer):
+    print()
+    print('per-connection service: spread = busiest / least served connection - 1; Jain = (sum x)^2 / (n sum x^2)')
+    print('| scenario | spread %% eng | spread %% %s | Jain eng | Jain %s |' % (peer, peer))
+    print('|---|---|---|---|---|')
+    for row in rows:
+        print('| %s | %s | %s | %s | %s |' % (
+            row['scenario'], fmt(row['spread_pct']['engine'], '%.2f'), fmt(row['spread_pct']['asio'], '%.2f'),
+            fmt(row['jain_index']['engine'], '%.5f'), fmt(row['jain_index']['asio'], '%.5f')))
+
+
+def print_open_loop_table(rows, peer):
+    if not rows:
+        return
+    print()
+    print('open loop: each server at a fixed rate, a share of its own closed-loop peak; latency from the intended'
+          ' send time')
+    header = ('scenario', 'rate eng', 'rate ' + peer, 'p50us eng', 'p50us ' + peer, 'p99us eng', 'p99us ' + peer,
+              'p99 ratio', 'p99.9us eng', 'p99.9us ' + peer, 'late % eng', 'late % ' + peer)
+    print('| ' + ' | '.join(header) + ' |')
+    print('|' + '---|' * len(header))
+    for row in rows:
+        def late(server):
+            due = row['scheduled_sends'][server]
+            return None if not due else 100.0 * row['late_sends'][server] / due
+        cells = (row['scenario'], fmt(row['rate']['engine'], '%.0f'), fmt(row['rate']['asio'], '%.0f'),
+                 fmt(row['p50_us']['engine'], '%.1f'), fmt(row['p50_us']['asio'], '%.1f'),
+                 fmt(row['p99_us']['engine'], '%.1f'), fmt(row['p99_us']['asio'], '%.1f'),
+                 fmt_ratio(row['p99_us']['ratio']),
+                 fmt(row['p999_us']['engine'], '%.1f'), fmt(row['p999_us']['asio'], '%.1f'),
+                 fmt(late('engine'), '%.2f'), fmt(late('asio'), '%.2f'))
+        print('| ' + ' | '.join(cells) + ' |')
 
 
 def print_idle_table(rows, peer):
