@@ -150,8 +150,8 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       d.megabytesPerSecond, micros(h.percentile(0.5)), micros(h.percentile(0.9)), micros(h.percentile(0.99)),
       micros(h.percentile(0.999)), micros(h.max()), static_cast<unsigned long long>(report.fairness.least),
       static_cast<unsigned long long>(report.fairness.busiest), spreadJson(report.fairness).c_str(),
-      report.fairness.jainIndex, d.serverCpuSeconds, d.serverUserShare,
-      d.messagesPerServerCpuSecond, static_cast<unsigned long long>(report.serverAfter.rssKib), d.clientCpuSeconds,
+      report.fairness.jainIndex, d.serverCpuSeconds, d.serverUserShare, d.messagesPerServerCpuSecond,
+      static_cast<unsigned long long>(report.serverAfter.rssKib), d.clientCpuSeconds,
       static_cast<unsigned long long>(report.bytesVerified), static_cast<unsigned long long>(report.mismatches),
       static_cast<unsigned long long>(report.errors), options.rate,
       static_cast<unsigned long long>(report.scheduledSends), static_cast<unsigned long long>(report.lateSends));

@@ -19,7 +19,7 @@ struct BenchReport {
   uint64_t errors = 0;
   uint64_t scheduledSends = 0;  // open loop: sends due inside the window
   uint64_t lateSends = 0;       // of those, due while --depth were in flight, or never sent
-  Fairness fairness;  // echo mode: round trips per connection inside the window
+  Fairness fairness;            // echo mode: round trips per connection inside the window
   LatencyHistogram latency;
   ProcessSample serverBefore, serverAfter;
   ProcessSample clientBefore, clientAfter;

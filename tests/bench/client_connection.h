@@ -18,7 +18,7 @@ struct ClientThread::Connection {
   uint64_t completed = 0;      // messages fully echoed
   uint64_t windowMessages = 0;
   uint64_t lateCounted = 0;  // open loop: messages up to here already counted as late
-  bool connecting = false;  // connect mode: waiting for the connect to finish
+  bool connecting = false;   // connect mode: waiting for the connect to finish
   bool dead = false;
   std::vector<Nanoseconds> issueTimes;  // ring of depth entries, indexed by message number; open
                                         // loop: the intended send times

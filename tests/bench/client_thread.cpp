@@ -123,7 +123,8 @@ void ClientThread::runOpenLoop() {
       auto& connection = *static_cast<Connection*>(events[i].data.ptr);
       if (connection.dead) continue;
       if ((events[i].events & EPOLLIN) && !onReadable(connection, now)) continue;
-      if (events[i].events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) fail(connection, "connection closed by the server", false);
+      if (events[i].events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+        fail(connection, "connection closed by the server", false);
     }
     sendQueue_.clear();  // onReadable's queue: the loop above sends whatever is due
   }

@@ -34,7 +34,7 @@ struct ThreadResult {
   uint64_t errors = 0;                          // connections lost or refused
   std::vector<uint64_t> messagesPerConnection;  // echo mode only
   uint64_t scheduledSends = 0;                  // open loop: sends due inside the window
-  uint64_t lateSends = 0;  // of those, due while --depth were still in flight (or never sent)
+  uint64_t lateSends = 0;                       // of those, due while --depth were still in flight (or never sent)
   std::string firstError;
 };
 

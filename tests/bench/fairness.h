@@ -8,11 +8,11 @@
 namespace epoll_echo::bench {
 
 struct Fairness {
-  uint64_t least = 0;          // round trips of the least served connection
-  uint64_t busiest = 0;        // round trips of the busiest connection
-  double spreadPercent = 0;    // (busiest / least - 1) * 100; 0 when every count is 0
-  double jainIndex = 0;        // (sum x)^2 / (n * sum x^2): 1 = perfectly even, 1/n = one connection got all
-  bool starved = false;        // some connection completed nothing while others did: spread is infinite
+  uint64_t least = 0;        // round trips of the least served connection
+  uint64_t busiest = 0;      // round trips of the busiest connection
+  double spreadPercent = 0;  // (busiest / least - 1) * 100; 0 when least is 0
+  double jainIndex = 0;      // (sum x)^2 / (n * sum x^2): 1 = perfectly even, 1/n = one connection got all
+  bool starved = false;      // some connection completed nothing while others did: spread is infinite
 };
 
 // Over per-connection round-trip counts; an empty list or all zeros gives jainIndex 0.

@@ -53,8 +53,7 @@ BenchReport collect(std::vector<std::unique_ptr<ClientThread>>& threads) {
     report.scheduledSends += result.scheduledSends;
     report.lateSends += result.lateSends;
     if (report.firstError.empty()) report.firstError = result.firstError;
-    perConnection.insert(perConnection.end(), result.messagesPerConnection.begin(),
-                         result.messagesPerConnection.end());
+    perConnection.insert(perConnection.end(), result.messagesPerConnection.begin(), result.messagesPerConnection.end());
   }
   report.fairness = computeFairness(perConnection);
   return report;
