@@ -25,6 +25,19 @@ class EngineLimitsTest : public PluginTest {};
 // A byte each client sends and expects back, distinct per client.
 char tokenOf(size_t client) { return static_cast<char>('A' + client % 26); }
 
+// Connects `count` clients, each sending its token once; appends them to `clients`.
+::testing::AssertionResult connectSendingTokens(uint16_t port, size_t count, std::vector<UniqueFd>& clients) {
+  std::string error;
+  for (size_t i = 0; i < count; ++i) {
+    clients.push_back(connectLoopback(port, deadlineIn(kTimeout), &error));
+    if (!clients.back()) return ::testing::AssertionFailure() << "client " << i << ": " << error;
+    if (!sendAll(clients.back().get(), std::string(1, tokenOf(i)), deadlineIn(kTimeout), &error)) {
+      return ::testing::AssertionFailure() << "client " << i << ": " << error;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // True when `fd` has something to report now (data, EOF or an error) without waiting.
 bool hasNews(int fd) {
   pollfd probe{fd, POLLIN, 0};
@@ -73,11 +86,7 @@ TEST_F(EngineLimitsTest, CapServesFiftyAndTheRestWaitUntilOthersLeave) {
   ASSERT_TRUE(engine.createAndStart(config));
 
   std::vector<UniqueFd> clients;
-  for (size_t i = 0; i < kClients; ++i) {
-    clients.push_back(connectLoopback(engine.port(), deadlineIn(kTimeout), &error));
-    ASSERT_TRUE(clients.back()) << error;
-    ASSERT_TRUE(sendAll(clients.back().get(), std::string(1, tokenOf(i)), deadlineIn(kTimeout), &error)) << error;
-  }
+  ASSERT_TRUE(connectSendingTokens(engine.port(), kClients, clients));
   std::vector<bool> served(kClients, false);
   ASSERT_EQ(waitForEchoes(engine, clients, served, kCap, kCap, deadlineIn(kTimeout)), kCap);
   epoll_echo_stats_t stats = engine.waitForStats(
@@ -120,11 +129,7 @@ TEST_F(EngineLimitsTest, AFreedSlotWakesTheOtherWorker) {
   std::string error;
   ASSERT_TRUE(engine.createAndStart(config));
   std::vector<UniqueFd> clients;
-  for (size_t i = 0; i < kClients; ++i) {
-    clients.push_back(connectLoopback(engine.port(), deadlineIn(kTimeout), &error));
-    ASSERT_TRUE(clients.back()) << error;
-    ASSERT_TRUE(sendAll(clients.back().get(), std::string(1, tokenOf(i)), deadlineIn(kTimeout), &error)) << error;
-  }
+  ASSERT_TRUE(connectSendingTokens(engine.port(), kClients, clients));
   std::vector<bool> served(kClients, false);
   for (size_t round = 0; round < kClients; ++round) {
     ASSERT_EQ(waitForEchoes(engine, clients, served, 1, 1, deadlineIn(kTimeout)), 1u) << "round " << round;
@@ -143,11 +148,7 @@ TEST_F(EngineLimitsTest, WithoutCapEveryClientIsServedAndNothingIsCounted) {
   std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   std::vector<UniqueFd> clients;
-  for (size_t i = 0; i < kClients; ++i) {
-    clients.push_back(connectLoopback(engine.port(), deadlineIn(kTimeout), &error));
-    ASSERT_TRUE(clients.back()) << error;
-    ASSERT_TRUE(sendAll(clients.back().get(), std::string(1, tokenOf(i)), deadlineIn(kTimeout), &error)) << error;
-  }
+  ASSERT_TRUE(connectSendingTokens(engine.port(), kClients, clients));
   std::vector<bool> served(kClients, false);
   EXPECT_EQ(waitForEchoes(engine, clients, served, kClients, kClients, deadlineIn(kTimeout)), kClients);
   EXPECT_EQ(engine.stats().total.accept_cap_pauses, 0u);
