@@ -28,7 +28,7 @@ struct Connection {
   bool finAnnounced = false;  // epoll reported RDHUP/HUP: read until 0, not just a short read
   bool peerClosed = false;    // the client's FIN was read: close once `pending` is sent
   bool readPaused = false;    // backpressure: not read until `pending` drains
-  bool queued = false;        // on the worker's resume list
+  bool queued = false;        // waits in the worker's ReadRotation for its next read
   bool batched = false;       // has an echo in the worker's batch, not sent yet
   bool closed = false;        // closed in this batch; events still in the batch are stale
   bool shared = false;        // adopted: another engine may still hold a copy of the descriptor

@@ -34,7 +34,8 @@ constexpr size_t kBatchBufferBytes = 2 * kReadChunk;
 static_assert(kBatchBufferBytes <= UINT32_MAX, "batch offsets are 32-bit");
 constexpr int kMaxEventsPerWait = 256;
 // Echoes per batch, reserved once per worker: a batch is sent early rather than grown, so the
-// batch list costs nothing per connection (the resume pass can read more connections than this).
+// batch list costs nothing per connection (the deferred connections read at the end of a pass
+// can add more than this).
 constexpr size_t kMaxBatchedEchoes = kMaxEventsPerWait;
 // EMFILE/ENFILE back-off: long enough not to spin, short enough to notice freed fds soon.
 constexpr std::chrono::milliseconds kFirstAcceptBackoff{10};
@@ -134,7 +135,7 @@ void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
   countAs.add(connections_.size());
   connections_.clear();
   closedThisBatch_.clear();
-  resumeList_.clear();
+  rotation_.clear();
   budget_.setWakeup(index_, -1);  // the eventfd closes below
   listener_.reset();
   // The worker never runs again: its epoll instance and wake-up fd go too (only counters stay).
@@ -158,7 +159,11 @@ void Worker::run() noexcept {
     }
     if (count > 0) counters_.wakeups.add(1);
     if (idleTimeout_.count() != 0) now_ = Clock::now();
+    rotation_.beginPass();
     for (int i = 0; i < count; ++i) dispatch(events[i]);
+    rotation_.serveDue([this](Connection& connection) {
+      if (!connection.closed) onReadable(connection);
+    });
     sendBatch();
     runDeferredWork();
   }
@@ -175,7 +180,7 @@ void Worker::fail(const char* call, int error) noexcept {
 }
 
 int Worker::waitTimeoutMs() const {
-  if (!resumeList_.empty()) return 0;
+  if (rotation_.anyDeferred()) return 0;
   if (acceptPending_ && !acceptPaused_ && !acceptCapped_) return 0;
   const bool sweepDue = idleTimeout_.count() != 0 && !connections_.empty();
   if (!acceptPaused_ && !sweepDue) return -1;
@@ -219,16 +224,8 @@ void Worker::onWakeup() {
   acceptCapped_ = false;
 }
 
-// Connections whose read budget ran out go after everything that was ready in this batch, and
-// closed connections are freed only now that no event of the batch can refer to them.
+// Closed connections are freed only now that no event of the pass can refer to them.
 void Worker::runDeferredWork() {
-  resuming_.swap(resumeList_);
-  for (Connection* connection : resuming_) {
-    connection->queued = false;
-    if (!connection->closed) onReadable(*connection);
-  }
-  resuming_.clear();
-  sendBatch();
   if (acceptPaused_ && Clock::now() >= acceptResumeAt_) acceptPaused_ = false;
   if (acceptPending_ && !acceptPaused_ && !acceptCapped_) onAccept();
   closeIdleConnections();
@@ -357,8 +354,7 @@ Connection* Worker::registerConnection(UniqueFd socket) {
     const size_t tracked = connections_.size() + closedThisBatch_.size() + 1;
     connections_.reserve(connections_.size() + 1);
     closedThisBatch_.reserve(tracked);
-    resumeList_.reserve(tracked);
-    resuming_.reserve(tracked);
+    rotation_.reserve(tracked);
   } catch (const std::bad_alloc&) {
     return nullptr;  // the socket closes with `connection` or `socket`
   }
@@ -374,14 +370,16 @@ Connection* Worker::registerConnection(UniqueFd socket) {
 }
 
 void Worker::onReadable(Connection& connection) {
-  if (connection.readPaused || connection.peerClosed) return;
+  // A connection whose budget ran out in the previous pass is read at the end of this one, after
+  // every connection epoll reports now, whatever it reports for this one.
+  if (connection.readPaused || connection.peerClosed || ReadRotation<Connection>::waiting(connection)) return;
   size_t budget = config_.readBudgetBytes;
   while (!connection.closed) {
     // Never more than the high-water mark leaves room for, so what the connection owes its client
     // (the output buffer plus the batch) never exceeds the mark whatever the read budget: the
     // documented memory bound per connection.
     if (connection.owed() >= config_.highWaterBytes) {
-      // Bytes still in the batch may all be sent: look again once it went (the resume pass).
+      // Bytes still in the batch may all be sent: look again once it went (the next pass).
       // Bytes in the output buffer wait for EPOLLOUT, which resumes reading once half drained.
       if (connection.batched) {
         queueForResume(connection);
@@ -444,9 +442,8 @@ void Worker::onWritable(Connection& connection) {
 bool Worker::echo(Connection& connection, const char* bytes, size_t count) {
   if (!connection.pending.empty()) return sendNow(connection, bytes, count);
   batchBytes_ += count;
-  // A connection is read by one onReadable() call per batch (sendBatch() runs between the event
-  // pass and the resume pass), and its reads are back to back in the buffer: one entry each
-  // (sendBatch() would still be right with two).
+  // A connection is read by one onReadable() call per loop pass (ReadRotation), and its reads are
+  // back to back in the buffer: one entry each (sendBatch() would still be right with two).
   connection.batchedBytes += static_cast<uint32_t>(count);
   if (endsBatch(connection)) {
     batch_.back().length += static_cast<uint32_t>(count);
@@ -522,19 +519,11 @@ bool Worker::flushPending(Connection& connection) {
   return true;
 }
 
-void Worker::queueForResume(Connection& connection) {
-  if (connection.queued) return;
-  connection.queued = true;
-  resumeList_.push_back(&connection);
-}
+void Worker::queueForResume(Connection& connection) { rotation_.defer(connection); }
 
 void Worker::closeConnection(Connection& connection) {
   connection.closed = true;
-  if (connection.queued) {
-    // Rare (a busy connection failing): keep the resume list free of pointers to freed memory.
-    resumeList_.erase(std::remove(resumeList_.begin(), resumeList_.end(), &connection), resumeList_.end());
-    connection.queued = false;
-  }
+  rotation_.remove(connection);  // rare (a busy connection failing): no pointer to freed memory later
   if (connection.shared) {
     // close() removes a descriptor from the epoll set only when it is the last copy of it.
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.fd.get(), nullptr);

@@ -18,6 +18,7 @@
 #include "connection.h"
 #include "connection_budget.h"
 #include "counters.h"
+#include "read_rotation.h"
 #include "unique_fd.h"
 
 namespace epoll_echo {
@@ -121,8 +122,7 @@ class Worker {
 
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch
-  std::vector<Connection*> resumeList_;                       // connections with unread data left by their budget
-  std::vector<Connection*> resuming_;                         // the resume list being worked through
+  ReadRotation<Connection> rotation_;                         // connections with unread data left by their budget
   // Every read lands here, one buffer per worker (idle connections own none). A batch of events
   // is read first and sent second: batch_ lists the echoes read and not sent yet.
   struct BatchedEcho {

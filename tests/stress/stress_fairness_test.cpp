@@ -130,13 +130,13 @@ TEST(StressFairnessTest, FirehoseDoesNotDelayItsNeighbour) {
 
   // While the neighbour waits for one echo, its ping is read in the worker's next batch at the
   // latest, and echoed at that batch's end: the firehose meanwhile gets at most two turns of the
-  // worker, each its output buffer flushed (at most the high water) and two read budgets echoed
-  // (the event pass and the resume pass). The firehose client may also receive what was queued
+  // worker, each its output buffer flushed (at most the high water) and one read budget echoed
+  // (a connection whose budget ran out is read again only in the next pass). The firehose client may also receive what was queued
   // before the ping came: its own receive buffer and the server's send buffer (tcp_wmem max), and
   // one recv() may straddle the echo. These terms are the whole bound: no slack. A worker that
   // read the firehose until it ran dry would hand it more whenever the firehose keeps up.
   const std::uint64_t boundBytes = static_cast<std::uint64_t>(receiveBuffer) + maxSendBuffer() +
-                                   2 * (kHighWater + 2 * kReadBudget) + kFirehoseReadSize;
+                                   2 * (kHighWater + kReadBudget) + kFirehoseReadSize;
   reportFigures("ping-pong alone p50 " + fixed(alone.p50) + " us, p99 " + fixed(alone.p99) +
                     " us; next to a firehose (" + fixed(firehoseMibPerSecond) + " MiB/s echoed) p50 " +
                     fixed(loaded.p50) + " us, p99 " + fixed(loaded.p99) + " us, max " + fixed(loaded.max) +
