@@ -264,7 +264,11 @@ MetricsSnapshot Server::metricsSnapshot() const {
 
 void Server::printStats() {
   const epoll_echo_stats_t snapshot = stats();
-  printLine(formatStats(snapshot, options_.statsFormat, {serving_->library().buildId(), totals_.reloads()}));
+  ServingInfo serving{serving_->library().buildId(), totals_.reloads(), {}};
+  for (const epoll_echo_counters_t& worker : workerCounters(serving_->engine(), snapshot.listeners)) {
+    serving.activePerWorker.push_back(worker.active);
+  }
+  printLine(formatStats(snapshot, options_.statsFormat, serving));
   checkAcceptWarnings(snapshot);
 }
 

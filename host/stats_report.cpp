@@ -40,6 +40,13 @@ std::string formatJson(const epoll_echo_stats_t& stats) {
   return line + '}';
 }
 
+// "3,4,2": the text line's list, and JSON's between brackets.
+std::string countList(const std::vector<uint64_t>& counts) {
+  std::string list;
+  for (const uint64_t count : counts) list += (list.empty() ? "" : ",") + std::to_string(count);
+  return list;
+}
+
 }  // namespace
 
 std::string countOf(uint64_t count, const std::string& noun) {
@@ -66,10 +73,15 @@ std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format, con
     if (!plain) c = '?';
   }
   std::string line = formatStats(stats, format);
-  if (format == StatsFormat::kText)
-    return line + " build_id=" + buildId + " reloads=" + std::to_string(serving.reloads);
+  const bool perWorker = !serving.activePerWorker.empty();
+  if (format == StatsFormat::kText) {
+    line += " build_id=" + buildId + " reloads=" + std::to_string(serving.reloads);
+    return perWorker ? line + " active_per_worker=" + countList(serving.activePerWorker) : line;
+  }
   line.pop_back();  // the closing brace
-  return line + R"(,"build_id":")" + buildId + R"(","reloads":)" + std::to_string(serving.reloads) + '}';
+  line += R"(,"build_id":")" + buildId + R"(","reloads":)" + std::to_string(serving.reloads);
+  if (perWorker) line += R"(,"active_per_worker":[)" + countList(serving.activePerWorker) + ']';
+  return line + '}';
 }
 
 void addCounters(epoll_echo_counters_t& totals, const epoll_echo_counters_t& finished) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "options.h"
 #include "state_name.h"
@@ -22,13 +23,17 @@ using epoll_echo::stateName;
 //   json: {"event":"stats","state":"running","port":8080,...,"accept_errors":0}
 std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format);
 
-// Which build serves and how many hot-swaps succeeded since start: the stats line's last fields.
+// Which build serves, how many hot-swaps succeeded since start, and the connections open on each
+// worker of the serving engine (in worker order; the kernel's SO_REUSEPORT hash spreads them):
+// the stats line's last fields.
 struct ServingInfo {
   std::string buildId;
   uint64_t reloads = 0;
+  std::vector<uint64_t> activePerWorker;  // empty: the field is left out
 };
 
-// formatStats() plus " build_id=... reloads=N" (text) or ,"build_id":"...","reloads":N (json).
+// formatStats() plus " build_id=... reloads=N active_per_worker=A,B,..." (text) or
+// ,"build_id":"...","reloads":N,"active_per_worker":[A,B,...] (json).
 // Characters outside [0-9A-Za-z._-] in the build id become '?': nothing needs escaping.
 std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format, const ServingInfo& serving);
 

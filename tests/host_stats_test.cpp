@@ -56,12 +56,22 @@ TEST(HostStatsTest, JsonLineIsOneObject) {
 }
 
 TEST(HostStatsTest, LinesEndWithTheServingBuildAndTheReloadCount) {
-  EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kText, {"5f0c", 3}),
+  EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kText, {"5f0c", 3, {}}),
             formatStats(sampleStats(), StatsFormat::kText) + " build_id=5f0c reloads=3");
-  EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kJson, {"a\"b c", 0}),
+  EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kJson, {"a\"b c", 0, {}}),
             R"({"event":"stats","state":"running","port":8080,"listeners":4,"accepted":12,"active":3,"closed":9,)"
             R"("bytes_in":4096,"bytes_out":4000,"backpressure_pauses":2,"accept_errors":1,"accept_pauses":5,)"
             R"("syscalls":70,"wakeups":20,"accept_cap_pauses":6,"idle_closed":7,"build_id":"a?b?c","reloads":0})");
+}
+
+TEST(HostStatsTest, LinesListTheConnectionsOfEachWorkerLast) {
+  const ServingInfo serving{"5f0c", 1, {3, 0, 5}};
+  EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kText, serving),
+            formatStats(sampleStats(), StatsFormat::kText) + " build_id=5f0c reloads=1 active_per_worker=3,0,5");
+  const std::string json = formatStats(sampleStats(), StatsFormat::kJson, serving);
+  const std::string tail = R"(,"idle_closed":7,"build_id":"5f0c","reloads":1,"active_per_worker":[3,0,5]})";
+  ASSERT_GE(json.size(), tail.size());
+  EXPECT_EQ(json.substr(json.size() - tail.size()), tail);
 }
 
 TEST(HostStatsTest, AddsFinishedEnginesCountersExceptActive) {

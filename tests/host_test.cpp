@@ -52,7 +52,8 @@ const std::vector<std::string> kStatsKeys = {"state",
                                              "accept_cap_pauses",
                                              "idle_closed",
                                              "build_id",
-                                             "reloads"};
+                                             "reloads",
+                                             "active_per_worker"};
 
 // "stats state=running port=1 ..." -> {{"state","running"}, {"port","1"}, ...}; empty if malformed.
 Fields textStatsFields(const std::string& line) {
@@ -76,12 +77,38 @@ Fields jsonStatsFields(const std::string& line) {
     return text.size() >= 2 && text.front() == '"' && text.back() == '"' ? text.substr(1, text.size() - 2) : text;
   };
   Fields fields;
-  for (std::string member; std::getline(in, member, ',');) {
+  std::string member;
+  const auto addMember = [&] {
     const std::size_t colon = member.find(':');
-    if (colon == std::string::npos) return {};
+    if (colon == std::string::npos) return false;
     fields.emplace_back(unquote(member.substr(0, colon)), unquote(member.substr(colon + 1)));
+    member.clear();
+    return true;
+  };
+  int depth = 0;  // inside [...]: a comma separates array elements, not members
+  for (char c; in.get(c);) {
+    if (c == '[') ++depth;
+    if (c == ']') --depth;
+    if (c == ',' && depth == 0) {
+      if (!addMember()) return {};
+    } else {
+      member += c;
+    }
   }
+  if (!addMember()) return {};
   return fields;
+}
+
+// "3,0,5" or "[3,0,5]" -> {3, 0, 5}; empty if malformed.
+std::vector<uint64_t> countList(std::string text) {
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
+  std::vector<uint64_t> counts;
+  std::istringstream in(text);
+  for (std::string count; std::getline(in, count, ',');) {
+    if (count.empty() || count.find_first_not_of("0123456789") != std::string::npos) return {};
+    counts.push_back(std::stoull(count));
+  }
+  return counts;
 }
 
 // True when `fields` has exactly kStatsKeys in order and the `expected` values.
@@ -209,7 +236,8 @@ TEST_F(HostServerTest, Sigusr1PrintsATextStatsLine) {
   expectEcho(client.get(), std::string(100, 'x'));
   const std::map<std::string, std::string> expected = {{"state", "running"}, {"listeners", "1"},    {"accepted", "1"},
                                                        {"active", "1"},      {"closed", "0"},       {"bytes_in", "100"},
-                                                       {"bytes_out", "100"}, {"accept_errors", "0"}};
+                                                       {"bytes_out", "100"}, {"accept_errors", "0"},
+                                                       {"active_per_worker", "1"}};
   EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
     return statsFieldsMatch(textStatsFields(line), expected);
   })) << "stdout:\n"
@@ -223,7 +251,8 @@ TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
   expectEcho(client.get(), std::string(64, 'j'));
   const std::map<std::string, std::string> expected = {{"state", "running"}, {"listeners", "1"},    {"accepted", "1"},
                                                        {"active", "1"},      {"closed", "0"},       {"bytes_in", "64"},
-                                                       {"bytes_out", "64"},  {"accept_errors", "0"}};
+                                                       {"bytes_out", "64"},  {"accept_errors", "0"},
+                                                       {"active_per_worker", "[1]"}};
   EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
     Fields fields = jsonStatsFields(line);
     if (fields.empty() || fields.front() != std::make_pair(std::string("event"), std::string("stats"))) return false;
@@ -231,6 +260,30 @@ TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
     return statsFieldsMatch(fields, expected);
   })) << "stdout:\n"
       << server_.child().capturedStdout();
+}
+
+// The kernel spreads connections over the workers' SO_REUSEPORT sockets by a hash: the stats line
+// shows where they went, one count per worker, adding up to `active`.
+TEST_F(HostServerTest, StatsLineCountsTheConnectionsOfEachWorker) {
+  constexpr int kClients = 12;
+  ASSERT_NO_FATAL_FAILURE(startServer({"--maxListeners", "3"}));
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(connectToServer());
+    ASSERT_TRUE(clients.back());
+    expectEcho(clients.back().get(), "client " + std::to_string(i));
+  }
+  std::vector<uint64_t> perWorker;
+  EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
+    const Fields fields = textStatsFields(line);
+    if (!statsFieldsMatch(fields, {{"active", std::to_string(kClients)}})) return false;
+    perWorker = countList(fields.back().second);
+    return perWorker.size() == 3;
+  })) << "stdout:\n"
+      << server_.child().capturedStdout();
+  uint64_t sum = 0;
+  for (const uint64_t count : perWorker) sum += count;
+  EXPECT_EQ(sum, static_cast<uint64_t>(kClients));
 }
 
 TEST_F(HostServerTest, StatsIntervalPrintsWithoutASignal) {
