@@ -62,8 +62,9 @@ def summarize(order, runs, syscalls):
             row['errors'] = sum(r['errors'] + r['mismatches'] for side in (engine, asio) for r in side.values())
             summary.append(row)
             continue
-        for key in ('messages_per_s', 'messages_per_server_cpu_s', 'p50_us', 'p99_us', 'p999_us', 'server_user_share',
-                    'server_rss_kib', 'spread_pct', 'jain_index', 'rate', 'late_sends', 'scheduled_sends'):
+        for key in ('messages_per_s', 'messages_per_server_cpu_s', 'p50_us', 'p90_us', 'p99_us', 'p999_us',
+                    'server_user_share', 'server_rss_kib', 'spread_pct', 'jain_index', 'min_per_connection',
+                    'max_per_connection', 'rate', 'late_sends', 'scheduled_sends'):
             row[key] = {'engine': median(engine, key), 'asio': median(asio, key), 'ratio': ratios(engine, asio, key)}
         row['syscalls_per_message'] = {s: per_message(syscalls[scenario].get(s)) for s in ('engine', 'asio')}
         row['syscall_source'] = syscalls[scenario].get('engine', {}).get('source')
@@ -111,13 +112,25 @@ def print_table(summary, peer):
 
 def print_fairness_table(rows, peer):
     print()
-    print('per-connection service: spread = busiest / least served connection - 1; Jain = (sum x)^2 / (n sum x^2)')
-    print('| scenario | spread %% eng | spread %% %s | Jain eng | Jain %s |' % (peer, peer))
-    print('|---|---|---|---|---|')
+    print('latency and per-connection service, the same runs (medians): spread = busiest / least served connection'
+          ' - 1; Jain = (sum x)^2 / (n sum x^2); round trips of the least / the busiest connection in the window')
+    header = ('scenario', 'p50us eng', 'p50us ' + peer, 'p90us eng', 'p90us ' + peer, 'p99.9us eng',
+              'p99.9us ' + peer, 'p99.9 ratio', 'spread % eng', 'spread % ' + peer, 'Jain eng', 'Jain ' + peer,
+              'least/busiest eng', 'least/busiest ' + peer)
+    print('| ' + ' | '.join(header) + ' |')
+    print('|' + '---|' * len(header))
     for row in rows:
-        print('| %s | %s | %s | %s | %s |' % (
-            row['scenario'], fmt(row['spread_pct']['engine'], '%.2f'), fmt(row['spread_pct']['asio'], '%.2f'),
-            fmt(row['jain_index']['engine'], '%.5f'), fmt(row['jain_index']['asio'], '%.5f')))
+        def served(server):
+            least, busiest = row['min_per_connection'][server], row['max_per_connection'][server]
+            return '-' if least is None or busiest is None else '%.0f/%.0f' % (least, busiest)
+        cells = (row['scenario'], fmt(row['p50_us']['engine'], '%.1f'), fmt(row['p50_us']['asio'], '%.1f'),
+                 fmt(row['p90_us']['engine'], '%.1f'), fmt(row['p90_us']['asio'], '%.1f'),
+                 fmt(row['p999_us']['engine'], '%.1f'), fmt(row['p999_us']['asio'], '%.1f'),
+                 fmt_ratio(row['p999_us']['ratio']),
+                 fmt(row['spread_pct']['engine'], '%.2f'), fmt(row['spread_pct']['asio'], '%.2f'),
+                 fmt(row['jain_index']['engine'], '%.5f'), fmt(row['jain_index']['asio'], '%.5f'),
+                 served('engine'), served('asio'))
+        print('| ' + ' | '.join(cells) + ' |')
 
 
 def print_open_loop_table(rows, peer):
