@@ -51,7 +51,7 @@ check "closed loop" closed
 check "open loop" fair
 check "open loop" ordered
 check "open loop" rate
-"$generator" --port "$port" --mode connect --connections 4 --size 100 --warmup 0.1 --duration 0.3 --json
+"$generator" --port "$port" --mode connect --connections 4 --size 100 --warmup 0.1 --duration 1 --json
 "$generator" --port "$port" --mode idle --connections 20 --size 100 --server-pid "$pid" --json
 if "$generator" --port "$port" --mode connect --rate 10 2>"$out"; then
     echo "bench_smoke: --rate with --mode connect was accepted"; exit 1
