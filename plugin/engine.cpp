@@ -13,11 +13,12 @@
 #include "listener.h"
 #include "socket_address.h"
 #include "state_name.h"
+#include "worker.h"
 
 namespace epoll_echo {
 namespace {
 
-void joinAll(std::vector<std::unique_ptr<Worker>>& workers) noexcept {
+void joinAll(std::vector<std::unique_ptr<EventWorker>>& workers) noexcept {
   for (auto& worker : workers) worker->requestStop();
   for (auto& worker : workers) worker->join();
 }

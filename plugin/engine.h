@@ -12,10 +12,10 @@
 #include "config.h"
 #include "connection_budget.h"
 #include "epoll_echo.h"
+#include "event_worker.h"
 #include "listener.h"
 #include "thread_annotations.h"
 #include "unique_fd.h"
-#include "worker.h"
 
 namespace epoll_echo {
 
@@ -76,7 +76,7 @@ class Engine {
     uint32_t worker = 0;
     bool peerClosed = false;
   };
-  using WorkerList = std::vector<std::unique_ptr<Worker>>;
+  using WorkerList = std::vector<std::unique_ptr<EventWorker>>;
 
   void requireState(uint32_t expected, const char* operation) const EPOLL_ECHO_EXCLUDES(stateMutex_);
   void setState(uint32_t state) EPOLL_ECHO_EXCLUDES(stateMutex_);

@@ -176,7 +176,7 @@ void Engine::importConnection(const epoll_echo_connection_state_t& state, const 
 
 void Engine::adoptImportedConnections(WorkerList& workers) {
   for (ImportedConnection& imported : importedConnections_) {
-    Worker& worker = *workers[imported.worker % workers.size()];
+    EventWorker& worker = *workers[imported.worker % workers.size()];
     worker.adoptConnection(std::move(imported.fd), imported.pending.data(), imported.pending.size(),
                            imported.peerClosed);
   }

@@ -19,6 +19,7 @@
 #include "engine_error.h"
 #include "fault_injection.h"
 #include "raw_syscalls.h"
+#include "worker_policy.h"
 
 namespace epoll_echo {
 namespace {
@@ -37,28 +38,9 @@ constexpr int kMaxEventsPerWait = 256;
 // batch list costs nothing per connection (the deferred connections read at the end of a pass
 // can add more than this).
 constexpr size_t kMaxBatchedEchoes = kMaxEventsPerWait;
-// EMFILE/ENFILE back-off: long enough not to spin, short enough to notice freed fds soon.
-constexpr std::chrono::milliseconds kFirstAcceptBackoff{10};
-constexpr std::chrono::milliseconds kMaxAcceptBackoff{500};
-// The idle sweep runs every eighth of the timeout: a connection closes at most 12.5 % late. Not
-// more often than every 10 ms (a tiny timeout must not turn the worker into a busy loop), and at
-// least every second (a long one is still honoured within a second).
-constexpr std::chrono::milliseconds kMinIdleSweepPeriod{10};
-constexpr std::chrono::milliseconds kMaxIdleSweepPeriod{1000};
-
-std::chrono::steady_clock::duration idleSweepPeriodFor(std::chrono::milliseconds timeout) {
-  return std::clamp<std::chrono::steady_clock::duration>(timeout / 8, kMinIdleSweepPeriod, kMaxIdleSweepPeriod);
-}
-
 // epoll user data for the two non-connection fds; connections use their own address.
 char listenerTag;
 char wakeupTag;
-
-// Errors that concern only the connection being accepted (see accept(2), "Error handling").
-bool isTransientAcceptError(int error) {
-  return error == ECONNABORTED || error == EPROTO || error == EPERM || error == ENETDOWN || error == ENOPROTOOPT ||
-         error == EHOSTDOWN || error == ENONET || error == EHOSTUNREACH || error == EOPNOTSUPP || error == ENETUNREACH;
-}
 
 }  // namespace
 
@@ -71,7 +53,7 @@ Worker::Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& bud
       listener_(std::move(listener)),
       batchBuffer_(new char[kBatchBufferBytes]),
       idleTimeout_(std::chrono::milliseconds(config.idleTimeoutMs)),
-      idleSweepPeriod_(idleSweepPeriodFor(std::chrono::milliseconds(config.idleTimeoutMs))) {
+      idleSweepPeriod_(policy::idleSweepPeriodFor(std::chrono::milliseconds(config.idleTimeoutMs))) {
   batch_.reserve(kMaxBatchedEchoes);
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_create1 (worker " + std::to_string(index_) + ")");
@@ -286,7 +268,7 @@ bool Worker::acceptOne() {
   if (error == EAGAIN || error == EWOULDBLOCK) return false;
   if (error == EINTR) return true;
   counters_.accept_errors.add(1);
-  if (isTransientAcceptError(error)) return true;
+  if (policy::isTransientAcceptError(error)) return true;
   // EMFILE, ENFILE, ENOBUFS, ENOMEM, or an error we do not know: waiting beats spinning on it.
   pauseAccepting();
   return false;
@@ -295,7 +277,7 @@ bool Worker::acceptOne() {
 // Leaves the connection in the kernel's accept queue (the client waits instead of being reset)
 // and retries after a growing back-off, or as soon as one of our own connections closes.
 void Worker::pauseAccepting() {
-  acceptBackoff_ = std::clamp(acceptBackoff_ * 2, kFirstAcceptBackoff, kMaxAcceptBackoff);
+  acceptBackoff_ = policy::nextAcceptBackoff(acceptBackoff_);
   acceptPaused_ = true;
   acceptPending_ = true;
   acceptResumeAt_ = Clock::now() + acceptBackoff_;

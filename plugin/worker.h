@@ -1,4 +1,4 @@
-// Worker: one thread, one SO_REUSEPORT listening socket, one epoll instance, one eventfd to wake
+// Worker: the epoll backend. One thread, one SO_REUSEPORT listening socket, one epoll instance, one eventfd to wake
 // it, and the connections it accepted. Echoes everything it reads back to the same connection.
 #pragma once
 
@@ -18,61 +18,44 @@
 #include "connection.h"
 #include "connection_budget.h"
 #include "counters.h"
+#include "event_worker.h"
 #include "read_rotation.h"
 #include "unique_fd.h"
 
 namespace epoll_echo {
 
-// Created, started, joined and destroyed by its Engine inside control calls, which come from any
-// thread but one at a time (the engine's control lock). Between start() and join() the worker's
-// own thread alone touches its sockets, connections and buffers; the control side touches them
-// only while that thread is not running (the hand-over accessors assert it in debug builds).
-// requestStop() and counters() are the exceptions: any thread, any time.
-class Worker {
+// The epoll backend. Thread rules as EventWorker's.
+class Worker final : public EventWorker {
  public:
-  // Called on the worker's thread when its loop stops on an unexpected error, with the reason
-  // ("worker 0: epoll_wait: Bad file descriptor"). Must not throw.
-  using FailureReport = std::function<void(const std::string&)>;
-
   // Takes ownership of a bound, listening, non-blocking socket; counts its connections in
   // `budget`, which must outlive it. Throws EngineError.
   Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
          FailureReport reportFailure);
-  ~Worker();
+  ~Worker() override;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Starts (or, after a pause, restarts) the thread; every connection's idle clock starts now, so
-  // neither a pause nor a hand-over counts as idle time. Throws std::system_error.
-  void start();
-  // Asks the thread to leave its loop; returns at once. Safe from any thread, any number of times.
-  void requestStop() noexcept;
-  // Waits for the thread to leave its loop (after requestStop()).
-  void join() noexcept;
-  // After join(): closes every connection, the listening socket, the epoll instance and the
-  // eventfd. The worker cannot start again; its counters stay readable.
-  void closeAll() noexcept;
-  // After join(): closes this worker's copies of its sockets, which now live on in another
-  // engine, counting the connections as handed over, and its own descriptors as closeAll() does.
-  void releaseAll() noexcept;
+  void start() override;
+  void requestStop() noexcept override;
+  void join() noexcept override;
+  void closeAll() noexcept override;
+  void releaseAll() noexcept override;
 
-  // Hand-over, only while the thread is not running: before start() or after join().
-  int listenerFd() const noexcept {
+  int listenerFd() const noexcept override {
     assert(!running());
     return listener_.get();
   }
-  size_t connectionCount() const noexcept {
+  size_t connectionCount() const noexcept override {
     assert(!running());
     return connections_.size();
   }
-  const Connection& connectionAt(size_t index) const {
+  const Connection& connectionAt(size_t index) const override {
     assert(!running());
     return *connections_[index];
   }
-  // Takes a connection from a previous engine with the bytes still owed to it. Throws.
-  void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed);
+  void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) override;
 
-  const WorkerCounters& counters() const noexcept { return counters_; }
+  const WorkerCounters& counters() const noexcept override { return counters_; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -115,8 +98,8 @@ class Worker {
   ConnectionBudget& budget_;
   UniqueFd listener_;
   UniqueFd epoll_;
-  UniqueFd wakeup_;        // fired by requestStop(), and by the budget when a slot frees at the cap
-  std::thread thread_;     // control side only (start, join)
+  UniqueFd wakeup_;     // fired by requestStop(), and by the budget when a slot frees at the cap
+  std::thread thread_;  // control side only (start, join)
   std::atomic<bool> stopRequested_{false};
   bool stopping_ = false;  // worker thread only; set when the eventfd fires after requestStop()
 

@@ -1,0 +1,54 @@
+// EventWorker: what the Engine needs from a worker, whichever backend moves its bytes (Worker:
+// epoll, UringWorker: io_uring). Control calls only: each backend's event loop is its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "connection.h"
+#include "counters.h"
+#include "unique_fd.h"
+
+namespace epoll_echo {
+
+// Created, started, joined and destroyed by its Engine inside control calls, which come from any
+// thread but one at a time (the engine's control lock). Between start() and join() the worker's
+// own thread alone touches its sockets, connections and buffers; the control side touches them
+// only while that thread is not running (the hand-over accessors assert it in debug builds).
+// requestStop() and counters() are the exceptions: any thread, any time.
+class EventWorker {
+ public:
+  // Called on the worker's thread when its loop stops on an unexpected error, with the reason
+  // ("worker 0: epoll_wait: Bad file descriptor"). Must not throw.
+  using FailureReport = std::function<void(const std::string&)>;
+
+  virtual ~EventWorker() = default;
+
+  // Starts (or, after a pause, restarts) the thread; every connection's idle clock starts now, so
+  // neither a pause nor a hand-over counts as idle time. Throws std::system_error or EngineError.
+  virtual void start() = 0;
+  // Asks the thread to leave its loop; returns at once. Safe from any thread, any number of times.
+  virtual void requestStop() noexcept = 0;
+  // Waits for the thread to leave its loop (after requestStop()). When it returns, the worker has
+  // no operation in flight: every byte it read and did not send is in a connection's `pending`.
+  virtual void join() noexcept = 0;
+  // After join(): closes every connection, the listening socket and the worker's own descriptors.
+  // The worker cannot start again; its counters stay readable.
+  virtual void closeAll() noexcept = 0;
+  // After join(): closes this worker's copies of its sockets, which now live on in another
+  // engine, counting the connections as handed over, and its own descriptors as closeAll() does.
+  virtual void releaseAll() noexcept = 0;
+
+  // Hand-over, only while the thread is not running: before start() or after join().
+  virtual int listenerFd() const noexcept = 0;
+  virtual size_t connectionCount() const noexcept = 0;
+  virtual const Connection& connectionAt(size_t index) const = 0;
+  // Takes a connection from a previous engine with the bytes still owed to it. Throws.
+  virtual void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) = 0;
+
+  virtual const WorkerCounters& counters() const noexcept = 0;
+};
+
+}  // namespace epoll_echo
