@@ -19,7 +19,7 @@ extern "C" {
  * number grows when functions or trailing struct fields are added; an older host keeps working.
  * ---------------------------------------------------------------------------------------------- */
 #define EPOLL_ECHO_ABI_MAJOR 1
-#define EPOLL_ECHO_ABI_MINOR 3
+#define EPOLL_ECHO_ABI_MINOR 4
 
 /* Packs a major/minor pair the way epoll_echo_abi_version() returns it. */
 #define EPOLL_ECHO_ABI_PACK(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor)&0xffffu))
@@ -94,7 +94,18 @@ typedef struct epoll_echo_config {
                              * long is closed, pending echo or not (a client that never reads
                              * times the flush out the same way); checked every eighth of it
                              * (10 ms..1 s), so closed at most that much late; 0 = never */
+  /* ABI 1.4 */
+  uint32_t backend; /* EPOLL_ECHO_BACKEND_*: how the workers wait for and move bytes;
+                     * 0 = EPOLL_ECHO_BACKEND_EPOLL */
 } epoll_echo_config_t;
+
+/* [1.4] Worker backends, for epoll_echo_config_t.backend and epoll_echo_stats_t.backend. */
+#define EPOLL_ECHO_BACKEND_EPOLL 0u    /* epoll, one recv and one send per echoed message */
+#define EPOLL_ECHO_BACKEND_IO_URING 1u /* io_uring, one ring per worker (Linux 6.1 or later); when the
+                                        * kernel refuses io_uring_setup (the io_uring_disabled sysctl,
+                                        * a seccomp filter, an old kernel) epoll_echo_start fails with
+                                        * EPOLL_ECHO_ESYSTEM and says why in epoll_echo_last_error() */
+#define EPOLL_ECHO_BACKEND_AUTO 2u     /* io_uring where it can be set up, epoll where it cannot */
 
 /* Engine lifecycle states, as reported in epoll_echo_stats_t.state. */
 #define EPOLL_ECHO_STATE_CREATED 1u /* created, not yet started */
@@ -173,6 +184,10 @@ typedef struct epoll_echo_stats {
   uint32_t port;               /* the bound TCP port (the kernel's choice when configured as 0); 0 before start */
   uint32_t listeners;          /* worker threads configured */
   epoll_echo_counters_t total; /* summed over every worker */
+  /* ABI 1.4 */
+  uint32_t backend;   /* the EPOLL_ECHO_BACKEND_* serving since start (EPOLL or IO_URING, never
+                       * AUTO); before start, the configured one */
+  uint32_t reserved1; /* zero */
 } epoll_echo_stats_t;
 
 /* Statistics of one worker. */

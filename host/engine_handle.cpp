@@ -20,6 +20,7 @@ epoll_echo_config_t makeConfig(const Options& options) {
   config.read_budget_bytes = options.readBudgetBytes;
   config.max_connections = options.maxConnections;
   config.idle_timeout_ms = options.idleTimeoutMs;
+  config.backend = options.backend;
   // options.h caps the address at 63 bytes; the cap here keeps the terminating NUL regardless.
   const std::size_t length = std::min(options.bindAddress.size(), sizeof config.bind_address - 1);
   std::memcpy(config.bind_address, options.bindAddress.data(), length);
@@ -39,10 +40,21 @@ void requireConnectionLimits(const PluginLibrary& plugin, const Options& options
                         " has ABI " + formatAbiVersion(plugin.abiVersion()));
 }
 
+// Likewise for --backend, which needs ABI 1.4.
+void requireBackendField(const PluginLibrary& plugin, const Options& options) {
+  constexpr uint32_t kBackendMinor = 4;
+  if (options.backend == EPOLL_ECHO_BACKEND_EPOLL || EPOLL_ECHO_ABI_MINOR_OF(plugin.abiVersion()) >= kBackendMinor) {
+    return;
+  }
+  throw PluginCallError("--backend needs a plugin with ABI 1.4 or later, and " + plugin.path().string() + " has ABI " +
+                        formatAbiVersion(plugin.abiVersion()));
+}
+
 }  // namespace
 
 EngineHandle::EngineHandle(const PluginLibrary& plugin, const Options& options) : functions_(plugin.functions()) {
   requireConnectionLimits(plugin, options);
+  requireBackendField(plugin, options);
   const epoll_echo_config_t config = makeConfig(options);
   char detail[kDetailSize] = "";
   const int code = functions_.create(&config, &engine_, detail, sizeof detail);

@@ -66,6 +66,12 @@ void importActivatedSockets(LoadedEngine& loaded, const ActivatedSockets& activa
   for (std::size_t index = 0; index < activated.size(); ++index) loaded.engine().importListener(activated.fd(index));
 }
 
+// The backend serving, as --backend spells it. A plugin older than ABI 1.4 leaves the field zero:
+// it has only epoll.
+std::string backendName(uint32_t backend) {
+  return backend == EPOLL_ECHO_BACKEND_IO_URING ? "backend io_uring" : "backend epoll";
+}
+
 void notify(const std::string& state) {
   const std::string problem = notifyServiceManager(state);
   if (!problem.empty()) logLine("warning: cannot notify the service manager: " + problem);
@@ -100,6 +106,7 @@ int serve(const Options& options) {
   const epoll_echo_stats_t stats = server.stats();
   const std::string address = listenAddress(bindAddress, stats.port);
   logLine("listening on " + address + " (" + countOf(stats.listeners, "listener") + ", " +
+          backendName(server.serving().engine().stats().backend) + ", " +
           (socketActivated ? "socket-activated, " : "") + "plugin " + path.string() + ", " +
           server.serving().library().describe() + (options.watch ? ", watching for a new build" : "") + ")");
   notify("READY=1\nSTATUS=listening on " + address);

@@ -2,6 +2,8 @@
 // here so that every refusal names the flag and its allowed range.
 #include "options.h"
 
+#include "epoll_echo.h"
+
 #include <arpa/inet.h>
 #include <sched.h>
 
@@ -33,6 +35,8 @@ constexpr const char* kMaxConnectionsRange = "allowed 0-4294967295 (0 = no cap)"
 constexpr const char* kIdleTimeoutRange =
     "allowed 0 (off) or 0.001-4294967.295 seconds, to the millisecond (such as 0.5 or 300)";
 
+constexpr const char* kBackendRange = "allowed epoll, io_uring or auto (io_uring where the kernel allows it)";
+
 struct UsageError {
   std::string message;
 };
@@ -47,6 +51,7 @@ std::string rangeOf(const std::string& flag) {
   if (flag == "--high-water" || flag == "--read-budget") return kBufferLimitRange;
   if (flag == "--max-connections") return kMaxConnectionsRange;
   if (flag == "--idle-timeout") return kIdleTimeoutRange;
+  if (flag == "--backend") return kBackendRange;
   return "";
 }
 
@@ -143,6 +148,13 @@ uint32_t parseIdleTimeoutMs(const std::string& text) {
   return static_cast<uint32_t>(milliseconds);
 }
 
+uint32_t parseBackend(const std::string& text) {
+  if (text == "epoll") return EPOLL_ECHO_BACKEND_EPOLL;
+  if (text == "io_uring") return EPOLL_ECHO_BACKEND_IO_URING;
+  if (text == "auto") return EPOLL_ECHO_BACKEND_AUTO;
+  throw UsageError{refusal("--backend", "'" + text + "' is not a backend")};
+}
+
 StatsFormat parseStatsFormat(const std::string& text) {
   if (text == "text") return StatsFormat::kText;
   if (text == "json") return StatsFormat::kJson;
@@ -175,6 +187,8 @@ po::options_description describeOptions(uint32_t defaultWorkers) {
       "most connections open at once, over all listeners (0 = no cap); the rest wait in the accept queue")(
       "idle-timeout", text("SECONDS", "0"),
       "close a connection that sent and received nothing for SECONDS, fractions allowed (0 = never)")(
+      "backend", text("NAME", "epoll"),
+      "how the workers move bytes: epoll, io_uring (Linux 6.1+), or auto (io_uring where allowed, else epoll)")(
       "watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")(
       "help,h", "print this help and exit")("version",
                                             "print the host version, the plugin's ABI version and build id, and exit");
@@ -201,6 +215,7 @@ Options readOptions(const po::variables_map& values) {
   options.readBudgetBytes = parseBufferLimit("--read-budget", values["read-budget"].as<std::string>());
   options.maxConnections = parseNumber("--max-connections", values["max-connections"].as<std::string>(), 0, UINT32_MAX);
   options.idleTimeoutMs = parseIdleTimeoutMs(values["idle-timeout"].as<std::string>());
+  options.backend = parseBackend(values["backend"].as<std::string>());
   if (values.count("bind")) options.bindAddress = parseBindAddress(values["bind"].as<std::string>());
   options.watch = values.count("watch") > 0;
   if (values.count("metrics-listen"))

@@ -46,6 +46,7 @@ struct Options {
   uint32_t readBudgetBytes = 0;  // bytes read per connection per wake-up; 0 = the engine's default
   uint32_t maxConnections = 0;   // connections open at once over all workers; 0 = no cap
   uint32_t idleTimeoutMs = 0;    // close a connection that moved no byte for this long; 0 = never
+  uint32_t backend = 0;          // --backend: EPOLL_ECHO_BACKEND_* (0 = epoll)
   bool watch = false;            // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
   std::optional<MetricsAddress> metricsListen;  // serve GET /metrics there; none = no endpoint
 };

@@ -66,6 +66,10 @@ EngineConfig makeEngineConfig(const epoll_echo_config_t& raw) {
   config.bindAddress = bindAddressOf(raw);
   config.maxConnections = raw.max_connections;  // every value is meaningful, 0 included
   config.idleTimeoutMs = raw.idle_timeout_ms;
+  if (raw.backend > EPOLL_ECHO_BACKEND_AUTO) {
+    refuse("backend", raw.backend, "is not EPOLL_ECHO_BACKEND_EPOLL (0), _IO_URING (1) or _AUTO (2)");
+  }
+  config.backend = raw.backend;
   return config;
 }
 

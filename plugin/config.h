@@ -25,9 +25,10 @@ struct EngineConfig {
   uint32_t highWaterBytes = kDefaultHighWaterBytes;
   uint32_t readBudgetBytes = kDefaultReadBudgetBytes;
   uint32_t acceptBudget = kDefaultAcceptBudget;
-  std::string bindAddress;      // empty = all interfaces
-  uint32_t maxConnections = 0;  // over all workers; 0 = no cap
-  uint32_t idleTimeoutMs = 0;   // 0 = connections never time out
+  std::string bindAddress;                      // empty = all interfaces
+  uint32_t maxConnections = 0;                  // over all workers; 0 = no cap
+  uint32_t idleTimeoutMs = 0;                   // 0 = connections never time out
+  uint32_t backend = EPOLL_ECHO_BACKEND_EPOLL;  // EPOLL_ECHO_BACKEND_*, AUTO resolved at start
 };
 
 // Validates a caller's config (already size-checked and copied) and applies defaults.

@@ -13,6 +13,7 @@
 #include "listener.h"
 #include "socket_address.h"
 #include "state_name.h"
+#include "uring_worker.h"
 #include "worker.h"
 
 namespace epoll_echo {
@@ -70,12 +71,25 @@ ListenerSet Engine::shareImportedListeners() {
   return set;
 }
 
-Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget) {
+uint32_t Engine::chooseBackend() const {
+  if (config_.backend == EPOLL_ECHO_BACKEND_EPOLL) return EPOLL_ECHO_BACKEND_EPOLL;
+  const int error = UringWorker::probe();
+  if (error == 0) return EPOLL_ECHO_BACKEND_IO_URING;
+  if (config_.backend == EPOLL_ECHO_BACKEND_AUTO) return EPOLL_ECHO_BACKEND_EPOLL;
+  throw EngineError(EPOLL_ECHO_ESYSTEM, "start: backend io_uring: " + UringWorker::describeSetupError(error) +
+                                            "; EPOLL_ECHO_BACKEND_AUTO would serve with epoll");
+}
+
+Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget, uint32_t backend) {
   WorkerList workers;
   workers.reserve(listeners.size());
   for (uint32_t i = 0; i < listeners.size(); ++i) {
-    workers.push_back(std::make_unique<Worker>(i, config_, budget, std::move(listeners[i]),
-                                               [this](const std::string& detail) { setLastError(detail.c_str()); }));
+    auto report = [this](const std::string& detail) { setLastError(detail.c_str()); };
+    if (backend == EPOLL_ECHO_BACKEND_IO_URING) {
+      workers.push_back(std::make_unique<UringWorker>(i, config_, budget, std::move(listeners[i]), report));
+    } else {
+      workers.push_back(std::make_unique<Worker>(i, config_, budget, std::move(listeners[i]), report));
+    }
   }
   return workers;
 }
@@ -83,13 +97,14 @@ Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners, Connec
 void Engine::start() {
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_CREATED, "start");
+  const uint32_t backend = chooseBackend();
   ListenerSet listeners = importedListeners_.empty() ? openListeners(config_) : shareImportedListeners();
   // One count for every worker: max_connections caps the engine, adopted connections included.
   auto budget =
       std::make_unique<ConnectionBudget>(config_.maxConnections, static_cast<uint32_t>(listeners.sockets.size()));
   // On failure the workers close their copies of any imported socket; the exporting engine
   // still holds its own, so nothing reaches the clients. They go before the budget they use.
-  WorkerList workers = createWorkers(std::move(listeners.sockets), *budget);
+  WorkerList workers = createWorkers(std::move(listeners.sockets), *budget, backend);
   adoptImportedConnections(workers);
   // Built before any thread starts: once they run, nothing here may fail.
   std::vector<const WorkerCounters*> counters;
@@ -101,6 +116,7 @@ void Engine::start() {
   MutexLock lock(stateMutex_);
   counters_ = std::move(counters);
   port_ = listeners.port;
+  backend_ = backend;
   state_ = EPOLL_ECHO_STATE_RUNNING;
 }
 
@@ -135,6 +151,7 @@ epoll_echo_stats_t Engine::stats() const {
   stats.listeners = counters_.empty() ? config_.workers : static_cast<uint32_t>(counters_.size());
   stats.state = state_;
   stats.port = port_;
+  stats.backend = backend_;
   for (const WorkerCounters* counters : counters_) counters->addTo(stats.total);
   return stats;
 }

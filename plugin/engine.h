@@ -34,7 +34,7 @@ struct SocketIdentity {
 // and throws EngineError.
 class Engine {
  public:
-  explicit Engine(EngineConfig config) : config_(std::move(config)) {}
+  explicit Engine(EngineConfig config) : config_(std::move(config)), backend_(config_.backend) {}
   ~Engine() { stop(); }
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -81,7 +81,10 @@ class Engine {
   void requireState(uint32_t expected, const char* operation) const EPOLL_ECHO_EXCLUDES(stateMutex_);
   void setState(uint32_t state) EPOLL_ECHO_EXCLUDES(stateMutex_);
   ListenerSet shareImportedListeners() EPOLL_ECHO_REQUIRES(controlMutex_);
-  WorkerList createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget);
+  // The backend the workers will use: the configured one, AUTO resolved. Throws EngineError
+  // when io_uring was asked for and cannot be set up.
+  uint32_t chooseBackend() const;
+  WorkerList createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget, uint32_t backend);
   void adoptImportedConnections(WorkerList& workers) EPOLL_ECHO_REQUIRES(controlMutex_);
   static void startAll(WorkerList& workers);
   // Connection `index` counted over all workers in order, and its worker's index; throws ERANGE.
@@ -102,6 +105,7 @@ class Engine {
   mutable Mutex stateMutex_;
   uint32_t state_ EPOLL_ECHO_GUARDED_BY(stateMutex_) = EPOLL_ECHO_STATE_CREATED;
   uint16_t port_ EPOLL_ECHO_GUARDED_BY(stateMutex_) = 0;
+  uint32_t backend_ EPOLL_ECHO_GUARDED_BY(stateMutex_);  // serving since start; before, the configured one
   // What stats() reads without the control lock: each worker's counters, in worker order,
   // published by start(). They live inside the workers, which workers_ keeps until destruction.
   std::vector<const WorkerCounters*> counters_ EPOLL_ECHO_GUARDED_BY(stateMutex_);

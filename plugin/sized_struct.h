@@ -44,14 +44,17 @@ constexpr bool counterTableMatchesStruct() {
 static_assert(counterTableMatchesStruct(),
               "EPOLL_ECHO_COUNTER_TABLE must list epoll_echo_counters_t's fields in order");
 
-// A struct's own field ends (`head`) followed by those of its counters at `countersOffset`.
-template <size_t N>
-constexpr auto withCounterEnds(const uint32_t (&head)[N], size_t countersOffset) {
-  std::array<uint32_t, N + std::size(kCounterEnds)> ends{};
+// A struct's own field ends (`head`) followed by those of its counters at `countersOffset`, then
+// those of the fields after the counters (`tail`).
+template <size_t N, size_t M = 0>
+constexpr auto withCounterEnds(const uint32_t (&head)[N], size_t countersOffset,
+                               const std::array<uint32_t, M>& tail = {}) {
+  std::array<uint32_t, N + std::size(kCounterEnds) + M> ends{};
   for (size_t i = 0; i < N; ++i) ends[i] = head[i];
   for (size_t i = 0; i < std::size(kCounterEnds); ++i) {
     ends[N + i] = static_cast<uint32_t>(countersOffset) + kCounterEnds[i];
   }
+  for (size_t i = 0; i < M; ++i) ends[N + std::size(kCounterEnds) + i] = tail[i];
   return ends;
 }
 
@@ -68,15 +71,18 @@ struct FieldEnds<epoll_echo_config_t> {
                                         EPOLL_ECHO_FIELD_END(T, reserved0),
                                         EPOLL_ECHO_FIELD_END(T, bind_address),
                                         EPOLL_ECHO_FIELD_END(T, max_connections),
-                                        EPOLL_ECHO_FIELD_END(T, idle_timeout_ms)};
+                                        EPOLL_ECHO_FIELD_END(T, idle_timeout_ms),
+                                        EPOLL_ECHO_FIELD_END(T, backend)};
 };
 
 template <>
 struct FieldEnds<epoll_echo_stats_t> {
   using T = epoll_echo_stats_t;
-  static constexpr auto values = withCounterEnds({EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, state),
-                                                  EPOLL_ECHO_FIELD_END(T, port), EPOLL_ECHO_FIELD_END(T, listeners)},
-                                                 offsetof(T, total));
+  static constexpr auto values =
+      withCounterEnds({EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, state), EPOLL_ECHO_FIELD_END(T, port),
+                       EPOLL_ECHO_FIELD_END(T, listeners)},
+                      offsetof(T, total),
+                      std::array<uint32_t, 2>{EPOLL_ECHO_FIELD_END(T, backend), EPOLL_ECHO_FIELD_END(T, reserved1)});
 };
 
 template <>

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 /* Room for the values a probe writes; their order is fixed by api_header_check.inc. */
-#define EPOLL_ECHO_LAYOUT_CAPACITY 64
+#define EPOLL_ECHO_LAYOUT_CAPACITY 96
 
 #ifdef __cplusplus
 extern "C" {

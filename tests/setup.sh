@@ -10,7 +10,9 @@ server_only=false
 if [ "${1:-}" = --server-only ]; then server_only=true; shift; fi
 build_dir=${1:-build}
 
-packages=(g++ make cmake libboost-dev libboost-program-options-dev)
+# liburing-dev: the io_uring backend, linked statically (liburing.a) so the plugin needs no liburing2 at run
+# time; pkgconf finds it.
+packages=(g++ make cmake pkgconf libboost-dev libboost-program-options-dev liburing-dev)
 if ! $server_only; then
   packages+=(libgtest-dev googletest procps abigail-tools)
   # tests/run.sh builds the plugin with clang too: its -Wthread-safety checks the lock rules.

@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -82,7 +83,16 @@ epoll_echo_config_t loopbackConfig(uint32_t listeners) {
   config.port = 0;
   config.listeners = listeners;
   std::strcpy(config.bind_address, "127.0.0.1");
+  config.backend = testBackend();
   return config;
+}
+
+uint32_t testBackend() {
+  const char* name = std::getenv("EPOLL_ECHO_TEST_BACKEND");
+  if (name == nullptr || std::strcmp(name, "epoll") == 0) return EPOLL_ECHO_BACKEND_EPOLL;
+  if (std::strcmp(name, "io_uring") == 0) return EPOLL_ECHO_BACKEND_IO_URING;
+  ADD_FAILURE() << "EPOLL_ECHO_TEST_BACKEND=" << name << " is neither epoll nor io_uring";
+  return EPOLL_ECHO_BACKEND_EPOLL;
 }
 
 int TestEngine::create(const epoll_echo_config_t& config, std::string* detail) {

@@ -60,7 +60,11 @@ class Plugin {
 bool isPluginResident(const std::string& path = EPOLL_ECHO_PLUGIN_PATH);
 
 // A config for a loopback test engine: port 0 (kernel's choice), bind 127.0.0.1, defaults elsewhere.
+// Its backend is testBackend().
 epoll_echo_config_t loopbackConfig(uint32_t listeners = 1);
+// The backend the engine suites run against: EPOLL_ECHO_TEST_BACKEND=epoll (the default) or
+// io_uring; ctest runs each engine suite once per backend (tests/CMakeLists.txt).
+uint32_t testBackend();
 
 // Base fixture of the tests that drive the plugin through its C ABI: a fresh dlopen() per test,
 // and a failed load stops the test with the path, the symbol and dlerror().

@@ -1,0 +1,710 @@
+// UringWorker: the io_uring event loop. A multishot accept, one recv per connection at a time into
+// a provided buffer (the kernel picks it when bytes arrive, so idle connections hold none), and
+// the echo sent from that same buffer. A loop pass is one io_uring_enter: it submits every
+// operation the previous pass prepared and waits for the next completions.
+#include "uring_worker.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <new>
+#include <stdexcept>
+
+#include "engine_error.h"
+#include "worker_policy.h"
+
+namespace epoll_echo {
+namespace {
+
+// Single issuer and deferred task work (Linux 6.1): completions are handled only inside the
+// worker's own io_uring_enter, never by interrupting it. Disabled at set-up so that the worker's
+// thread, which enables the ring, becomes its issuer.
+constexpr unsigned kRingFlags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL;
+constexpr unsigned kSubmissionEntries = 1024;  // a full queue is submitted early, never an error
+constexpr unsigned kCompletionEntries = 8192;  // room for two completions per connection of a busy pass
+constexpr unsigned kCompletionBatch = 256;     // completions copied out of the ring at once
+// Provided buffers: the kernel takes one per recv that finds bytes and the worker gives it back
+// once the echo is sent or copied, so only connections with bytes in flight hold one.
+constexpr unsigned kBufferCount = 256;  // a power of two (the buffer ring's index mask)
+constexpr uint32_t kMaxBufferBytes = 32 * 1024;
+constexpr uint16_t kBufferGroup = 0;
+// Hand-over: how long one wait for cancelled operations may take, and how many such waits; a
+// socket operation that ignores a cancel this long means a broken kernel, reported as a failure.
+constexpr long kQuiesceWaitNs = 100'000'000;
+constexpr int kMaxQuiesceWaits = 100;
+
+// user_data: connections are at least 8-byte aligned, so their low bit says recv or send and
+// values below 8 are free for the worker's own operations.
+constexpr uint64_t kAcceptData = 1;
+constexpr uint64_t kWakeupData = 2;
+constexpr uint64_t kCancelData = 3;
+constexpr uint64_t kSendBit = 1;
+
+int setUpRing(io_uring& ring, unsigned entries, unsigned extraFlags) noexcept {
+  io_uring_params params{};
+  params.flags = kRingFlags | extraFlags | IORING_SETUP_CQSIZE;
+  params.cq_entries = std::max(kCompletionEntries, entries * 2);
+  const int result = io_uring_queue_init_params(entries, &ring, &params);
+  return result < 0 ? -result : 0;
+}
+
+}  // namespace
+
+int UringWorker::probe() noexcept {
+  io_uring ring;
+  const int error = setUpRing(ring, 4, 0);
+  if (error == 0) io_uring_queue_exit(&ring);
+  return error;
+}
+
+std::string UringWorker::describeSetupError(int error) {
+  std::string detail = describeErrno("io_uring_setup", error);
+  if (error == EINVAL) detail += " (it needs Linux 6.1 or later)";
+  if (error == EPERM) detail += " (disabled by the kernel.io_uring_disabled sysctl or a seccomp filter)";
+  if (error == ENOSYS) detail += " (not in this kernel, or hidden by a seccomp filter)";
+  return detail;
+}
+
+UringWorker::BufferPool::~BufferPool() {
+  if (mapping != nullptr) ::munmap(mapping, mappingBytes);
+}
+
+UringWorker::UringWorker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
+                         FailureReport reportFailure)
+    : index_(index),
+      config_(config),
+      reportFailure_(std::move(reportFailure)),
+      budget_(budget),
+      listener_(std::move(listener)),
+      bufferBytes_(std::min({kMaxBufferBytes, config.highWaterBytes, config.readBudgetBytes})),
+      idleTimeout_(std::chrono::milliseconds(config.idleTimeoutMs)),
+      idleSweepPeriod_(policy::idleSweepPeriodFor(std::chrono::milliseconds(config.idleTimeoutMs))) {
+  // Blocking: the ring waits for it to be readable (a non-blocking eventfd can fail the read with
+  // EAGAIN instead). Writers never block: its counter cannot come near overflowing.
+  wakeup_.reset(::eventfd(0, EFD_CLOEXEC));
+  if (!wakeup_) throwErrno(EPOLL_ECHO_ESYSTEM, "eventfd (worker " + std::to_string(index_) + ")");
+  const size_t ringBytes = kBufferCount * sizeof(io_uring_buf);  // a multiple of the page size
+  pool_.mappingBytes = ringBytes + size_t{kBufferCount} * bufferBytes_;
+  void* mapping = ::mmap(nullptr, pool_.mappingBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapping == MAP_FAILED) throwErrno(EPOLL_ECHO_ENOMEM, "mmap of the io_uring buffers");
+  pool_.mapping = mapping;
+  pool_.ring = static_cast<io_uring_buf_ring*>(mapping);
+  pool_.buffers = static_cast<char*>(mapping) + ringBytes;
+  budget_.setWakeup(index_, wakeup_.get());
+}
+
+UringWorker::~UringWorker() {
+  requestStop();
+  join();
+}
+
+void UringWorker::start() {
+  assert(!running());
+  ring_.emplace();
+  if (const int error = setUpRing(*ring_, kSubmissionEntries, IORING_SETUP_R_DISABLED); error != 0) {
+    ring_.reset();
+    throw EngineError(EPOLL_ECHO_ESYSTEM, "worker " + std::to_string(index_) + ": " + describeSetupError(error));
+  }
+  stopRequested_.store(false, std::memory_order_relaxed);
+  stopping_ = false;
+  acceptCapped_ = false;  // a slot may have freed while the thread was away: look again
+  budget_.unpark(index_);
+  restartIdleClocks();
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (...) {
+    io_uring_queue_exit(&*ring_);
+    ring_.reset();
+    throw;
+  }
+}
+
+void UringWorker::requestStop() noexcept {
+  if (!wakeup_) return;
+  stopRequested_.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t ignored = ::write(wakeup_.get(), &one, sizeof one);
+}
+
+void UringWorker::join() noexcept {
+  if (thread_.joinable()) thread_.join();
+}
+
+void UringWorker::closeAll() noexcept { dropAll(counters_.closed); }
+
+void UringWorker::releaseAll() noexcept { dropAll(counters_.handed_over); }
+
+void UringWorker::dropAll(SingleWriterCounter& countAs) noexcept {
+  assert(!running());
+  for (auto& connection : connections_) connection->fd.reset();
+  countAs.add(connections_.size());
+  connections_.clear();
+  closing_.clear();  // empty: the thread left only once the ring gave every operation back
+  retryList_.clear();
+  budget_.setWakeup(index_, -1);  // the eventfd closes below
+  listener_.reset();
+  wakeup_.reset();
+}
+
+void UringWorker::run() noexcept {
+  if (!enableRing()) return;
+  try {
+    loop();
+  } catch (const std::exception& error) {
+    fail(error.what(), 0);
+  }
+  try {
+    quiesce();
+  } catch (const std::exception& error) {
+    fail(error.what(), 0);
+  }
+  io_uring_unregister_buf_ring(&*ring_, kBufferGroup);
+  io_uring_queue_exit(&*ring_);
+  ring_.reset();
+}
+
+// On the worker's thread: makes it the ring's single issuer, then hands the ring every buffer.
+bool UringWorker::enableRing() noexcept {
+  io_uring& ring = *ring_;
+  int result = io_uring_enable_rings(&ring);
+  if (result == 0) {
+    io_uring_register_ring_fd(&ring);  // saves a descriptor look-up per io_uring_enter; optional
+    io_uring_buf_ring_init(pool_.ring);
+    const int mask = io_uring_buf_ring_mask(kBufferCount);
+    for (unsigned id = 0; id < kBufferCount; ++id) {
+      io_uring_buf_ring_add(pool_.ring, bufferAt(static_cast<int>(id)), bufferBytes_, static_cast<uint16_t>(id), mask,
+                            static_cast<int>(id));
+    }
+    io_uring_buf_ring_advance(pool_.ring, kBufferCount);
+    io_uring_buf_reg registration{};
+    registration.ring_addr = reinterpret_cast<uintptr_t>(pool_.ring);
+    registration.ring_entries = kBufferCount;
+    registration.bgid = kBufferGroup;
+    result = io_uring_register_buf_ring(&ring, &registration, 0);
+    if (result == 0) return true;
+    fail("io_uring_register_buf_ring", -result);
+  } else {
+    fail("io_uring_enable_rings", -result);
+  }
+  io_uring_queue_exit(&ring);
+  ring_.reset();
+  return false;
+}
+
+void UringWorker::fail(const char* call, int error) noexcept {
+  counters_.worker_failures.add(1);
+  try {
+    const std::string what = "worker " + std::to_string(index_) + ": " + call;
+    reportFailure_((error != 0 ? describeErrno(what, error) : what) + "; it serves no more connections");
+  } catch (...) {
+    // No memory for the message: the failure counter still tells.
+  }
+}
+
+void UringWorker::loop() {
+  armWakeup();
+  armAccept();
+  for (auto& connection : connections_) kick(*connection);
+  while (!stopping_) {
+    const int result = submitAndWait(true);
+    if (result < 0 && result != -EINTR && result != -ETIME && result != -EAGAIN && result != -EBUSY) {
+      // EBADF, EFAULT, EINVAL: impossible while the worker owns the ring, so a bug or a corrupted
+      // process. Retrying would spin; leave, and say so (stats, last error, the host's policy).
+      fail("io_uring_enter", -result);
+      return;
+    }
+    if (idleTimeout_.count() != 0) now_ = Clock::now();
+    if (reapCompletions() > 0) counters_.wakeups.add(1);
+    runDeferredWork();
+  }
+}
+
+// After the stop request: cancels every operation and waits for the ring to give each back, so
+// that the bytes they moved are counted and those they read are kept (in `pending`, for a resume
+// or a hand-over).
+void UringWorker::quiesce() {
+  stopping_ = true;
+  for (int wait = 0; inFlight_ > 0 && wait < kMaxQuiesceWaits; ++wait) {
+    io_uring_sqe* sqe = nextSqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, kCancelData);
+    submitAndWait(false);
+    reapCompletions();
+  }
+  if (inFlight_ > 0) fail("io_uring cancel: operations still in flight after 10 s", 0);
+  for (auto& connection : closing_) connection->fd.reset();
+  closing_.clear();
+}
+
+// One io_uring_enter: submits what the pass prepared and waits for a completion, until the next
+// deadline (accept back-off, idle sweep) or, for a quiesce, at most kQuiesceWaitNs.
+int UringWorker::submitAndWait(bool block) {
+  Clock::time_point deadline = Clock::time_point::max();
+  if (!retryList_.empty()) deadline = Clock::time_point::min();
+  if (acceptPaused_) deadline = std::min(deadline, acceptResumeAt_);
+  if (idleTimeout_.count() != 0 && !connections_.empty()) deadline = std::min(deadline, nextIdleSweep_);
+  __kernel_timespec timeout{};
+  __kernel_timespec* limit = nullptr;
+  if (!block) {
+    timeout.tv_nsec = kQuiesceWaitNs;
+    limit = &timeout;
+  } else if (deadline != Clock::time_point::max()) {
+    const auto left = std::max(Clock::duration::zero(), deadline - Clock::now());
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    timeout.tv_sec = ns / 1'000'000'000;
+    timeout.tv_nsec = ns % 1'000'000'000;
+    limit = &timeout;
+  }
+  io_uring_cqe* ignored = nullptr;
+  counters_.syscalls.add(1);
+  return io_uring_submit_and_wait_timeout(&*ring_, &ignored, 1, limit, nullptr);
+}
+
+size_t UringWorker::reapCompletions() {
+  size_t total = 0;
+  for (;;) {
+    io_uring_cqe* cqes[kCompletionBatch];
+    const unsigned count = io_uring_peek_batch_cqe(&*ring_, cqes, kCompletionBatch);
+    Completion copies[kCompletionBatch];
+    for (unsigned i = 0; i < count; ++i) copies[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
+    io_uring_cq_advance(&*ring_, count);
+    for (unsigned i = 0; i < count; ++i) handle(copies[i]);
+    total += count;
+    if (count < kCompletionBatch) return total;
+  }
+}
+
+void UringWorker::handle(const Completion& completion) {
+  if ((completion.flags & IORING_CQE_F_MORE) == 0) --inFlight_;
+  switch (completion.userData) {
+    case kAcceptData:
+      onAccept(completion.result, completion.flags);
+      return;
+    case kWakeupData:
+      onWakeup(completion.result);
+      return;
+    case kCancelData:
+      return;
+    default:
+      break;
+  }
+  auto* connection = reinterpret_cast<UringConnection*>(completion.userData & ~kSendBit);
+  if ((completion.userData & kSendBit) != 0) {
+    onSend(*connection, completion.result);
+  } else {
+    onRecv(*connection, completion.result, completion.flags);
+  }
+}
+
+// A free submission entry, submitting the full queue first when there is none. Counts it in flight.
+io_uring_sqe* UringWorker::nextSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&*ring_);
+  if (sqe == nullptr) {
+    counters_.syscalls.add(1);
+    io_uring_submit(&*ring_);
+    sqe = io_uring_get_sqe(&*ring_);
+    if (sqe == nullptr) throw std::runtime_error("io_uring_submit: the submission queue stays full");
+  }
+  ++inFlight_;
+  return sqe;
+}
+
+void UringWorker::runDeferredWork() {
+  retrying_.swap(retryList_);
+  for (UringConnection* connection : retrying_) {
+    connection->recvRetry = false;
+    armRecv(*connection);
+  }
+  retrying_.clear();
+  if (acceptPaused_ && Clock::now() >= acceptResumeAt_) acceptPaused_ = false;
+  armAccept();
+  closeIdleConnections();
+}
+
+void UringWorker::restartIdleClocks() noexcept {
+  now_ = Clock::now();
+  nextIdleSweep_ = now_ + idleSweepPeriod_;
+  for (auto& connection : connections_) connection->lastActive = now_;
+}
+
+// Closes every connection that moved no byte for the timeout, a stalled flush included.
+void UringWorker::closeIdleConnections() {
+  if (idleTimeout_.count() == 0 || now_ < nextIdleSweep_) return;
+  nextIdleSweep_ = now_ + idleSweepPeriod_;
+  const Clock::time_point idleSince = now_ - idleTimeout_;
+  for (size_t slot = 0; slot < connections_.size();) {
+    UringConnection& connection = *connections_[slot];
+    if (connection.lastActive > idleSince) {
+      ++slot;
+      continue;
+    }
+    closeConnection(connection);  // moves the last connection into this slot: look at it next
+    counters_.idle_closed.add(1);
+  }
+}
+
+void UringWorker::armWakeup() {
+  io_uring_sqe* sqe = nextSqe();
+  io_uring_prep_read(sqe, wakeup_.get(), &wakeupValue_, sizeof wakeupValue_, 0);
+  io_uring_sqe_set_data64(sqe, kWakeupData);
+}
+
+void UringWorker::onWakeup(int result) {
+  if (stopping_) return;
+  if (stopRequested_.load(std::memory_order_acquire)) {
+    stopping_ = true;
+    return;
+  }
+  if (result < 0 && result != -EINTR && result != -EAGAIN) {
+    fail("eventfd read", -result);
+    stopping_ = true;
+    return;
+  }
+  // Otherwise the budget woke us: a connection closed on another worker below the cap.
+  if (acceptCapped_) {
+    acceptCapped_ = false;
+    budget_.unpark(index_);
+  }
+  armWakeup();
+}
+
+// Without a cap one multishot accept serves every client. With one, the worker waits for the
+// listener to be readable and accepts as the epoll backend does, one slot taken per connection,
+// so that the clients past the cap wait in the kernel's queue and no slot is held for a client
+// that may arrive at another worker.
+void UringWorker::armAccept() {
+  if (acceptArmed_ || acceptPaused_ || acceptCapped_ || stopping_) return;
+  io_uring_sqe* sqe = nextSqe();
+  acceptMultishot_ = !budget_.capped();
+  if (acceptMultishot_) {
+    io_uring_prep_multishot_accept(sqe, listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } else {
+    io_uring_prep_poll_add(sqe, listener_.get(), POLLIN);
+  }
+  io_uring_sqe_set_data64(sqe, kAcceptData);
+  acceptArmed_ = true;
+}
+
+void UringWorker::onAccept(int result, uint32_t flags) {
+  const bool stillArmed = (flags & IORING_CQE_F_MORE) != 0;
+  if (!stillArmed) acceptArmed_ = false;
+  if (!acceptMultishot_) {
+    if (result > 0 && !stopping_) acceptReady();
+    return;
+  }
+  if (result >= 0) {
+    acceptBackoff_ = std::chrono::milliseconds{0};
+    addConnection(UniqueFd(result));
+    return;
+  }
+  const int error = -result;
+  if (error == ECANCELED || error == EAGAIN || error == EINTR) return;
+  onAcceptError(error);
+  if (acceptPaused_ && stillArmed) {
+    io_uring_sqe* sqe = nextSqe();
+    io_uring_prep_cancel64(sqe, kAcceptData, 0);
+    io_uring_sqe_set_data64(sqe, kCancelData);
+  }
+}
+
+// The listener is readable and the engine has a cap: up to accept_budget connections, each with
+// the slot it takes.
+void UringWorker::acceptReady() {
+  for (uint32_t i = 0; i < config_.acceptBudget; ++i) {
+    if (!budget_.tryTake()) {
+      if (budget_.park(index_)) {
+        acceptCapped_ = true;
+        counters_.accept_cap_pauses.add(1);
+        return;
+      }
+      continue;  // a slot freed meanwhile
+    }
+    const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    counters_.syscalls.add(1);
+    if (fd >= 0) {
+      acceptBackoff_ = std::chrono::milliseconds{0};
+      addConnection(UniqueFd(fd));
+      continue;
+    }
+    const int error = errno;
+    budget_.give(index_);
+    if (error == EAGAIN || error == EWOULDBLOCK) return;
+    if (error != EINTR) onAcceptError(error);
+    if (acceptPaused_) return;
+  }
+}
+
+void UringWorker::onAcceptError(int error) {
+  counters_.accept_errors.add(1);
+  if (policy::isTransientAcceptError(error)) return;
+  // EMFILE, ENFILE, ENOBUFS, ENOMEM, or an error we do not know: waiting beats spinning on it.
+  pauseAccepting();
+}
+
+// Leaves the connection in the kernel's accept queue (the client waits instead of being reset)
+// and retries after a growing back-off, or as soon as one of our own connections closes.
+void UringWorker::pauseAccepting() {
+  acceptBackoff_ = policy::nextAcceptBackoff(acceptBackoff_);
+  acceptPaused_ = true;
+  acceptResumeAt_ = Clock::now() + acceptBackoff_;
+  counters_.accept_pauses.add(1);
+}
+
+void UringWorker::addConnection(UniqueFd socket) {
+  const int one = 1;
+  ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  counters_.syscalls.add(1);
+  UringConnection* connection = registerConnection(std::move(socket));
+  if (connection == nullptr) {
+    counters_.accept_errors.add(1);
+    if (budget_.capped()) budget_.give(index_);
+    return;
+  }
+  counters_.accepted.add(1);
+  kick(*connection);
+}
+
+void UringWorker::adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) {
+  assert(!running());
+  UringConnection* connection = registerConnection(std::move(socket));
+  if (connection == nullptr) {
+    throw EngineError(EPOLL_ECHO_ENOMEM, "worker " + std::to_string(index_) + " cannot register an adopted connection");
+  }
+  budget_.take();  // counts toward the cap even above it: the connection is open already
+  connection->peerClosed = peerClosed;
+  connection->shared = true;
+  try {
+    connection->pending.append(pending, pendingBytes);
+  } catch (const std::bad_alloc&) {
+    closeConnection(*connection);
+    throw;
+  }
+  counters_.adopted.add(1);
+}
+
+// Puts a socket in the connection table. Returns nullptr, having closed the socket, when memory
+// is short.
+UringWorker::UringConnection* UringWorker::registerConnection(UniqueFd socket) {
+  try {
+    auto connection = std::make_unique<UringConnection>(std::move(socket), config_.highWaterBytes);
+    // Reserved here so that closing a connection or retrying its recv never allocates.
+    const size_t tracked = connections_.size() + closing_.size() + 1;
+    connections_.reserve(connections_.size() + 1);
+    closing_.reserve(tracked);
+    retryList_.reserve(tracked);
+    retrying_.reserve(tracked);
+    connection->lastActive = now_;
+    connection->slot = static_cast<uint32_t>(connections_.size());
+    connections_.push_back(std::move(connection));
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+  return connections_.back().get();
+}
+
+// Starts a connection that has nothing in flight: its pending bytes first, then its next read.
+void UringWorker::kick(UringConnection& connection) {
+  if (!connection.pending.empty()) {
+    sendPending(connection);
+  } else if (connection.peerClosed) {
+    closeConnection(connection);
+  } else {
+    armRecv(connection);
+  }
+}
+
+// One recv at a time, armed only when the connection owes its client nothing: what it holds is
+// then at most one buffer (a bound well inside high_water_bytes), and every connection gets one
+// read per turn, the fairness the epoll backend's read budget gives.
+void UringWorker::armRecv(UringConnection& connection) {
+  if (connection.closed || connection.peerClosed || !connection.idle() || connection.recvRetry || stopping_) return;
+  if (!connection.pending.empty() || connection.heldBuffer >= 0) return;
+  connection.readPaused = false;
+  io_uring_sqe* sqe = nextSqe();
+  io_uring_prep_recv(sqe, connection.fd.get(), nullptr, bufferBytes_, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = kBufferGroup;
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(&connection));
+  connection.recvArmed = true;
+}
+
+void UringWorker::onRecv(UringConnection& connection, int result, uint32_t flags) {
+  connection.recvArmed = false;
+  const int buffer = (flags & IORING_CQE_F_BUFFER) != 0 ? static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+  if (connection.closed) {
+    if (buffer >= 0) recycleBuffer(buffer);
+    finishClose(connection);
+    return;
+  }
+  if (result > 0) {
+    counters_.bytes_in.add(static_cast<uint64_t>(result));
+    connection.lastActive = now_;
+    connection.heldBuffer = buffer;
+    connection.heldOffset = 0;
+    connection.heldLength = static_cast<uint32_t>(result);
+    if (stopping_) {
+      keepHeldRemainder(connection);  // kept for the next run or engine
+    } else {
+      sendHeld(connection);
+    }
+    return;
+  }
+  if (buffer >= 0) recycleBuffer(buffer);
+  if (result == 0) {
+    connection.peerClosed = true;  // half-close: nothing is owed (a recv is armed only then)
+    closeConnection(connection);
+  } else if (result == -ENOBUFS) {
+    // Every buffer holds an echo being sent: those sends complete within the pass, so try again.
+    connection.recvRetry = true;
+    retryList_.push_back(&connection);
+  } else if (result == -EINTR || result == -EAGAIN) {
+    armRecv(connection);
+  } else if (result != -ECANCELED) {
+    closeConnection(connection);  // ECONNRESET and the like
+  }
+}
+
+// Sends the echo straight from the buffer the kernel read it into. MSG_DONTWAIT: a send that
+// cannot complete now comes back at once, so a client that does not read never pins a buffer.
+void UringWorker::sendHeld(UringConnection& connection) {
+  io_uring_sqe* sqe = nextSqe();
+  io_uring_prep_send(sqe, connection.fd.get(), bufferAt(connection.heldBuffer) + connection.heldOffset,
+                     connection.heldLength, MSG_NOSIGNAL | MSG_DONTWAIT);
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(&connection) | kSendBit);
+  connection.sendArmed = true;
+  connection.sendingPending = false;
+  connection.sendLength = connection.heldLength;
+}
+
+// Sends the output buffer, waiting in the kernel until the client makes room. Nothing is
+// appended to `pending` meanwhile (no recv is armed), so the bytes being sent never move.
+void UringWorker::sendPending(UringConnection& connection) {
+  io_uring_sqe* sqe = nextSqe();
+  io_uring_prep_send(sqe, connection.fd.get(), connection.pending.data(), connection.pending.size(), MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(&connection) | kSendBit);
+  connection.sendArmed = true;
+  connection.sendingPending = true;
+  connection.sendLength = static_cast<uint32_t>(connection.pending.size());
+}
+
+void UringWorker::onSend(UringConnection& connection, int result) {
+  connection.sendArmed = false;
+  if (connection.closed) {
+    finishClose(connection);
+    return;
+  }
+  if (result < 0 && result != -EAGAIN && result != -EINTR && result != -ECANCELED) {
+    closeConnection(connection);  // EPIPE, ECONNRESET: the client is gone
+    return;
+  }
+  const uint32_t sent = result > 0 ? static_cast<uint32_t>(result) : 0;
+  counters_.bytes_out.add(sent);
+  if (sent > 0) connection.lastActive = now_;
+  if (connection.sendingPending) {
+    connection.pending.consume(sent);
+  } else {
+    connection.heldOffset += sent;
+    connection.heldLength -= sent;
+    if (connection.heldLength == 0) {
+      recycleBuffer(connection.heldBuffer);
+      connection.heldBuffer = -1;
+    } else {
+      keepHeldRemainder(connection);  // the client's window is full: wait for it in the kernel
+    }
+  }
+  if (stopping_) return;
+  if (!connection.pending.empty()) {
+    sendPending(connection);
+  } else if (connection.peerClosed) {
+    closeConnection(connection);
+  } else {
+    armRecv(connection);
+  }
+}
+
+// Copies the unsent rest of the held buffer into the output buffer and gives the buffer back.
+void UringWorker::keepHeldRemainder(UringConnection& connection) {
+  const int buffer = connection.heldBuffer;
+  try {
+    connection.pending.append(bufferAt(buffer) + connection.heldOffset, connection.heldLength);
+  } catch (const std::bad_alloc&) {
+    recycleBuffer(buffer);
+    connection.heldBuffer = -1;
+    closeConnection(connection);  // cannot keep the bytes: closing beats silently losing them
+    return;
+  }
+  recycleBuffer(buffer);
+  connection.heldBuffer = -1;
+  connection.heldLength = 0;
+  if (!stopping_ && !connection.readPaused) {
+    connection.readPaused = true;  // not read again until the output buffer drained
+    counters_.backpressure_pauses.add(1);
+  }
+}
+
+void UringWorker::recycleBuffer(int id) noexcept {
+  io_uring_buf_ring_add(pool_.ring, bufferAt(id), bufferBytes_, static_cast<uint16_t>(id),
+                        io_uring_buf_ring_mask(kBufferCount), 0);
+  io_uring_buf_ring_advance(pool_.ring, 1);
+}
+
+char* UringWorker::bufferAt(int id) const noexcept { return pool_.buffers + size_t(id) * bufferBytes_; }
+
+// Counts the close and frees the slot at once; the socket itself closes when the ring has given
+// back the connection's operations (cancelled here), so that no completion finds it freed.
+void UringWorker::closeConnection(UringConnection& connection) {
+  if (connection.closed) return;
+  connection.closed = true;
+  if (connection.recvRetry) {
+    retryList_.erase(std::remove(retryList_.begin(), retryList_.end(), &connection), retryList_.end());
+    connection.recvRetry = false;
+  }
+  connection.pending.clear();
+  if (connection.heldBuffer >= 0 && !connection.sendArmed) {
+    recycleBuffer(connection.heldBuffer);
+    connection.heldBuffer = -1;
+  }
+  counters_.closed.add(1);
+  budget_.give(index_);
+  // A freed descriptor is the best moment to try accepting again.
+  if (acceptPaused_) acceptResumeAt_ = Clock::now();
+  if (acceptCapped_) {
+    acceptCapped_ = false;
+    budget_.unpark(index_);
+  }
+  const uint32_t slot = connection.slot;
+  std::swap(connections_[slot], connections_.back());
+  connections_[slot]->slot = slot;
+  std::unique_ptr<UringConnection> owned = std::move(connections_.back());
+  connections_.pop_back();
+  if (owned->idle()) {
+    owned->fd.reset();
+    counters_.syscalls.add(1);
+    return;
+  }
+  io_uring_sqe* sqe = nextSqe();
+  io_uring_prep_cancel_fd(sqe, owned->fd.get(), IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data64(sqe, kCancelData);
+  owned->slot = static_cast<uint32_t>(closing_.size());
+  closing_.push_back(std::move(owned));  // reserved by registerConnection: cannot throw
+}
+
+// A closed connection's operation came back: once it has none left, its socket closes.
+void UringWorker::finishClose(UringConnection& connection) {
+  if (!connection.idle()) return;
+  if (connection.heldBuffer >= 0) recycleBuffer(connection.heldBuffer);
+  connection.fd.reset();
+  counters_.syscalls.add(1);
+  const uint32_t slot = connection.slot;
+  std::swap(closing_[slot], closing_.back());
+  closing_[slot]->slot = slot;
+  closing_.pop_back();
+}
+
+}  // namespace epoll_echo

@@ -1,0 +1,174 @@
+// UringWorker: the io_uring backend. One thread, one SO_REUSEPORT listening socket, one ring, one
+// eventfd to wake it, and the connections it accepted. Echoes everything it reads back.
+#pragma once
+
+#include <liburing.h>
+
+#include <atomic>
+#include <cassert>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config.h"
+#include "connection.h"
+#include "connection_budget.h"
+#include "counters.h"
+#include "event_worker.h"
+#include "unique_fd.h"
+
+namespace epoll_echo {
+
+// Thread rules as EventWorker's. The ring lives for one run: start() sets it up (disabled, so that
+// the worker's thread, which enables it, is its single issuer) and the thread tears it down after
+// cancelling every operation, so between runs nothing is in flight and a hand-over sees every
+// byte still owed in the connections' output buffers.
+class UringWorker final : public EventWorker {
+ public:
+  // 0 when this process can set up a ring as the workers do, else the errno io_uring_setup gave
+  // (ENOSYS: no io_uring, EPERM: the io_uring_disabled sysctl or a seccomp filter).
+  static int probe() noexcept;
+  // "io_uring_setup: Operation not permitted (...)" for an errno probe() or start() got: what it
+  // means for this backend.
+  static std::string describeSetupError(int error);
+
+  // Takes ownership of a bound, listening, non-blocking socket; counts its connections in
+  // `budget`, which must outlive it. Throws EngineError.
+  UringWorker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
+              FailureReport reportFailure);
+  ~UringWorker() override;
+  UringWorker(const UringWorker&) = delete;
+  UringWorker& operator=(const UringWorker&) = delete;
+
+  void start() override;
+  void requestStop() noexcept override;
+  void join() noexcept override;
+  void closeAll() noexcept override;
+  void releaseAll() noexcept override;
+
+  int listenerFd() const noexcept override {
+    assert(!running());
+    return listener_.get();
+  }
+  size_t connectionCount() const noexcept override {
+    assert(!running());
+    return connections_.size();
+  }
+  const Connection& connectionAt(size_t index) const override {
+    assert(!running());
+    return *connections_[index];
+  }
+  void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) override;
+
+  const WorkerCounters& counters() const noexcept override { return counters_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  // A connection and the operations the ring holds for it: at most one recv and one send, never
+  // both at once (a recv is armed only with nothing to send), so its bytes keep their order.
+  struct UringConnection : Connection {
+    using Connection::Connection;
+    bool recvArmed = false;
+    bool sendArmed = false;
+    bool sendingPending = false;  // the send in flight is from `pending` (else from heldBuffer)
+    bool recvRetry = false;       // on the retry list: its recv found no free buffer
+    int heldBuffer = -1;          // provided buffer being echoed, returned to the ring when sent
+    uint32_t heldOffset = 0;
+    uint32_t heldLength = 0;
+    uint32_t sendLength = 0;  // bytes the send in flight was given
+    bool idle() const noexcept { return !recvArmed && !sendArmed; }
+  };
+  // A completion copied out of the ring, so that handling it may submit freely.
+  struct Completion {
+    uint64_t userData;
+    int32_t result;
+    uint32_t flags;
+  };
+  // The provided-buffer ring and its buffers: mapped once, registered with each run's ring.
+  struct BufferPool {
+    void* mapping = nullptr;
+    size_t mappingBytes = 0;
+    io_uring_buf_ring* ring = nullptr;
+    char* buffers = nullptr;
+    ~BufferPool();
+  };
+
+  bool running() const noexcept { return thread_.joinable(); }
+  void dropAll(SingleWriterCounter& countAs) noexcept;
+  void run() noexcept;
+  bool enableRing() noexcept;
+  void fail(const char* call, int error) noexcept;
+  void loop();
+  void quiesce();
+  int submitAndWait(bool block);
+  size_t reapCompletions();
+  void handle(const Completion& completion);
+  io_uring_sqe* nextSqe();
+  void runDeferredWork();
+  void restartIdleClocks() noexcept;
+  void closeIdleConnections();
+
+  void armWakeup();
+  void onWakeup(int result);
+  void armAccept();
+  void onAccept(int result, uint32_t flags);
+  void acceptReady();
+  void onAcceptError(int error);
+  void pauseAccepting();
+  void addConnection(UniqueFd socket);
+  UringConnection* registerConnection(UniqueFd socket);
+
+  void kick(UringConnection& connection);
+  void armRecv(UringConnection& connection);
+  void onRecv(UringConnection& connection, int result, uint32_t flags);
+  void sendHeld(UringConnection& connection);
+  void sendPending(UringConnection& connection);
+  void onSend(UringConnection& connection, int result);
+  void keepHeldRemainder(UringConnection& connection);
+  void recycleBuffer(int id) noexcept;
+  char* bufferAt(int id) const noexcept;
+  void closeConnection(UringConnection& connection);
+  void finishClose(UringConnection& connection);
+
+  const uint32_t index_;
+  const EngineConfig config_;
+  const FailureReport reportFailure_;
+  ConnectionBudget& budget_;
+  UniqueFd listener_;
+  UniqueFd wakeup_;               // fired by requestStop(), and by the budget when a slot frees at the cap
+  std::optional<io_uring> ring_;  // set up by start(), torn down by the thread when it leaves
+  BufferPool pool_;
+  const uint32_t bufferBytes_;  // one provided buffer: the most one recv reads
+  uint64_t wakeupValue_ = 0;    // the eventfd read's target
+  std::thread thread_;          // control side only (start, join)
+  std::atomic<bool> stopRequested_{false};
+  bool stopping_ = false;  // worker thread only; the eventfd fired after requestStop()
+  uint32_t inFlight_ = 0;  // operations the ring holds (a multishot accept counts once)
+
+  std::vector<std::unique_ptr<UringConnection>> connections_;
+  // Closed, waiting for the ring to give back their last operation before the socket closes.
+  std::vector<std::unique_ptr<UringConnection>> closing_;
+  std::vector<UringConnection*> retryList_;  // recvs that found no free buffer: retried next pass
+  std::vector<UringConnection*> retrying_;
+
+  bool acceptArmed_ = false;
+  bool acceptMultishot_ = false;  // armed: a multishot accept (no cap), else a poll of the listener
+  bool acceptPaused_ = false;     // no fd available: accepting waits until acceptResumeAt_
+  bool acceptCapped_ = false;     // the engine holds max_connections: parked until a slot frees
+  Clock::time_point acceptResumeAt_{};
+  std::chrono::milliseconds acceptBackoff_{0};
+
+  const Clock::duration idleTimeout_;      // zero: connections never time out
+  const Clock::duration idleSweepPeriod_;  // how late an idle connection may be closed
+  Clock::time_point now_{};                // this loop pass's clock
+  Clock::time_point nextIdleSweep_{};
+
+  WorkerCounters counters_;
+};
+
+}  // namespace epoll_echo
