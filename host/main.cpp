@@ -106,9 +106,9 @@ int serve(const Options& options) {
   const epoll_echo_stats_t stats = server.stats();
   const std::string address = listenAddress(bindAddress, stats.port);
   logLine("listening on " + address + " (" + countOf(stats.listeners, "listener") + ", " +
-          backendName(server.serving().engine().stats().backend) + ", " +
-          (socketActivated ? "socket-activated, " : "") + "plugin " + path.string() + ", " +
-          server.serving().library().describe() + (options.watch ? ", watching for a new build" : "") + ")");
+          (socketActivated ? "socket-activated, " : "") + backendName(server.serving().engine().stats().backend) +
+          ", plugin " + path.string() + ", " + server.serving().library().describe() +
+          (options.watch ? ", watching for a new build" : "") + ")");
   notify("READY=1\nSTATUS=listening on " + address);
   return server.run();
   // The server's destructor destroys the serving engine and unloads its plugin.
