@@ -76,6 +76,12 @@ std::string exhaustAndRecover(const PluginApi& api, std::string& notes) {
   rlimit lowered = original;
   lowered.rlim_cur = static_cast<rlim_t>(limit);
   if (::setrlimit(RLIMIT_NOFILE, &lowered) != 0) return std::string("SKIP: setrlimit: ") + std::strerror(errno);
+  // An io_uring accept keeps the descriptor limit of the moment it was armed (the kernel reads
+  // RLIMIT_NOFILE when the request is prepared): a pause and resume re-arms it under the new one.
+  // The epoll engine reads the limit at each accept4; for it the two calls change nothing.
+  if (api.pause(engine.handle()) != EPOLL_ECHO_OK || api.resume(engine.handle()) != EPOLL_ECHO_OK) {
+    return "pause/resume under the lowered limit failed: " + engine.lastError();
+  }
 
   sockaddr_in address{};
   address.sin_family = AF_INET;
