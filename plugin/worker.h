@@ -27,7 +27,9 @@ namespace epoll_echo {
 // thread but one at a time (the engine's control lock). Between start() and join() the worker's
 // own thread alone touches its sockets, connections and buffers; the control side touches them
 // only while that thread is not running (the hand-over accessors assert it in debug builds).
-// requestStop() and counters() are the exceptions: any thread, any time.
+// requestStop() and counters() are the exceptions: any thread, any time. In external-loop mode
+// the worker has no thread: prepare() instead of start(), and the engine calls step() itself,
+// under its control lock, from the application's loop thread.
 class Worker {
  public:
   // Called on the worker's thread when its loop stops on an unexpected error, with the reason
@@ -45,8 +47,22 @@ class Worker {
   // Starts (or, after a pause, restarts) the thread; every connection's idle clock starts now, so
   // neither a pause nor a hand-over counts as idle time. Throws std::system_error.
   void start();
+  // What start() does but the thread: the worker is ready for the engine to call step().
+  void prepare();
+  // One pass of the event loop: waits up to timeoutMs (0: not at all) for events, works them,
+  // then the deferred work (resumed reads, accepts, the idle sweep). Returns false when the loop
+  // must end: stop requested, or epoll_wait failed (failed() then says so).
+  bool step(int timeoutMs) noexcept;
+  // When step() must run again even without an event: -1 never, 0 at once, else milliseconds.
+  int nextTimeoutMs() const;
+  bool failed() const noexcept { return failed_; }
+  // The worker's epoll instance, which the engine's loop fd watches in external-loop mode.
+  int epollFd() const noexcept { return epoll_.get(); }
   // Asks the thread to leave its loop; returns at once. Safe from any thread, any number of times.
   void requestStop() noexcept;
+  // Fires the eventfd so that the epoll instance is readable: in external-loop mode, the
+  // application's loop then calls step() once after start and resume, with no special call.
+  void wake() noexcept;
   // Waits for the thread to leave its loop (after requestStop()).
   void join() noexcept;
   // After join(): closes every connection, the listening socket, the epoll instance and the
@@ -84,7 +100,6 @@ class Worker {
   void fail(const char* call, int error) noexcept;
   void dispatch(const epoll_event& event);
   void onWakeup();
-  int waitTimeoutMs() const;
   void runDeferredWork();
   void restartIdleClocks() noexcept;
   void closeIdleConnections();
@@ -115,10 +130,11 @@ class Worker {
   ConnectionBudget& budget_;
   UniqueFd listener_;
   UniqueFd epoll_;
-  UniqueFd wakeup_;        // fired by requestStop(), and by the budget when a slot frees at the cap
-  std::thread thread_;     // control side only (start, join)
+  UniqueFd wakeup_;     // fired by requestStop(), and by the budget when a slot frees at the cap
+  std::thread thread_;  // control side only (start, join)
   std::atomic<bool> stopRequested_{false};
   bool stopping_ = false;  // worker thread only; set when the eventfd fires after requestStop()
+  bool failed_ = false;    // epoll_wait failed: the worker serves nothing more
 
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch
