@@ -28,6 +28,7 @@ struct EngineConfig {
   std::string bindAddress;      // empty = all interfaces
   uint32_t maxConnections = 0;  // over all workers; 0 = no cap
   uint32_t idleTimeoutMs = 0;   // 0 = connections never time out
+  bool externalLoop = false;    // threading EXTERNAL: no thread, the caller's loop runs loop_run()
 };
 
 // Validates a caller's config (already size-checked and copied) and applies defaults.
