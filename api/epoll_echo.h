@@ -390,8 +390,9 @@ int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_c
  * Thread rules: [loop] functions may be called by one thread at a time, any thread (the one
  * running the application's loop); a second thread calling while the first is inside is refused
  * with ESTATE rather than made to wait. [control] functions, stats and destroy may be called from
- * the loop thread between two loop_run() calls; from another thread they wait for a loop_run() in
- * progress to return.
+ * the loop thread between two loop_run() calls. From another thread a [control] call waits for a
+ * loop_run() in progress to return (which never blocks); [any-thread] calls never wait; destroy
+ * still needs every other call on the engine to have returned.
  * ---------------------------------------------------------------------------------------------- */
 
 /* Stores in *fd the engine's loop descriptor: it becomes readable (POLLIN, EPOLLIN) whenever
