@@ -100,12 +100,12 @@ int Engine::loopFd() const {
 }
 
 int Engine::loopRun() {
+  if (!config_.externalLoop) {
+    throw EngineError(EPOLL_ECHO_ESTATE, "loop_run: the engine runs its own threads (threading is not EXTERNAL)");
+  }
   LoopEntry entry(loopBusy_);
   if (!entry.entered()) {
     throw EngineError(EPOLL_ECHO_ESTATE, "loop_run: another thread is inside loop_run() for this engine");
-  }
-  if (!config_.externalLoop) {
-    throw EngineError(EPOLL_ECHO_ESTATE, "loop_run: the engine runs its own threads (threading is not EXTERNAL)");
   }
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_RUNNING, "loop_run");
