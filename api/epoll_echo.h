@@ -95,17 +95,29 @@ typedef struct epoll_echo_config {
                              * times the flush out the same way); checked every eighth of it
                              * (10 ms..1 s), so closed at most that much late; 0 = never */
   /* ABI 1.4 */
+  uint32_t threading; /* EPOLL_ECHO_THREADING_*: who runs the event loop; 0 = the engine's own
+                       * threads */
   uint32_t backend; /* EPOLL_ECHO_BACKEND_*: how the workers wait for and move bytes;
                      * 0 = EPOLL_ECHO_BACKEND_EPOLL */
 } epoll_echo_config_t;
+
+/* Values of epoll_echo_config_t.threading [1.4]. */
+#define EPOLL_ECHO_THREADING_OWN 0u      /* one worker thread per listener, started by start() */
+#define EPOLL_ECHO_THREADING_EXTERNAL 1u /* no thread at all: the application's own event loop
+                                          * watches epoll_echo_loop_fd() and calls
+                                          * epoll_echo_loop_run() (see "External event loop");
+                                          * listeners 0 then means 1 */
 
 /* [1.4] Worker backends, for epoll_echo_config_t.backend and epoll_echo_stats_t.backend. */
 #define EPOLL_ECHO_BACKEND_EPOLL 0u    /* epoll, one recv and one send per echoed message */
 #define EPOLL_ECHO_BACKEND_IO_URING 1u /* io_uring, one ring per worker (Linux 6.1 or later); when the
                                         * kernel refuses io_uring_setup (the io_uring_disabled sysctl,
                                         * a seccomp filter, an old kernel) epoll_echo_start fails with
-                                        * EPOLL_ECHO_ESYSTEM and says why in epoll_echo_last_error() */
-#define EPOLL_ECHO_BACKEND_AUTO 2u     /* io_uring where it can be set up, epoll where it cannot */
+                                        * EPOLL_ECHO_ESYSTEM and says why in epoll_echo_last_error();
+                                        * with EPOLL_ECHO_THREADING_EXTERNAL, create fails with
+                                        * EPOLL_ECHO_EINVAL (the external loop drives epoll workers) */
+#define EPOLL_ECHO_BACKEND_AUTO 2u     /* io_uring where it can be set up, epoll where it cannot;
+                                        * an EPOLL_ECHO_THREADING_EXTERNAL engine serves with epoll */
 
 /* Engine lifecycle states, as reported in epoll_echo_stats_t.state. */
 #define EPOLL_ECHO_STATE_CREATED 1u /* created, not yet started */
@@ -242,8 +254,8 @@ const char* epoll_echo_error_name(int code);
 int epoll_echo_create(const epoll_echo_config_t* config, epoll_echo_engine_t** engine_out, char* detail,
                       size_t detail_size);
 
-/* Binds every listener, then starts one worker thread per listener. Returns 0 when all are
- * serving. On failure (EBIND: port in use, permission, address not on this host; ESYSTEM;
+/* Binds every listener, then starts one worker thread per listener (none in external mode
+ * [1.4]: the caller's loop serves them through loop_run()). Returns 0 when all are serving. On failure (EBIND: port in use, permission, address not on this host; ESYSTEM;
  * ENOMEM) nothing is left running or open, the engine stays CREATED and
  * epoll_echo_last_error() explains ("bind 127.0.0.1:8080: Address already in use"). Only a
  * CREATED engine can be started (ESTATE otherwise): an engine runs once. Worker threads block
@@ -368,6 +380,60 @@ int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_c
                                  const void* pending);
 
 /* ------------------------------------------------------------------------------------------------
+ * External event loop [ABI 1.4]
+ *
+ * An engine created with threading = EPOLL_ECHO_THREADING_EXTERNAL starts no thread: start()
+ * binds (or imports) and registers everything, and the application's own loop (poll(), epoll,
+ * Boost.Asio, libuv, Qt...) serves it, the way libcurl's multi_socket API or c-ares are driven:
+ *
+ *   epoll_echo_start(engine);
+ *   epoll_echo_loop_fd(engine, &fd);              watch fd for readability in your loop
+ *   loop: wait until fd is readable or next_timeout_ms has passed, then
+ *         epoll_echo_loop_run(engine, &next_timeout_ms);
+ *   take fd out of your loop; epoll_echo_stop(engine);   stop closes fd
+ *
+ * The engine works exactly as with its own threads (byte-exact echo, backpressure and its memory
+ * bound, the read and accept budgets, half-close, EMFILE back-off, idle timeout, max_connections,
+ * stats, the hand-over), one step at a time on the caller's thread. Each worker keeps its own
+ * epoll instance; the loop fd is one more epoll instance that holds them all, so an engine with
+ * any number of listeners is one fd to watch.
+ *
+ * When the caller stops calling loop_run(), nothing is lost and nothing is refused: new clients
+ * wait in the kernel's accept queue, bytes wait in the socket buffers, and a client that keeps
+ * sending is held back by TCP flow control. Everything is served when loop_run() is called again.
+ * While the engine is PAUSED the fd never becomes readable, so a host may keep watching it across
+ * a failed hand-over and its resume().
+ *
+ * Thread rules: [loop] functions may be called by one thread at a time, any thread (the one
+ * running the application's loop); a second thread calling while the first is inside is refused
+ * with ESTATE rather than made to wait. [control] functions, stats and destroy may be called from
+ * the loop thread between two loop_run() calls. From another thread a [control] call waits for a
+ * loop_run() in progress to return (which never blocks); [any-thread] calls never wait; destroy
+ * still needs every other call on the engine to have returned.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Stores in *fd the engine's loop descriptor: it becomes readable (POLLIN, EPOLLIN) whenever
+ * loop_run() has work to do, and stays readable until that work is done (level-triggered). It is
+ * created by start() and closed by stop() and handover_complete(); it stays the same descriptor
+ * in between, pause and resume included. The engine owns it: never read, close or dup it; remove
+ * it from your loop before stop(). EINVAL for NULL; ESTATE unless the engine was created with
+ * EPOLL_ECHO_THREADING_EXTERNAL and is RUNNING or PAUSED. [any-thread] */
+int epoll_echo_loop_fd(const epoll_echo_engine_t* engine, int32_t* fd);
+
+/* Does the engine's ready work without blocking: accepts, reads, echoes and closes within the
+ * same fairness budgets as a worker thread's pass over its events (a busy connection cannot
+ * monopolise one call), then stores in *next_timeout_ms when it must be called again even if the
+ * loop fd stays quiet: -1, only when the fd is readable; 0, at once (a connection's read budget
+ * ran out with data left, or the accept budget with clients queued); > 0, after that many
+ * milliseconds (the EMFILE/ENFILE accept back-off, the next idle_timeout_ms sweep). Calling it
+ * early or when nothing is ready is harmless. Returns 0; EINVAL for NULL; ESTATE when the engine
+ * does not run in external mode, is not RUNNING (before start, paused, after stop), or another
+ * thread is inside loop_run() for this engine; ESYSTEM when a worker's epoll_wait failed (the
+ * worker serves nothing more, worker_failures counts it, last_error() says why; stop the engine).
+ * *next_timeout_ms is written on success only. [loop] */
+int epoll_echo_loop_run(epoll_echo_engine_t* engine, int32_t* next_timeout_ms);
+
+/* ------------------------------------------------------------------------------------------------
  * Every exported function as X(name, minor): its name without the epoll_echo_ prefix and the ABI
  * minor that added it. A host that looks the functions up with dlsym() can generate its table of
  * pointers (and skip the functions its plugin's minor does not have) instead of copying the list.
@@ -392,7 +458,9 @@ int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_c
   X(export_connection, 1)            \
   X(handover_complete, 1)            \
   X(import_listener, 1)              \
-  X(import_connection, 1)
+  X(import_connection, 1)            \
+  X(loop_fd, 4)                      \
+  X(loop_run, 4)
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -297,4 +297,18 @@ EPOLL_ECHO_EXPORT int epoll_echo_import_connection(epoll_echo_engine_t* engine,
   });
 }
 
+EPOLL_ECHO_EXPORT int epoll_echo_loop_fd(const epoll_echo_engine_t* engine, int32_t* fd) {
+  return runOnEngine(engine, "loop_fd", [&](const Engine& e) {
+    if (fd == nullptr) refuseNull("loop_fd", "fd");
+    *fd = e.loopFd();
+  });
+}
+
+EPOLL_ECHO_EXPORT int epoll_echo_loop_run(epoll_echo_engine_t* engine, int32_t* next_timeout_ms) {
+  return runOnEngine(engine, "loop_run", [&](Engine& e) {
+    if (next_timeout_ms == nullptr) refuseNull("loop_run", "next_timeout_ms");
+    *next_timeout_ms = e.loopRun();
+  });
+}
+
 }  // extern "C"

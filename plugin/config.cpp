@@ -56,7 +56,13 @@ EngineConfig makeEngineConfig(const epoll_echo_config_t& raw) {
   if (raw.listeners > kMaxWorkers) {
     refuse("listeners", raw.listeners, "is above the maximum " + std::to_string(kMaxWorkers));
   }
-  config.workers = raw.listeners == 0 ? std::min(usableCpuCount(), kMaxWorkers) : raw.listeners;
+  if (raw.threading != EPOLL_ECHO_THREADING_OWN && raw.threading != EPOLL_ECHO_THREADING_EXTERNAL) {
+    refuse("threading", raw.threading, "is neither EPOLL_ECHO_THREADING_OWN (0) nor EPOLL_ECHO_THREADING_EXTERNAL (1)");
+  }
+  config.externalLoop = raw.threading == EPOLL_ECHO_THREADING_EXTERNAL;
+  // One thread drives an external-loop engine: more listeners than one would only split its work.
+  const uint32_t defaultWorkers = config.externalLoop ? 1 : std::min(usableCpuCount(), kMaxWorkers);
+  config.workers = raw.listeners == 0 ? defaultWorkers : raw.listeners;
   if (raw.backlog > static_cast<uint32_t>(INT32_MAX)) refuse("backlog", raw.backlog, "is above INT32_MAX");
   config.backlog = raw.backlog == 0 ? SOMAXCONN : static_cast<int>(raw.backlog);
   config.highWaterBytes = bufferLimit("high_water_bytes", raw.high_water_bytes, kDefaultHighWaterBytes);
@@ -69,7 +75,13 @@ EngineConfig makeEngineConfig(const epoll_echo_config_t& raw) {
   if (raw.backend > EPOLL_ECHO_BACKEND_AUTO) {
     refuse("backend", raw.backend, "is not EPOLL_ECHO_BACKEND_EPOLL (0), _IO_URING (1) or _AUTO (2)");
   }
-  config.backend = raw.backend;
+  if (config.externalLoop && raw.backend == EPOLL_ECHO_BACKEND_IO_URING) {
+    refuse("backend", raw.backend,
+           "(EPOLL_ECHO_BACKEND_IO_URING) cannot serve EPOLL_ECHO_THREADING_EXTERNAL: the application's loop drives "
+           "epoll workers only");
+  }
+  // AUTO in an external loop means epoll: the loop fd watches the workers' epoll instances.
+  config.backend = config.externalLoop ? EPOLL_ECHO_BACKEND_EPOLL : raw.backend;
   return config;
 }
 

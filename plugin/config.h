@@ -28,6 +28,7 @@ struct EngineConfig {
   std::string bindAddress;                      // empty = all interfaces
   uint32_t maxConnections = 0;                  // over all workers; 0 = no cap
   uint32_t idleTimeoutMs = 0;                   // 0 = connections never time out
+  bool externalLoop = false;                    // threading EXTERNAL: no thread, the caller's loop runs loop_run()
   uint32_t backend = EPOLL_ECHO_BACKEND_EPOLL;  // EPOLL_ECHO_BACKEND_*, AUTO resolved at start
 };
 

@@ -110,7 +110,7 @@ void Engine::start() {
   std::vector<const WorkerCounters*> counters;
   counters.reserve(workers.size());
   for (const auto& worker : workers) counters.push_back(&worker->counters());
-  startAll(workers);
+  runWorkers(workers);
   budget_ = std::move(budget);
   workers_ = std::move(workers);
   MutexLock lock(stateMutex_);
@@ -125,6 +125,7 @@ void Engine::stop() noexcept {
   // The workers stay (joined, their sockets closed): stats() keeps reporting their counters.
   joinAll(workers_);
   for (auto& worker : workers_) worker->closeAll();
+  closeLoop();
   importedListeners_.clear();
   importedConnections_.clear();
   setState(EPOLL_ECHO_STATE_STOPPED);
@@ -133,14 +134,19 @@ void Engine::stop() noexcept {
 void Engine::pause() {
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_RUNNING, "pause");
-  joinAll(workers_);
+  // External loop: no thread to join, and the loop fd goes quiet until resume.
+  if (config_.externalLoop) {
+    watchWorkers(workers_, EPOLL_CTL_DEL);
+  } else {
+    joinAll(workers_);
+  }
   setState(EPOLL_ECHO_STATE_PAUSED);
 }
 
 void Engine::resume() {
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "resume");
-  startAll(workers_);
+  runWorkers(workers_);
   setState(EPOLL_ECHO_STATE_RUNNING);
 }
 

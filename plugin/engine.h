@@ -3,8 +3,10 @@
 // several engines can share a process.
 #pragma once
 
+#include <sys/epoll.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +59,11 @@ class Engine {
   void importConnection(const epoll_echo_connection_state_t& state, const void* pending)
       EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
 
+  // External-loop mode (engine_loop.cpp). loopFd() returns the loop's epoll fd; loopRun() does
+  // one pass of every worker that has work and returns when to call it again (-1, 0, > 0 ms).
+  int loopFd() const EPOLL_ECHO_EXCLUDES(stateMutex_);
+  int loopRun() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
+
   epoll_echo_stats_t stats() const EPOLL_ECHO_EXCLUDES(stateMutex_);
   // Returns false when index is out of range.
   bool workerCounters(uint32_t index, epoll_echo_counters_t& out) const EPOLL_ECHO_EXCLUDES(stateMutex_);
@@ -87,6 +94,14 @@ class Engine {
   WorkerList createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget, uint32_t backend);
   void adoptImportedConnections(WorkerList& workers) EPOLL_ECHO_REQUIRES(controlMutex_);
   static void startAll(WorkerList& workers);
+  // The threaded mode starts each worker's thread; the external-loop mode readies the workers and
+  // puts their epoll instances in the loop's, which it creates on the first call.
+  void runWorkers(WorkerList& workers) EPOLL_ECHO_REQUIRES(controlMutex_);
+  void openLoop(const WorkerList& workers) EPOLL_ECHO_REQUIRES(controlMutex_);
+  void watchWorkers(const WorkerList& workers, int operation) EPOLL_ECHO_REQUIRES(controlMutex_);
+  void closeLoop() noexcept EPOLL_ECHO_REQUIRES(controlMutex_) EPOLL_ECHO_EXCLUDES(stateMutex_);
+  void stepReadyWorkers() EPOLL_ECHO_REQUIRES(controlMutex_);
+  int nextLoopTimeoutMs() const EPOLL_ECHO_REQUIRES(controlMutex_);
   // Connection `index` counted over all workers in order, and its worker's index; throws ERANGE.
   const Connection& connectionAt(uint32_t index, uint32_t& worker) const EPOLL_ECHO_REQUIRES(controlMutex_);
 
@@ -101,11 +116,19 @@ class Engine {
   WorkerList workers_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
   std::vector<UniqueFd> importedListeners_ EPOLL_ECHO_GUARDED_BY(controlMutex_);              // until start()
   std::vector<ImportedConnection> importedConnections_ EPOLL_ECHO_GUARDED_BY(controlMutex_);  // until start()
+  // External-loop mode: the epoll instance holding every worker's, from start() to stop(), and
+  // which workers it reported ready in the current loopRun().
+  UniqueFd loop_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
+  std::vector<epoll_event> loopEvents_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
+  std::vector<char> workerReady_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
+  // Set while a thread is inside loopRun(): a second thread is refused, not queued behind it.
+  std::atomic<bool> loopBusy_{false};
 
   mutable Mutex stateMutex_;
   uint32_t state_ EPOLL_ECHO_GUARDED_BY(stateMutex_) = EPOLL_ECHO_STATE_CREATED;
   uint16_t port_ EPOLL_ECHO_GUARDED_BY(stateMutex_) = 0;
   uint32_t backend_ EPOLL_ECHO_GUARDED_BY(stateMutex_);  // serving since start; before, the configured one
+  int loopFd_ EPOLL_ECHO_GUARDED_BY(stateMutex_) = -1;  // loop_'s descriptor, for loopFd() on any thread
   // What stats() reads without the control lock: each worker's counters, in worker order,
   // published by start(). They live inside the workers, which workers_ keeps until destruction.
   std::vector<const WorkerCounters*> counters_ EPOLL_ECHO_GUARDED_BY(stateMutex_);

@@ -122,6 +122,7 @@ void Engine::completeHandover() {
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "handover_complete");
   for (auto& worker : workers_) worker->releaseAll();
+  closeLoop();
   setState(EPOLL_ECHO_STATE_STOPPED);
 }
 

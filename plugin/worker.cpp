@@ -82,6 +82,11 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
+  prepare();
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::prepare() {
   assert(!running());
   // After a pause the eventfd still holds the stop request that ended the previous run.
   uint64_t stale = 0;
@@ -92,12 +97,17 @@ void Worker::start() {
   acceptCapped_ = false;
   budget_.unpark(index_);
   restartIdleClocks();
-  thread_ = std::thread([this] { run(); });
+  // The accept queue may already hold connections that arrived between listen() and now.
+  acceptPending_ = true;
 }
 
 void Worker::requestStop() noexcept {
   if (!wakeup_) return;
   stopRequested_.store(true, std::memory_order_release);
+  wake();
+}
+
+void Worker::wake() noexcept {
   const uint64_t one = 1;
   // EAGAIN means the counter is already non-zero: the worker will wake anyway.
   [[maybe_unused]] ssize_t ignored = ::write(wakeup_.get(), &one, sizeof one);
@@ -126,32 +136,35 @@ void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
 }
 
 void Worker::run() noexcept {
-  epoll_event events[kMaxEventsPerWait];
-  // The accept queue may already hold connections that arrived between listen() and now.
-  onAccept();
-  while (!stopping_) {
-    const int count = fault::epollWait(counters_, epoll_.get(), events, kMaxEventsPerWait, waitTimeoutMs());
-    counters_.syscalls.add(1);
-    if (count < 0) {
-      if (errno == EINTR) continue;
-      // EBADF, EFAULT, EINVAL: impossible while the worker owns the fd, so a bug or a corrupted
-      // process. Retrying would spin; leave, and say so (stats, last error, the host's policy).
-      fail("epoll_wait", errno);
-      return;
-    }
-    if (count > 0) counters_.wakeups.add(1);
-    if (idleTimeout_.count() != 0) now_ = Clock::now();
-    rotation_.beginPass();
-    for (int i = 0; i < count; ++i) dispatch(events[i]);
-    rotation_.serveDue([this](Connection& connection) {
-      if (!connection.closed) onReadable(connection);
-    });
-    sendBatch();
-    runDeferredWork();
+  while (step(nextTimeoutMs())) {
   }
 }
 
+bool Worker::step(int timeoutMs) noexcept {
+  epoll_event events[kMaxEventsPerWait];
+  const int count = fault::epollWait(counters_, epoll_.get(), events, kMaxEventsPerWait, timeoutMs);
+  counters_.syscalls.add(1);
+  if (count < 0) {
+    if (errno == EINTR) return true;
+    // EBADF, EFAULT, EINVAL: impossible while the worker owns the fd, so a bug or a corrupted
+    // process. Retrying would spin; leave, and say so (stats, last error, the host's policy).
+    fail("epoll_wait", errno);
+    return false;
+  }
+  if (count > 0) counters_.wakeups.add(1);
+  if (idleTimeout_.count() != 0) now_ = Clock::now();
+  rotation_.beginPass();
+  for (int i = 0; i < count; ++i) dispatch(events[i]);
+  rotation_.serveDue([this](Connection& connection) {
+    if (!connection.closed) onReadable(connection);
+  });
+  sendBatch();
+  runDeferredWork();
+  return !stopping_;
+}
+
 void Worker::fail(const char* call, int error) noexcept {
+  failed_ = true;
   counters_.worker_failures.add(1);
   try {
     reportFailure_(describeErrno("worker " + std::to_string(index_) + ": " + call, error) +
@@ -161,7 +174,7 @@ void Worker::fail(const char* call, int error) noexcept {
   }
 }
 
-int Worker::waitTimeoutMs() const {
+int Worker::nextTimeoutMs() const {
   if (rotation_.anyDeferred()) return 0;
   if (acceptPending_ && !acceptPaused_ && !acceptCapped_) return 0;
   const bool sweepDue = idleTimeout_.count() != 0 && !connections_.empty();

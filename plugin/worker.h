@@ -24,7 +24,9 @@
 
 namespace epoll_echo {
 
-// The epoll backend. Thread rules as EventWorker's.
+// The epoll backend. Thread rules as EventWorker's. In external-loop mode the worker has no
+// thread: prepare() instead of start(), and the engine calls step() itself, under its control
+// lock, from the application's loop thread (only epoll workers serve in that mode).
 class Worker final : public EventWorker {
  public:
   // Takes ownership of a bound, listening, non-blocking socket; counts its connections in
@@ -36,7 +38,21 @@ class Worker final : public EventWorker {
   Worker& operator=(const Worker&) = delete;
 
   void start() override;
+  // What start() does but the thread: the worker is ready for the engine to call step().
+  void prepare();
+  // One pass of the event loop: waits up to timeoutMs (0: not at all) for events, works them,
+  // then the deferred work (resumed reads, accepts, the idle sweep). Returns false when the loop
+  // must end: stop requested, or epoll_wait failed (failed() then says so).
+  bool step(int timeoutMs) noexcept;
+  // When step() must run again even without an event: -1 never, 0 at once, else milliseconds.
+  int nextTimeoutMs() const;
+  bool failed() const noexcept { return failed_; }
+  // The worker's epoll instance, which the engine's loop fd watches in external-loop mode.
+  int epollFd() const noexcept { return epoll_.get(); }
   void requestStop() noexcept override;
+  // Fires the eventfd so that the epoll instance is readable: in external-loop mode, the
+  // application's loop then calls step() once after start and resume, with no special call.
+  void wake() noexcept;
   void join() noexcept override;
   void closeAll() noexcept override;
   void releaseAll() noexcept override;
@@ -67,7 +83,6 @@ class Worker final : public EventWorker {
   void fail(const char* call, int error) noexcept;
   void dispatch(const epoll_event& event);
   void onWakeup();
-  int waitTimeoutMs() const;
   void runDeferredWork();
   void restartIdleClocks() noexcept;
   void closeIdleConnections();
@@ -102,6 +117,7 @@ class Worker final : public EventWorker {
   std::thread thread_;  // control side only (start, join)
   std::atomic<bool> stopRequested_{false};
   bool stopping_ = false;  // worker thread only; set when the eventfd fires after requestStop()
+  bool failed_ = false;    // epoll_wait failed: the worker serves nothing more
 
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch

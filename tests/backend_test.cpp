@@ -47,6 +47,23 @@ TEST_F(BackendTest, UnknownBackendIsRefusedNamingTheField) {
   EXPECT_NE(detail.find("backend 3"), std::string::npos) << detail;
 }
 
+// The application's own loop drives epoll workers: io_uring asked for by name is refused at
+// create, and AUTO serves with epoll there, even where io_uring works.
+TEST_F(BackendTest, AnExternalLoopEngineServesWithEpoll) {
+  epoll_echo_config_t config = configWithBackend(EPOLL_ECHO_BACKEND_IO_URING);
+  config.threading = EPOLL_ECHO_THREADING_EXTERNAL;
+  TestEngine refused(api());
+  std::string detail;
+  EXPECT_EQ(refused.create(config, &detail), EPOLL_ECHO_EINVAL);
+  EXPECT_NE(detail.find("cannot serve EPOLL_ECHO_THREADING_EXTERNAL"), std::string::npos) << detail;
+
+  config.backend = EPOLL_ECHO_BACKEND_AUTO;
+  TestEngine automatic(api());
+  ASSERT_TRUE(automatic.createAndStart(config));
+  EXPECT_EQ(automatic.stats().backend, EPOLL_ECHO_BACKEND_EPOLL);
+  ASSERT_NO_FATAL_FAILURE(expectEchoOnNewConnection(automatic.port(), "auto in an external loop\n"));
+}
+
 // Moves every socket of the running engine `from` into a new engine of `backend`, as a hot-swap
 // host does: pause, export, import, start, complete.
 void handOver(const PluginApi& api, TestEngine& from, TestEngine& to, uint32_t backend) {

@@ -15,6 +15,8 @@ build_dir=${1:-build}
 packages=(g++ make cmake pkgconf libboost-dev libboost-program-options-dev liburing-dev)
 if ! $server_only; then
   packages+=(libgtest-dev googletest procps abigail-tools)
+  # The external-loop examples: a libuv host (tests/examples/libuv_loop.c).
+  packages+=(libuv1-dev)
   # tests/run.sh builds the plugin with clang too: its -Wthread-safety checks the lock rules.
   packages+=(clang)
   # Deployment tests: pkg-config for the install test's consumer, systemd-socket-activate (package

@@ -2,6 +2,7 @@
 // stats count it, last_error says why, stop still joins it, and epoll-server logs it and exits 1.
 // The failure is injected by the test-only plugin build (plugin/fault_injection.h): once a worker
 // has accepted a connection, its epoll_wait fails with the errno in EPOLL_ECHO_FAULT_EPOLL_WAIT.
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -61,6 +62,39 @@ TEST_F(WorkerFailureTest, FailedEpollWaitIsCountedAndExplained) {
   EXPECT_EQ(perWorker, 1u);
   EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);  // joins the failed worker too
   EXPECT_EQ(engine.stats().total.active, 0u);
+}
+
+// External-loop mode: the loop_run() that meets the failure returns ESYSTEM with the reason, and
+// the failed worker leaves the loop fd, which does not stay readable for work no one can do.
+TEST_F(WorkerFailureTest, FailedEpollWaitInAnExternalLoopIsReturnedByLoopRun) {
+  InjectedEpollWaitFailure injected(EBADF);
+  TestEngine engine(faulty_.api());
+  epoll_echo_config_t config = loopbackConfig(1);
+  config.threading = EPOLL_ECHO_THREADING_EXTERNAL;
+  std::string error;
+  ASSERT_EQ(engine.create(config, &error), EPOLL_ECHO_OK) << error;
+  ASSERT_EQ(faulty_.api().start(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  int32_t loopFd = -1;
+  ASSERT_EQ(faulty_.api().loop_fd(engine.handle(), &loopFd), EPOLL_ECHO_OK);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  int code = EPOLL_ECHO_OK;
+  int32_t next = 0;
+  // The first runs accept the client; the one after fails (bounded: a few runs at most).
+  for (int run = 0; run < 100 && code == EPOLL_ECHO_OK; ++run) {
+    pollfd watch{loopFd, POLLIN, 0};
+    ::poll(&watch, 1, next < 0 ? millisecondsLeft(deadlineIn(kIoTimeout)) : next);
+    code = faulty_.api().loop_run(engine.handle(), &next);
+  }
+  EXPECT_EQ(code, EPOLL_ECHO_ESYSTEM);
+  EXPECT_NE(engine.lastError().find("worker 0: epoll_wait: Bad file descriptor"), std::string::npos)
+      << engine.lastError();
+  EXPECT_EQ(engine.stats().total.worker_failures, 1u);
+  pollfd watch{loopFd, POLLIN, 0};
+  EXPECT_EQ(::poll(&watch, 1, 0), 0) << "the failed worker still makes the loop fd readable";
+  EXPECT_EQ(faulty_.api().loop_run(engine.handle(), &next), EPOLL_ECHO_OK);
+  EXPECT_EQ(next, -1) << "no worker left to serve";
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
 }
 
 TEST_F(WorkerFailureTest, ShippedPluginHasNoFaultInjection) {

@@ -5,13 +5,16 @@
 #
 #   tests/bench/run_benchmarks.sh [--quick] [--rounds N] [--build DIR] [--server-cpu N] [--client-cpu N]
 #                                 [--only SCENARIO] [--server-cpu-limit PERCENT]
-#                                 [--engine-flags "FLAGS"] [--peer-engine "FLAGS"] [--no-syscalls]
+#                                 [--engine-flags "FLAGS"] [--peer-engine "FLAGS"] [--peer-poll-loop] [--no-syscalls]
 #                                 [--scenario "NAME|GENERATOR ARGUMENTS"] [--open-loop]
 #
 # --engine-flags passes more flags to epoll-server (e.g. "--high-water 65536"); --no-syscalls
 # skips the extra system-call run of each scenario and server. --peer-engine runs epoll-server with
 # FLAGS (may be "") as the second server instead of the Asio peer: the engine against itself, an
-# option on against off. --scenario runs that one scenario instead of the built-in list.
+# option on against off. --peer-poll-loop runs, as the second server, one thread serving the engine
+# through a plain poll() loop (tests/examples/poll_loop.c --serve, threading EXTERNAL): the
+# external-loop engine against the threaded one. --scenario runs that one scenario instead of the
+# built-in list.
 # --open-loop adds, to each echo scenario, open-loop runs (epoll-echo-bench --rate) of each server
 # at 50 % and 80 % of the peak that server reached in the scenario's closed-loop rounds (their
 # median), and prints their latency side by side (scenario names SCENARIO@50%, SCENARIO@80%).
@@ -33,6 +36,7 @@ cpu_limit=
 engine_flags=
 peer_engine=
 peer_engine_flags=
+peer_poll_loop=
 custom_scenario=
 syscall_runs=1
 open_loop=
@@ -47,10 +51,11 @@ while [ $# -gt 0 ]; do
         --server-cpu-limit) cpu_limit=$2; shift ;;
         --engine-flags) engine_flags=$2; shift ;;
         --peer-engine) peer_engine=1; peer_engine_flags=$2; shift ;;
+        --peer-poll-loop) peer_poll_loop=1 ;;
         --scenario) custom_scenario=$2; shift ;;
         --no-syscalls) syscall_runs= ;;
         --open-loop) open_loop=1 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "run_benchmarks.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -96,7 +101,9 @@ cpu_limit_failed() {
 }
 
 bin=$build/bin
-for program in epoll-server epoll-echo-bench asio-echo-server; do
+programs=(epoll-server epoll-echo-bench asio-echo-server)
+[ -n "$peer_poll_loop" ] && programs+=(example_poll_loop)
+for program in "${programs[@]}"; do
     [ -x "$bin/$program" ] || { echo "run_benchmarks.sh: $bin/$program missing; build it:" \
         "cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench" >&2; exit 1; }
 done
@@ -153,6 +160,9 @@ start_server() {
         # shellcheck disable=SC2086
         "${limit[@]}" taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners 1 \
             --stats-format json $flags >"$server_out" 2>"$server_log" &
+    elif [ -n "$peer_poll_loop" ]; then
+        "${limit[@]}" taskset -c "$server_cpu" "$bin/example_poll_loop" "$bin/libepoll_echo.so" --serve 0 \
+            >"$server_out" 2>"$server_log" &
     else
         "${limit[@]}" taskset -c "$server_cpu" "$bin/asio-echo-server" --port 0 --bind 127.0.0.1 --threads 1 \
             >"$server_out" 2>"$server_log" &
@@ -303,8 +313,10 @@ done
 {
     echo "$(date -u +%FT%TZ), kernel $(uname -r),$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cores"
     echo "rounds $rounds, warm-up ${warmup} s, window ${duration} s, server on CPU $server_cpu${cpu_limit:+" capped at $cpu_limit % ($cgroup_kind)"}, generator on CPU" \
-        "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)${engine_flags:+, engine flags $engine_flags}${peer_engine:+, peer: epoll-server ${peer_engine_flags:-without extra flags}}"
-    python3 "$root/tests/bench/summarize.py" "$raw" "$build/bench-results.json" ${peer_engine:+"peer"}
+        "$client_cpu, load average at start $load_at_start, at end $(cut -d' ' -f1-3 /proc/loadavg)${engine_flags:+, engine flags $engine_flags}${peer_engine:+, peer: epoll-server ${peer_engine_flags:-without extra flags}}${peer_poll_loop:+, peer: the engine in one poll() loop (threading EXTERNAL)}"
+    peer_name=${peer_engine:+peer}
+    [ -n "$peer_poll_loop" ] && peer_name=poll-loop
+    python3 "$root/tests/bench/summarize.py" "$raw" "$build/bench-results.json" ${peer_name:+"$peer_name"}
 } | tee "$build/bench-results.txt"
 python3 "$root/tests/bench/plot.py" "$raw" "$build/bench-results.svg" ||
     echo "run_benchmarks.sh: no plot (it needs 64 B ping-pong runs at two connection counts)" >&2

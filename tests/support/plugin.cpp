@@ -1,8 +1,10 @@
 // plugin.cpp — dlopen/dlsym of the plugin and the RAII TestEngine wrapper used by integration tests.
 #include "support/plugin.h"
+#include "support/loop_driver.h"
 
 #include <dlfcn.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -84,6 +86,8 @@ epoll_echo_config_t loopbackConfig(uint32_t listeners) {
   config.listeners = listeners;
   std::strcpy(config.bind_address, "127.0.0.1");
   config.backend = testBackend();
+  const char* threading = std::getenv("EPOLL_ECHO_TEST_THREADING");
+  if (threading != nullptr && std::strcmp(threading, "external") == 0) config.threading = EPOLL_ECHO_THREADING_EXTERNAL;
   return config;
 }
 
@@ -95,21 +99,41 @@ uint32_t testBackend() {
   return EPOLL_ECHO_BACKEND_EPOLL;
 }
 
+TestEngine::TestEngine(const PluginApi& api) : api_(api), driver_(std::make_unique<LoopDriver>()) {}
+
+TestEngine::~TestEngine() { destroy(); }
+
 int TestEngine::create(const epoll_echo_config_t& config, std::string* detail) {
   destroy();
+  externalLoop_ = config.size >= offsetof(epoll_echo_config_t, threading) + sizeof config.threading &&
+                  config.threading == EPOLL_ECHO_THREADING_EXTERNAL;
   char buffer[512] = {};
   int code = api_.create(&config, &engine_, buffer, sizeof buffer);
   if (detail != nullptr) *detail = buffer;
   return code;
 }
 
-int TestEngine::start() { return api_.start(engine_); }
+int TestEngine::start() {
+  const int code = api_.start(engine_);
+  if (code == EPOLL_ECHO_OK && externalLoop_ && !driver_->start(api_, engine_)) {
+    ADD_FAILURE() << "the loop driver did not start: " << driver_->error();
+  }
+  return code;
+}
 
-int TestEngine::stop() { return api_.stop(engine_); }
+int TestEngine::stop() {
+  driver_->stop();
+  return api_.stop(engine_);
+}
 
 void TestEngine::destroy() {
+  driver_->stop();
   if (engine_ != nullptr && api_.destroy != nullptr) api_.destroy(std::exchange(engine_, nullptr));
 }
+
+std::string TestEngine::loopError() const { return driver_->error(); }
+
+void TestEngine::stopLoopDriver() { driver_->stop(); }
 
 ::testing::AssertionResult TestEngine::createAndStart(const epoll_echo_config_t& config) {
   std::string detail;

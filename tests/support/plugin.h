@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,11 +61,15 @@ class Plugin {
 bool isPluginResident(const std::string& path = EPOLL_ECHO_PLUGIN_PATH);
 
 // A config for a loopback test engine: port 0 (kernel's choice), bind 127.0.0.1, defaults elsewhere.
-// Its backend is testBackend().
+// Its backend is testBackend(). With EPOLL_ECHO_TEST_THREADING=external in the environment,
+// threading is EXTERNAL: ctest runs the engine's behaviour suites a second time that way, each
+// engine driven by a LoopDriver.
 epoll_echo_config_t loopbackConfig(uint32_t listeners = 1);
 // The backend the engine suites run against: EPOLL_ECHO_TEST_BACKEND=epoll (the default) or
 // io_uring; ctest runs each engine suite once per backend (tests/CMakeLists.txt).
 uint32_t testBackend();
+
+class LoopDriver;
 
 // Base fixture of the tests that drive the plugin through its C ABI: a fresh dlopen() per test,
 // and a failed load stops the test with the path, the symbol and dlerror().
@@ -81,15 +86,22 @@ class PluginTest : public ::testing::Test {
 // from any thread while the engine exists (the C ABI allows it).
 class TestEngine {
  public:
-  explicit TestEngine(const PluginApi& api) : api_(api) {}
+  explicit TestEngine(const PluginApi& api);
   TestEngine(const TestEngine&) = delete;
   TestEngine& operator=(const TestEngine&) = delete;
-  ~TestEngine() { destroy(); }
+  ~TestEngine();
 
   int create(const epoll_echo_config_t& config, std::string* detail = nullptr);
+  // An engine created with threading EXTERNAL is served by a LoopDriver thread from a successful
+  // start() until stop() or destroy(), which end it before they reach the plugin.
   int start();
   int stop();
   void destroy();
+  // Why the LoopDriver gave up (loop_run failed), or empty.
+  std::string loopError() const;
+  // Ends the LoopDriver thread now (a hand-over's old engine, before handover_complete closes its
+  // loop fd); stop() and destroy() do it too.
+  void stopLoopDriver();
   // create() then start(), the preamble of most engine tests:
   //   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   // On failure the message names the step, the code and the plugin's detail.
@@ -110,6 +122,8 @@ class TestEngine {
  private:
   PluginApi api_;
   epoll_echo_engine_t* engine_ = nullptr;
+  bool externalLoop_ = false;
+  std::unique_ptr<LoopDriver> driver_;
 };
 
 // "EPOLL_ECHO_EBIND (-6)" for failure messages.
