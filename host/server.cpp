@@ -254,7 +254,8 @@ void Server::upgradeOnSignal() {
   reloadTimer_.disarm();
   logLine("upgraded: pid " + std::to_string(outcome.successor) + " serves now, " +
           countOf(outcome.moved.listeners, "listener") + ", " + countOf(outcome.moved.connections, "connection") +
-          " handed over; pid " + std::to_string(::getpid()) + " exits");
+          " (" + countOf(outcome.pendingBytes, "pending byte") + ") handed over; pid " + std::to_string(::getpid()) +
+          " exits");
 }
 
 CarriedStats Server::carriedStats() const {

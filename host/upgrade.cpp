@@ -199,6 +199,7 @@ UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
   try {
     CarriedState state = exportState(current.engine(), carried());
     outcome.moved = {static_cast<uint32_t>(state.listeners.size()), static_cast<uint32_t>(state.connections.size())};
+    for (const CarriedConnection& connection : state.connections) outcome.pendingBytes += connection.pending.size();
     outcome.successor = handOver(program, state, successor, timeout);
   } catch (const std::exception& error) {
     const std::string ended = successor.killAndReap();

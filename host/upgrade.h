@@ -43,6 +43,7 @@ class UpgradeError : public std::runtime_error {
 struct UpgradeOutcome {
   pid_t successor = -1;
   HandoverCounts moved;
+  uint64_t pendingBytes = 0;  // read from clients and not yet echoed, carried over with their connections
 };
 
 // The old process's side. Pauses `current`, starts `program` with the successor's end of a
