@@ -143,10 +143,11 @@ int serve(const Options& options, std::optional<Program> program) {
     // Before the predecessor exits: a service manager then follows the new main PID
     // (NotifyAccess=all, docs/operations.md) instead of seeing the service end.
     notify("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1\nSTATUS=listening on " + address);
+    // Logged before the predecessor learns it may exit: its "upgraded:" line follows this one.
     const HandoverCounts counts = succession->counts();
-    succession->confirmServing();
     logLine("upgrade: pid " + std::to_string(::getpid()) + " took over " + countOf(counts.listeners, "listener") +
             " and " + countOf(counts.connections, "connection"));
+    succession->confirmServing();
   } else {
     notify("READY=1\nSTATUS=listening on " + address);
   }
