@@ -114,7 +114,10 @@ class UpgradeTest : public ::testing::Test {
   }
 
   void startServer(const std::vector<std::string>& flags, const std::vector<std::string>& environment = {}) {
-    std::vector<std::string> all = {"--plugin", EPOLL_ECHO_PLUGIN_PATH, "--maxListeners", "2"};
+    std::vector<std::string> all = {"--maxListeners", "2"};
+    if (std::find(flags.begin(), flags.end(), "--plugin") == flags.end()) {
+      all.insert(all.end(), {"--plugin", EPOLL_ECHO_PLUGIN_PATH});
+    }
     all.insert(all.end(), flags.begin(), flags.end());
     ServerCommand command;
     command.program = program_;
@@ -314,6 +317,45 @@ TEST_F(UpgradeTest, TheServiceManagerIsToldTheNewMainPid) {
       << told;
   ASSERT_NO_FATAL_FAILURE(stopServing());
   EXPECT_EQ(notify.receive(deadlineIn(kServerTimeout)), "STOPPING=1");
+}
+
+TEST_F(UpgradeTest, SocketActivatedListenersAreHandedOn) {
+  UniqueFd listener = listenTcp("127.0.0.1", 0);
+  ASSERT_TRUE(listener);
+  const uint16_t port = localPort(listener.get());
+  // Inherited by the launcher alone: the test runs one test at a time, on one thread.
+  ASSERT_EQ(::fcntl(listener.get(), F_SETFD, 0), 0);
+  ServerCommand launcher;
+  launcher.program = SOCKET_ACTIVATION_LAUNCHER;
+  launcher.programArguments = {std::to_string(listener.get()), program_};
+  ASSERT_TRUE(server_.start(loopbackFlags({"--plugin", EPOLL_ECHO_PLUGIN_PATH, "--maxListeners", "2"}), launcher));
+  listener.reset();  // the server holds the only copy now
+  serving_ = server_.pid();
+  ASSERT_NE(server_.log().find("socket-activated"), std::string::npos) << server_.log();
+  UniqueFd client;
+  expectEchoOnNewConnection(port, "before", "127.0.0.1", &client);
+  installBuild();
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));
+  EXPECT_NE(server_.log().find("took over 2 listeners and 1 connection"), std::string::npos) << server_.log();
+  expectEcho(client.get(), "after");
+  expectEchoOnNewConnection(port, "a new client");
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
+TEST_F(UpgradeTest, TheSuccessorWatchesThePluginToo) {
+  const fs::path plugin = directory_.path() / "libepoll_echo.so";
+  fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugin);
+  ASSERT_NO_FATAL_FAILURE(startServer({"--plugin", plugin.string(), "--watch"}));
+  UniqueFd client;
+  expectEchoOnNewConnection(server_.port(), "before", "127.0.0.1", &client);
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));
+  const fs::path staging = directory_.path() / "plugin.tmp";
+  fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, staging);
+  fs::rename(staging, plugin);  // a new build of the plugin, as a linker leaves it
+  ASSERT_TRUE(server_.waitForLog("epoll-server: reloaded: build "));
+  EXPECT_NE(server_.log().find("2 listeners, 1 connection handed over"), std::string::npos) << server_.log();
+  expectEcho(client.get(), "after");
+  ASSERT_NO_FATAL_FAILURE(stopServing());
 }
 
 TEST_F(UpgradeTest, AServerWithAMetricsEndpointRefusesToUpgrade) {
