@@ -276,8 +276,14 @@ void Succession::awaitGo() {
   if (reply->reply != UpgradeReply::kGo) throw UpgradeProtocolError("upgrade: unexpected message from the old process");
 }
 
-void Succession::confirmServing() {
-  channel_.sendReply(UpgradeReply::kServing, deadline_);
+void Succession::confirmServing() noexcept {
+  try {
+    channel_.sendReply(UpgradeReply::kServing, deadline_);
+  } catch (const std::exception& error) {
+    // This process holds every socket now and serves them: stopping would drop them all.
+    logLine(std::string("warning: upgrade: cannot confirm to the old process (") + error.what() +
+            "); serving anyway");
+  }
   channel_.releaseSocket().reset();
   state_.received.clear();
 }

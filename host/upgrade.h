@@ -71,8 +71,9 @@ class Succession {
   // UpgradeProtocolError if it gives up (closes the channel) or the deadline passes.
   void awaitGo();
   // The engine serves: tells the predecessor, which then exits, and closes the channel and the
-  // received descriptors (the engine holds its own duplicates).
-  void confirmServing();
+  // received descriptors (the engine holds its own duplicates). A predecessor gone by then
+  // (killed) is logged, never a reason to stop: this process holds the only sockets.
+  void confirmServing() noexcept;
   // Tells the predecessor why this process gives up (best effort), so it can log it and resume.
   void fail(const std::string& reason) noexcept;
 
