@@ -78,6 +78,16 @@ std::string childrenOf(pid_t pid) {
   return children;
 }
 
+// Every child of this process, from each of its threads' /proc children list.
+std::vector<pid_t> childrenOfThisProcess() {
+  std::vector<pid_t> children;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream file(task.path() / "children");
+    for (pid_t pid; file >> pid;) children.push_back(pid);
+  }
+  return children;
+}
+
 ino_t inodeOf(const std::string& path) {
   struct stat status {};
   return ::stat(path.c_str(), &status) == 0 ? status.st_ino : 0;
@@ -91,8 +101,15 @@ class UpgradeTest : public ::testing::Test {
     installBuild();
   }
 
+  // Whatever the test did: the first server killed, then every process reparented to this one
+  // (a successor the test never learned of, say after a failed assertion) killed and reaped.
   ~UpgradeTest() override {
-    for (pid_t pid : successors_) {
+    for (pid_t pid : successors_) ::kill(pid, SIGKILL);
+    if (server_.started()) {
+      server_.sendSignal(SIGKILL);
+      server_.child().waitForExit(deadlineIn(kServerTimeout));
+    }
+    for (pid_t pid : childrenOfThisProcess()) {
       ::kill(pid, SIGKILL);
       waitForChild(pid, deadlineIn(kServerTimeout));
     }
