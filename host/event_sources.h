@@ -12,7 +12,8 @@
 
 namespace epoll_echo::host {
 
-// The signals the host handles synchronously: SIGINT, SIGTERM (stop), SIGHUP (reload), SIGUSR1 (stats).
+// The signals the host handles synchronously: SIGINT, SIGTERM (stop), SIGHUP (reload), SIGUSR1
+// (stats), SIGUSR2 (upgrade the process).
 sigset_t serverSignals();
 
 // Blocks serverSignals() in the calling thread. Call it in main() before the plugin is loaded and

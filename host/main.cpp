@@ -2,11 +2,15 @@
 // engine and serve until SIGINT/SIGTERM. Exit codes are in options.h and docs/epoll-server.md.
 #include <signal.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <exception>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "event_sources.h"
 #include "loaded_engine.h"
@@ -18,6 +22,7 @@
 #include "service_notify.h"
 #include "socket_activation.h"
 #include "stats_report.h"
+#include "upgrade.h"
 
 namespace epoll_echo::host {
 namespace {
@@ -77,11 +82,37 @@ void notify(const std::string& state) {
   if (!problem.empty()) logLine("warning: cannot notify the service manager: " + problem);
 }
 
-int serve(const Options& options) {
+// The engine of a process started by an upgrade (SIGUSR2): the predecessor's sockets imported,
+// started once the predecessor has let go of them.
+std::unique_ptr<LoadedEngine> takeOver(const std::filesystem::path& path, const Options& options,
+                                       Succession& succession) {
+  try {
+    auto serving = std::make_unique<LoadedEngine>(path, options);
+    if (!serving->library().supportsHandover()) {
+      throw PluginError("an upgrade needs a plugin with ABI 1.1 or later; " + path.string() + " has ABI " +
+                        formatAbiVersion(serving->library().abiVersion()));
+    }
+    succession.importInto(serving->engine());
+    succession.awaitGo();
+    serving->engine().start();
+    return serving;
+  } catch (const std::exception& error) {
+    succession.fail(error.what());
+    throw;
+  }
+}
+
+int serve(const Options& options, std::optional<Program> program) {
   // Before the plugin is loaded: its threads inherit this mask, so only the signalfd sees these.
   blockServerSignals();
   // A closed stdout or stderr pipe must not kill a running server; writes then fail with EPIPE.
   ::signal(SIGPIPE, SIG_IGN);
+  const std::chrono::seconds upgradeTimeout(options.upgradeTimeoutSeconds);
+  std::optional<Succession> succession = Succession::fromEnvironment(upgradeTimeout);
+  if (succession && options.metricsListen) {
+    succession->fail("--metrics-listen cannot be upgraded");
+    throw UpgradeProtocolError("upgrade: --metrics-listen cannot be upgraded");
+  }
   ActivatedSockets activated = ActivatedSockets::fromEnvironment();
   SignalFd signals;
   // Bound before the engine starts: a taken metrics port fails the start before anything serves.
@@ -91,15 +122,21 @@ int serve(const Options& options) {
   // Like every reload, the first engine runs from a sealed memory copy (plugin_image.h): a
   // truncated file is refused instead of crashing the loader, and a `cp` over the plugin
   // rewrites a file nobody has mapped.
-  auto serving = std::make_unique<LoadedEngine>(path, options);
-  if (!activated.empty()) importActivatedSockets(*serving, activated);
-  serving->engine().start();
+  std::unique_ptr<LoadedEngine> serving;
+  if (succession) {
+    serving = takeOver(path, options, *succession);
+  } else {
+    serving = std::make_unique<LoadedEngine>(path, options);
+    if (!activated.empty()) importActivatedSockets(*serving, activated);
+    serving->engine().start();
+  }
   // The engine holds its own duplicates (and hands them over on a reload): ours are not needed.
   const std::string bindAddress = activated.empty() ? options.bindAddress : activated.bindAddress();
   const bool socketActivated = !activated.empty();
   activated.close();
   const std::string metricsAddress = metrics ? metrics->boundAddress() : "";
-  Server server(std::move(serving), path, options, signals, std::move(metrics));
+  Server server(std::move(serving), path, options, signals, std::move(metrics), std::move(program),
+                succession ? succession->stats() : CarriedStats{});
   if (!metricsAddress.empty()) logLine("metrics on http://" + metricsAddress + "/metrics");
   // Logged only when the host holds every descriptor it needs (the --watch inotify fd included):
   // after this line it opens none except for a reload or a metrics scrape.
@@ -109,13 +146,29 @@ int serve(const Options& options) {
           (socketActivated ? "socket-activated, " : "") + backendName(server.serving().engine().stats().backend) +
           ", plugin " + path.string() + ", " + server.serving().library().describe() +
           (options.watch ? ", watching for a new build" : "") + ")");
-  notify("READY=1\nSTATUS=listening on " + address);
+  if (succession) {
+    // Before the predecessor exits: a service manager then follows the new main PID
+    // (NotifyAccess=all, docs/operations.md) instead of seeing the service end.
+    notify("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1\nSTATUS=listening on " + address);
+    // Logged before the predecessor learns it may exit: its "upgraded:" line follows this one.
+    const HandoverCounts counts = succession->counts();
+    logLine("upgrade: pid " + std::to_string(::getpid()) + " took over " + countOf(counts.listeners, "listener") +
+            " and " + countOf(counts.connections, "connection"));
+    succession->confirmServing();
+  } else {
+    notify("READY=1\nSTATUS=listening on " + address);
+  }
   return server.run();
   // The server's destructor destroys the serving engine and unloads its plugin.
 }
 
 int runHost(int argc, const char* const argv[]) {
   const CommandLine commandLine = parseCommandLine(argc, argv, availableCpuCount());
+  // Resolved now: a later upgrade runs whatever file is at this path then.
+  std::optional<Program> program;
+  if (const auto path = resolveExecutable(argc > 0 ? argv[0] : "")) {
+    program = Program{*path, std::vector<std::string>(argv + std::min(argc, 1), argv + argc)};
+  }
   switch (commandLine.action) {
     case Action::kHelp:
       printLine(commandLine.message);
@@ -128,7 +181,7 @@ int runHost(int argc, const char* const argv[]) {
     case Action::kRun:
       break;
   }
-  return serve(commandLine.options);
+  return serve(commandLine.options, std::move(program));
 }
 
 }  // namespace

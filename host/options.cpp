@@ -32,6 +32,7 @@ constexpr const char* kMetricsListenRange =
     "allowed ADDRESS:PORT with a numeric IPv4 address or a bracketed IPv6 one and a port 0-65535, such as "
     "127.0.0.1:9100 or [::1]:9100";
 constexpr const char* kMaxConnectionsRange = "allowed 0-4294967295 (0 = no cap)";
+constexpr const char* kUpgradeTimeoutRange = "allowed 1-3600 seconds";
 constexpr const char* kIdleTimeoutRange =
     "allowed 0 (off) or 0.001-4294967.295 seconds, to the millisecond (such as 0.5 or 300)";
 
@@ -52,6 +53,7 @@ std::string rangeOf(const std::string& flag) {
   if (flag == "--max-connections") return kMaxConnectionsRange;
   if (flag == "--idle-timeout") return kIdleTimeoutRange;
   if (flag == "--backend") return kBackendRange;
+  if (flag == "--upgrade-timeout") return kUpgradeTimeoutRange;
   return "";
 }
 
@@ -190,6 +192,8 @@ po::options_description describeOptions(uint32_t defaultWorkers) {
       "backend", text("NAME", "epoll"),
       "how the workers move bytes: epoll, io_uring (Linux 6.1+), or auto (io_uring where allowed, else epoll)")(
       "watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")(
+      "upgrade-timeout", text("SECONDS", "5"),
+      "how long a new process started by SIGUSR2 may take to take over, 1-3600; then this one serves on")(
       "help,h", "print this help and exit")("version",
                                             "print the host version, the plugin's ABI version and build id, and exit");
   return options;
@@ -199,7 +203,8 @@ std::string helpText(const po::options_description& options) {
   std::ostringstream out;
   out << "Usage: epoll-server [options]\n"
       << "A TCP echo server: loads the libepoll_echo.so engine and runs it until SIGINT or SIGTERM.\n"
-      << "SIGUSR1 prints a stats line; SIGHUP reloads the plugin (hot-swap, see --watch).\n\n"
+      << "SIGUSR1 prints a stats line; SIGHUP reloads the plugin (hot-swap, see --watch);\n"
+      << "SIGUSR2 hands every socket and connection to a new process started from the same path.\n\n"
       << options;
   return out.str();
 }
@@ -218,6 +223,8 @@ Options readOptions(const po::variables_map& values) {
   options.backend = parseBackend(values["backend"].as<std::string>());
   if (values.count("bind")) options.bindAddress = parseBindAddress(values["bind"].as<std::string>());
   options.watch = values.count("watch") > 0;
+  options.upgradeTimeoutSeconds =
+      parseNumber("--upgrade-timeout", values["upgrade-timeout"].as<std::string>(), 1, kMaxUpgradeTimeoutSeconds);
   if (values.count("metrics-listen"))
     options.metricsListen = parseMetricsListen(values["metrics-listen"].as<std::string>());
   if (values.count("plugin")) options.pluginPath = values["plugin"].as<std::string>();

@@ -20,6 +20,7 @@ inline constexpr uint32_t kMaxPort = 65535;
 // the flag's name instead.
 inline constexpr uint32_t kMaxWorkers = 1024;
 inline constexpr uint32_t kMaxStatsIntervalSeconds = 86400;
+inline constexpr uint32_t kMaxUpgradeTimeoutSeconds = 3600;
 inline constexpr std::size_t kMaxBindAddressLength = 63;  // epoll_echo_config_t.bind_address[64]
 // The engine refuses buffer limits below 4 KiB (each message would take several system calls).
 inline constexpr uint32_t kMinBufferLimit = 4096;
@@ -42,12 +43,13 @@ struct Options {
   std::string pluginPath;             // empty = look next to the executable (see plugin_library.h)
   uint32_t statsIntervalSeconds = 0;  // 0 = no periodic stats line
   StatsFormat statsFormat = StatsFormat::kText;
-  uint32_t highWaterBytes = 0;   // per-connection unsent-byte limit; 0 = the engine's default
-  uint32_t readBudgetBytes = 0;  // bytes read per connection per wake-up; 0 = the engine's default
-  uint32_t maxConnections = 0;   // connections open at once over all workers; 0 = no cap
-  uint32_t idleTimeoutMs = 0;    // close a connection that moved no byte for this long; 0 = never
-  uint32_t backend = 0;          // --backend: EPOLL_ECHO_BACKEND_* (0 = epoll)
-  bool watch = false;            // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
+  uint32_t highWaterBytes = 0;         // per-connection unsent-byte limit; 0 = the engine's default
+  uint32_t readBudgetBytes = 0;        // bytes read per connection per wake-up; 0 = the engine's default
+  uint32_t maxConnections = 0;         // connections open at once over all workers; 0 = no cap
+  uint32_t idleTimeoutMs = 0;          // close a connection that moved no byte for this long; 0 = never
+  uint32_t backend = 0;                // --backend: EPOLL_ECHO_BACKEND_* (0 = epoll)
+  bool watch = false;                  // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
+  uint32_t upgradeTimeoutSeconds = 5;  // SIGUSR2: the new process's time to take over, see docs/hot-swap.md
   std::optional<MetricsAddress> metricsListen;  // serve GET /metrics there; none = no endpoint
 };
 

@@ -28,6 +28,23 @@ std::optional<WatchedReloadPolicy::Retry> WatchedReloadPolicy::reloadFailed(Relo
   return std::nullopt;
 }
 
+StatsAcrossReloads::StatsAcrossReloads(const CarriedStats& carried)
+    : replaced_(carried.total), replacedWorkers_(carried.workers), reloads_(carried.reloads) {
+  replaced_.active = 0;
+  for (epoll_echo_counters_t& worker : replacedWorkers_) worker.active = 0;
+}
+
+CarriedStats StatsAcrossReloads::carry(const epoll_echo_counters_t& serving,
+                                       const std::vector<epoll_echo_counters_t>& servingWorkers) const {
+  StatsAcrossReloads all = *this;
+  addCounters(all.replaced_, serving);
+  all.workersReplaced(servingWorkers);
+  CarriedStats carried{reloads_, all.replaced_, all.replacedWorkers_};
+  carried.total.active = 0;
+  for (epoll_echo_counters_t& worker : carried.workers) worker.active = 0;
+  return carried;
+}
+
 void StatsAcrossReloads::engineReplaced(const epoll_echo_counters_t& last) {
   addCounters(replaced_, last);
   ++reloads_;

@@ -55,17 +55,34 @@ class WatchedReloadPolicy {
   std::optional<FileSignature> failedFile_;  // the file as it was at the last failed reload
 };
 
+// The counters a process hands to the one that replaces it (an upgrade, upgrade.h): every engine's
+// totals so far, the same per worker index, and the reload count. `active` is zero throughout: the
+// connections themselves are counted again by the engine that adopts them.
+struct CarriedStats {
+  uint64_t reloads = 0;
+  epoll_echo_counters_t total{};
+  std::vector<epoll_echo_counters_t> workers;
+};
+
 // Stats that continue across reloads: the counters of every replaced engine are kept and added to
 // the serving engine's. Not thread-safe: one thread changes it, and a reader on another thread
 // (the metrics endpoint) takes a lock the writer holds while changing it (server.h).
 class StatsAcrossReloads {
  public:
+  StatsAcrossReloads() = default;
+  // Continues what a predecessor process counted.
+  explicit StatsAcrossReloads(const CarriedStats& carried);
+
   // The serving engine was replaced; `last` is its final snapshot's totals.
   void engineReplaced(const epoll_echo_counters_t& last);
   // The serving engine's snapshot with the replaced engines' counters added to its totals. Only
   // `active` stays the serving engine's own: a replaced engine's connections were handed over.
   epoll_echo_stats_t combine(epoll_echo_stats_t serving) const;
   uint64_t reloads() const { return reloads_; }
+  // Everything counted so far, the serving engine's final counters (`serving`, `servingWorkers`)
+  // included: what an upgrade hands to the next process.
+  CarriedStats carry(const epoll_echo_counters_t& serving,
+                     const std::vector<epoll_echo_counters_t>& servingWorkers) const;
 
   // The same per worker index, for the metrics: `last` holds each worker's final counters (call it
   // with engineReplaced()); combineWorkers() adds them to the serving engine's workers. Workers a

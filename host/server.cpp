@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,7 +25,7 @@ constexpr std::chrono::milliseconds kMonitorPeriod{1000};
 
 // The descriptors waitForEvents() polls, by their index in its pollfd array.
 enum PollSlot : std::size_t {
-  kSignalSlot,       // SIGINT, SIGTERM, SIGHUP, SIGUSR1
+  kSignalSlot,       // SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2
   kStopDoneSlot,     // the stop thread has returned from stop()
   kMonitorSlot,      // the accept-error and worker-failure checks
   kStatsSlot,        // --stats-interval (absent without it)
@@ -45,12 +46,15 @@ std::string signalName(int signal) { return std::string("SIG") + sigabbrev_np(si
 }  // namespace
 
 Server::Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath, const Options& options,
-               SignalFd& signals, std::unique_ptr<MetricsServer> metrics)
+               SignalFd& signals, std::unique_ptr<MetricsServer> metrics, std::optional<Program> program,
+               const CarriedStats& carried)
     : serving_(std::move(serving)),
       pluginPath_(pluginPath),
       options_(options),
       signals_(signals),
       monitorTimer_(kMonitorPeriod),
+      totals_(carried),
+      program_(std::move(program)),
       connectionCap_(options.maxConnections),
       metrics_(std::move(metrics)) {
   if (options.statsIntervalSeconds > 0) statsTimer_.emplace(std::chrono::seconds(options.statsIntervalSeconds));
@@ -96,6 +100,10 @@ void Server::waitForEvents() {
 }
 
 void Server::onSignal(int signal) {
+  if (successor_) {
+    passOnToSuccessor(signal);
+    return;
+  }
   switch (signal) {
     case SIGINT:
     case SIGTERM:
@@ -108,6 +116,9 @@ void Server::onSignal(int signal) {
       break;
     case SIGHUP:
       reloadOnSignal();
+      break;
+    case SIGUSR2:
+      upgradeOnSignal();
       break;
     default:
       break;
@@ -162,6 +173,10 @@ void Server::forceExit(int signal) {
 }
 
 int Server::finishStop() {
+  if (successor_) {
+    while (const std::optional<int> signal = signals_.read()) passOnToSuccessor(*signal);
+    return kExitOk;
+  }
   if (stopThread_.joinable()) stopThread_.join();
   if (!stopError_.empty()) {
     logLine(stopError_);
@@ -210,6 +225,49 @@ void Server::reloadOnSignal() {
   watchPolicy_.reloadRequested();
   logLine("SIGHUP received: reloading " + pluginPath_.string());
   if (const std::optional<ReloadError> error = swapEngine()) logRejection(*error);
+}
+
+void Server::upgradeOnSignal() {
+  if (stopSignal_) {
+    logLine("SIGUSR2 received while stopping: not upgrading");
+    return;
+  }
+  if (!program_) {
+    logLine("SIGUSR2 received: cannot upgrade: the path this program was started from is unknown");
+    return;
+  }
+  if (metrics_) {
+    logLine("SIGUSR2 received: cannot upgrade with --metrics-listen: a new process could not bind its port");
+    return;
+  }
+  logLine("SIGUSR2 received: upgrading to " + program_->path.string() + " (pid " + std::to_string(::getpid()) + ")");
+  UpgradeOutcome outcome;
+  try {
+    outcome = upgradeProcess(
+        *serving_, *program_, [this] { return carriedStats(); }, std::chrono::seconds(options_.upgradeTimeoutSeconds));
+  } catch (const UpgradeError& error) {
+    logLine(error.what());
+    return;
+  }
+  successor_ = outcome.successor;
+  stopFinished_ = true;
+  reloadTimer_.disarm();
+  logLine("upgraded: pid " + std::to_string(outcome.successor) + " serves now, " +
+          countOf(outcome.moved.listeners, "listener") + ", " + countOf(outcome.moved.connections, "connection") +
+          " (" + countOf(outcome.pendingBytes, "pending byte") + ") handed over; pid " + std::to_string(::getpid()) +
+          " exits");
+}
+
+CarriedStats Server::carriedStats() const {
+  const EngineHandle& engine = serving_->engine();
+  const epoll_echo_stats_t last = engine.stats();
+  return totals_.carry(last.total, workerCounters(engine, last.listeners));
+}
+
+void Server::passOnToSuccessor(int signal) const {
+  if (::kill(*successor_, signal) == 0) {
+    logLine(signalName(signal) + " received during the upgrade: passed on to pid " + std::to_string(*successor_));
+  }
 }
 
 void Server::logRejection(const ReloadError& error) const {

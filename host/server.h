@@ -20,6 +20,7 @@
 #include "reload.h"
 #include "reload_policy.h"
 #include "stats_report.h"
+#include "upgrade.h"
 
 namespace epoll_echo::host {
 
@@ -37,13 +38,20 @@ namespace epoll_echo::host {
 // The rules of a reload (when a watched file is reloaded, how often it is retried, the stats kept
 // across reloads) are reload_policy.h's; this class carries them out.
 //
+// SIGUSR2 upgrades the process (upgrade.h): also on the main thread, so a reload and an upgrade
+// never overlap, and signals that arrive meanwhile wait in the signalfd. Once a new process serves,
+// run() returns kExitOk and every signal still pending is passed on to that process.
+//
 // With --metrics-listen the server owns a started MetricsServer, whose thread reads
 // metricsSnapshot(); a mutex orders those reads with the reload that replaces the serving engine.
 // It is stopped (joined) first when the server is destroyed.
 class Server {
  public:
+  // `program` is what SIGUSR2 starts (nullopt: the path this one was started from is unknown);
+  // `carried` continues a predecessor's stats after an upgrade.
   Server(std::unique_ptr<LoadedEngine> serving, const std::filesystem::path& pluginPath, const Options& options,
-         SignalFd& signals, std::unique_ptr<MetricsServer> metrics = nullptr);
+         SignalFd& signals, std::unique_ptr<MetricsServer> metrics = nullptr, std::optional<Program> program = {},
+         const CarriedStats& carried = {});
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   ~Server();
@@ -68,6 +76,9 @@ class Server {
   void onPluginChanged();
   void onReloadTimer();
   void reloadOnSignal();
+  void upgradeOnSignal();
+  CarriedStats carriedStats() const;  // of a paused serving engine
+  void passOnToSuccessor(int signal) const;
   std::optional<ReloadError> swapEngine();
   void logRejection(const ReloadError& error) const;  // with the build that keeps serving
   void printStats();
@@ -92,6 +103,8 @@ class Server {
   std::string stopError_;          // written by the stop thread, read after joining it
   std::string failure_;            // why a worker failed, when that made the host stop
   bool stopFinished_ = false;
+  std::optional<Program> program_;
+  std::optional<pid_t> successor_;  // the process that took over (SIGUSR2), once it serves
   AcceptErrorMonitor acceptErrors_;
   ConnectionCapMonitor connectionCap_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

@@ -198,4 +198,34 @@ TEST(StatsAcrossReloadsTest, KeepsEachWorkersCountersAcrossReloads) {
 }
 
 }  // namespace
+TEST(StatsAcrossReloadsTest, ANewProcessContinuesWhatItsPredecessorCounted) {
+  StatsAcrossReloads old;
+  epoll_echo_counters_t replaced{};
+  replaced.accepted = 10;
+  replaced.active = 4;
+  old.engineReplaced(replaced);
+  old.workersReplaced({replaced});
+  epoll_echo_counters_t serving{};
+  serving.accepted = 5;
+  serving.active = 9;  // handed over with the upgrade: the new process counts them again
+  serving.bytes_in = 100;
+
+  const CarriedStats carried = old.carry(serving, {serving, serving});
+  EXPECT_EQ(carried.reloads, 1u);
+  EXPECT_EQ(carried.total.accepted, 15u);
+  EXPECT_EQ(carried.total.bytes_in, 100u);
+  EXPECT_EQ(carried.total.active, 0u);
+  ASSERT_EQ(carried.workers.size(), 2u);
+  EXPECT_EQ(carried.workers[0].accepted, 15u);
+  EXPECT_EQ(carried.workers[1].accepted, 5u);
+  EXPECT_EQ(carried.workers[0].active, 0u);
+
+  const StatsAcrossReloads next(carried);
+  EXPECT_EQ(next.reloads(), 1u);
+  const epoll_echo_stats_t combined = next.combine(servingStats());
+  EXPECT_EQ(combined.total.accepted, 15u + servingStats().total.accepted);
+  EXPECT_EQ(combined.total.active, servingStats().total.active);
+  EXPECT_EQ(next.combineWorkers({epoll_echo_counters_t{}})[1].accepted, 5u);
+}
+
 }  // namespace epoll_echo::host

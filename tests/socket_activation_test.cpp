@@ -20,6 +20,7 @@
 
 #include "support/expect_echo.h"
 #include "support/net.h"
+#include "support/notify_socket.h"
 #include "support/process.h"
 #include "support/server_process.h"
 #include "support/timeouts.h"
@@ -133,33 +134,6 @@ TEST(SocketActivationTest, IgnoresVariablesMeantForAnotherProcess) {
   EXPECT_EQ(server.log().find("socket-activated"), std::string::npos) << server.log();
   ASSERT_TRUE(server.stop(SIGTERM));
 }
-
-// A datagram socket standing in for systemd's notification socket.
-class NotifySocket {
- public:
-  explicit NotifySocket(const std::string& name) : socket_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path, name.data(), name.size());
-    if (name[0] == '@') address.sun_path[0] = '\0';
-    const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
-    bound_ = socket_ && ::bind(socket_.get(), reinterpret_cast<const sockaddr*>(&address), length) == 0;
-  }
-  bool bound() const { return bound_; }
-
-  // The next datagram, or "" at the deadline.
-  std::string receive(Deadline deadline) {
-    pollfd ready{socket_.get(), POLLIN, 0};
-    if (::poll(&ready, 1, millisecondsLeft(deadline)) != 1) return "";
-    char buffer[512];
-    const ssize_t got = ::recv(socket_.get(), buffer, sizeof buffer, 0);
-    return got > 0 ? std::string(buffer, static_cast<std::size_t>(got)) : "";
-  }
-
- private:
-  UniqueFd socket_;
-  bool bound_ = false;
-};
 
 void expectReadyAndStopping(const std::string& notifyName) {
   NotifySocket notify(notifyName);

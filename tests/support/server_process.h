@@ -60,6 +60,7 @@ class ServerProcess {
   // Waits within kServerTimeout for the start line and keeps what it says (startLine()).
   ::testing::AssertionResult waitForStart();
 
+  bool started() const { return child_.has_value(); }  // spawned, whether or not it still runs
   const StartLine& startLine() const { return startLine_; }
   uint16_t port() const { return startLine_.port; }
   int listeners() const { return startLine_.listeners; }

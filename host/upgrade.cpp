@@ -1,0 +1,298 @@
+// upgrade.cpp — both sides of a process upgrade: the old process pauses its engine and hands the
+// sockets to a child it spawns (kept until the child serves, so a failed child costs nothing), the
+// new process imports them and starts only when told to, so at no time do two engines read one socket.
+#include "upgrade.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <system_error>
+
+#include "log.h"
+
+extern char** environ;
+
+namespace epoll_echo::host {
+namespace {
+
+// The descriptor number the successor finds its channel at.
+constexpr int kSuccessorChannelFd = 3;
+
+bool isExecutableFile(const std::filesystem::path& path) {
+  std::error_code error;
+  return std::filesystem::is_regular_file(path, error) && ::access(path.c_str(), X_OK) == 0;
+}
+
+std::string describeStatus(int status) {
+  if (WIFEXITED(status)) return "it exited with code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("it was killed by SIG") + sigabbrev_np(WTERMSIG(status));
+  return "it ended";
+}
+
+// The spawned successor until it serves: killed and reaped unless released, so no failure path
+// leaves a process behind.
+class SuccessorProcess {
+ public:
+  SuccessorProcess() = default;
+  SuccessorProcess(const SuccessorProcess&) = delete;
+  SuccessorProcess& operator=(const SuccessorProcess&) = delete;
+  ~SuccessorProcess() { killAndReap(); }
+
+  void spawn(const Program& program, UniqueFd channel);
+  pid_t pid() const { return pid_; }
+  void release() { pid_ = -1; }
+  // How it ended, after SIGKILL if it still ran: "" when it had to be killed.
+  std::string killAndReap() noexcept;
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::vector<std::string> successorEnvironment(int channelFd) {
+  const std::string prefix = std::string(kUpgradeFdVariable) + "=";
+  std::vector<std::string> entries;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    if (std::strncmp(*entry, prefix.c_str(), prefix.size()) != 0) entries.emplace_back(*entry);
+  }
+  entries.push_back(prefix + std::to_string(channelFd));
+  return entries;
+}
+
+std::vector<char*> pointers(std::vector<std::string>& strings) {
+  std::vector<char*> result;
+  for (std::string& text : strings) result.push_back(text.data());
+  result.push_back(nullptr);
+  return result;
+}
+
+void SuccessorProcess::spawn(const Program& program, UniqueFd channel) {
+  // dup2 onto the same number would keep FD_CLOEXEC: move it out of the way first.
+  if (channel.get() == kSuccessorChannelFd) {
+    channel = UniqueFd(::fcntl(channel.get(), F_DUPFD_CLOEXEC, kSuccessorChannelFd + 1));
+    if (!channel) throw std::system_error(errno, std::generic_category(), "fcntl F_DUPFD_CLOEXEC");
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  // Only in the child, and only this one: every other descriptor of ours is close-on-exec.
+  posix_spawn_file_actions_adddup2(&actions, channel.get(), kSuccessorChannelFd);
+  std::vector<std::string> arguments{program.path.string()};
+  arguments.insert(arguments.end(), program.arguments.begin(), program.arguments.end());
+  std::vector<std::string> environment = successorEnvironment(kSuccessorChannelFd);
+  std::vector<char*> argv = pointers(arguments);
+  std::vector<char*> envp = pointers(environment);
+  // The signal mask is inherited: the handled signals stay blocked (pending, not fatal) until
+  // the new process's signalfd takes them.
+  pid_t pid = -1;
+  const int error = ::posix_spawn(&pid, program.path.c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) throw std::system_error(error, std::generic_category(), "cannot start " + program.path.string());
+  pid_ = pid;
+}
+
+std::string SuccessorProcess::killAndReap() noexcept {
+  if (pid_ <= 0) return "";
+  int status = 0;
+  std::string how;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    how = describeStatus(status);
+  } else {
+    ::kill(pid_, SIGKILL);
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  pid_ = -1;
+  return how;
+}
+
+CarriedState exportState(const EngineHandle& engine, const CarriedStats& stats) {
+  CarriedState state;
+  state.stats = stats;
+  uint32_t listeners = 0;
+  uint32_t connections = 0;
+  engine.handoverCounts(listeners, connections);
+  for (uint32_t index = 0; index < listeners; ++index) state.listeners.push_back(engine.exportListener(index));
+  for (uint32_t index = 0; index < connections; ++index) {
+    ExportedConnection exported = engine.exportConnection(index);
+    state.connections.push_back(
+        {exported.state.fd, exported.state.worker, exported.state.flags, std::move(exported.pending)});
+  }
+  return state;
+}
+
+ReceivedReply expectReply(UpgradeChannel& channel, UpgradeReply expected, UpgradeDeadline deadline) {
+  std::optional<ReceivedReply> reply = channel.receiveReply(deadline);
+  if (!reply) throw UpgradeProtocolError("the new process closed the channel");
+  if (reply->reply == UpgradeReply::kFailed) throw UpgradeProtocolError("the new process gave up: " + reply->reason);
+  if (reply->reply != expected) throw UpgradeProtocolError("the new process sent an unexpected reply");
+  return *reply;
+}
+
+// The exchange, from spawning the successor to its confirmation that it serves.
+pid_t handOver(const Program& program, CarriedState& state, SuccessorProcess& successor,
+               std::chrono::milliseconds timeout) {
+  auto [ours, theirs] = UpgradeChannel::pair();
+  const UpgradeDeadline deadline = std::chrono::steady_clock::now() + timeout;
+  successor.spawn(program, theirs.releaseSocket());  // our copy of its end closes here: its exit reads as EOF
+  ours.sendState(state, deadline);
+  const ReceivedReply ready = expectReply(ours, UpgradeReply::kReady, deadline);
+  if (static_cast<pid_t>(ready.pid) != successor.pid()) {
+    throw UpgradeProtocolError("the new process says it is pid " + std::to_string(ready.pid));
+  }
+  ours.sendReply(UpgradeReply::kGo, deadline);
+  expectReply(ours, UpgradeReply::kServing, deadline);
+  return successor.pid();
+}
+
+void resumeAfterFailure(LoadedEngine& current) {
+  try {
+    current.engine().resume();
+  } catch (const std::exception& error) {
+    logLine(std::string("error: the engine cannot resume after a failed upgrade, nothing is serving: ") + error.what());
+  }
+}
+
+}  // namespace
+
+std::optional<std::filesystem::path> resolveExecutable(const std::string& argv0) {
+  if (argv0.empty()) return std::nullopt;
+  std::error_code error;
+  if (argv0.find('/') != std::string::npos) {
+    const std::filesystem::path path = std::filesystem::absolute(argv0, error).lexically_normal();
+    if (error || !isExecutableFile(path)) return std::nullopt;
+    return path;
+  }
+  const char* search = std::getenv("PATH");
+  const std::string directories = search != nullptr ? search : "/bin:/usr/bin";
+  std::size_t start = 0;
+  while (start <= directories.size()) {
+    const std::size_t end = std::min(directories.find(':', start), directories.size());
+    const std::string directory = directories.substr(start, end - start);
+    const std::filesystem::path candidate =
+        std::filesystem::absolute(std::filesystem::path(directory.empty() ? "." : directory) / argv0, error);
+    if (!error && isExecutableFile(candidate)) return candidate.lexically_normal();
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
+                              const std::function<CarriedStats()>& carried, std::chrono::milliseconds timeout) {
+  if (!current.library().supportsHandover()) {
+    throw UpgradeError("upgrade refused: the serving plugin has ABI " +
+                       formatAbiVersion(current.library().abiVersion()) + " and cannot hand over (needs 1.1)");
+  }
+  try {
+    current.engine().pause();
+  } catch (const std::exception& error) {
+    throw UpgradeError(std::string("upgrade refused: ") + error.what());
+  }
+  UpgradeOutcome outcome;
+  SuccessorProcess successor;
+  try {
+    CarriedState state = exportState(current.engine(), carried());
+    outcome.moved = {static_cast<uint32_t>(state.listeners.size()), static_cast<uint32_t>(state.connections.size())};
+    for (const CarriedConnection& connection : state.connections) outcome.pendingBytes += connection.pending.size();
+    outcome.successor = handOver(program, state, successor, timeout);
+  } catch (const std::exception& error) {
+    const std::string ended = successor.killAndReap();
+    resumeAfterFailure(current);
+    throw UpgradeError("upgrade to " + program.path.string() + " failed: " + error.what() +
+                       (ended.empty() ? "" : " (" + ended + ")") + "; pid " + std::to_string(::getpid()) +
+                       " serves on");
+  }
+  successor.release();
+  try {
+    current.engine().handoverComplete();
+  } catch (const std::exception& error) {
+    // The successor serves already; destroying this engine still closes only its own copies.
+    logLine(std::string("warning: upgrade: ") + error.what());
+  }
+  return outcome;
+}
+
+std::optional<Succession> Succession::fromEnvironment(std::chrono::milliseconds timeout) {
+  const char* text = std::getenv(kUpgradeFdVariable);
+  if (text == nullptr) return std::nullopt;
+  const std::string value = text;
+  ::unsetenv(kUpgradeFdVariable);  // describes this process only: a child of ours must not misread it
+  int fd = -1;
+  const auto [end, parseError] = std::from_chars(value.data(), value.data() + value.size(), fd);
+  if (parseError != std::errc() || end != value.data() + value.size() || fd < 0) {
+    throw UpgradeProtocolError(std::string(kUpgradeFdVariable) + "='" + value + "' is not a descriptor number");
+  }
+  int type = 0;
+  socklen_t length = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0 || type != SOCK_SEQPACKET) {
+    throw UpgradeProtocolError(std::string(kUpgradeFdVariable) + "=" + value + " is not an upgrade channel");
+  }
+  UniqueFd socket(fd);
+  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || ::fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {
+    throw std::system_error(errno, std::generic_category(), "fcntl upgrade channel");
+  }
+  UpgradeChannel channel(std::move(socket));
+  const UpgradeDeadline deadline = std::chrono::steady_clock::now() + timeout;
+  try {
+    CarriedState state = channel.receiveState(deadline);
+    return Succession(std::move(channel), std::move(state), deadline);
+  } catch (const std::exception& error) {
+    try {
+      channel.sendReply(UpgradeReply::kFailed, deadline, 0, error.what());
+    } catch (const std::exception&) {  // the predecessor learns it from the closed channel then
+    }
+    throw;
+  }
+}
+
+HandoverCounts Succession::counts() const {
+  return {static_cast<uint32_t>(state_.listeners.size()), static_cast<uint32_t>(state_.connections.size())};
+}
+
+void Succession::importInto(EngineHandle& engine) const {
+  for (int fd : state_.listeners) engine.importListener(fd);
+  for (const CarriedConnection& carried : state_.connections) {
+    ExportedConnection connection;
+    connection.state.size = sizeof connection.state;
+    connection.state.fd = carried.fd;
+    connection.state.worker = carried.worker;
+    connection.state.flags = carried.flags;
+    connection.state.pending_bytes = carried.pending.size();
+    connection.pending = carried.pending;
+    engine.importConnection(connection);
+  }
+}
+
+void Succession::awaitGo() {
+  channel_.sendReply(UpgradeReply::kReady, deadline_, static_cast<uint32_t>(::getpid()));
+  const std::optional<ReceivedReply> reply = channel_.receiveReply(deadline_);
+  if (!reply) throw UpgradeProtocolError("upgrade: the old process gave up the hand-over");
+  if (reply->reply != UpgradeReply::kGo) throw UpgradeProtocolError("upgrade: unexpected message from the old process");
+}
+
+void Succession::confirmServing() noexcept {
+  try {
+    channel_.sendReply(UpgradeReply::kServing, deadline_);
+  } catch (const std::exception& error) {
+    // This process holds every socket now and serves them: stopping would drop them all.
+    logLine(std::string("warning: upgrade: cannot confirm to the old process (") + error.what() +
+            "); serving anyway");
+  }
+  channel_.releaseSocket().reset();
+  state_.received.clear();
+}
+
+void Succession::fail(const std::string& reason) noexcept {
+  try {
+    channel_.sendReply(UpgradeReply::kFailed, deadline_, 0, reason);
+  } catch (const std::exception&) {  // the predecessor learns it from the closed channel then
+  }
+}
+
+}  // namespace epoll_echo::host

@@ -1,0 +1,89 @@
+// upgrade.h — replacing the epoll-server process itself (SIGUSR2): the serving engine's listening
+// sockets and live connections, with their unsent bytes and the stats so far, go to a new process
+// started from the same path with the same arguments; or the old process serves on.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "loaded_engine.h"
+#include "reload.h"
+#include "upgrade_channel.h"
+
+namespace epoll_echo::host {
+
+// The environment variable that tells a new process which descriptor leads to its predecessor.
+inline constexpr const char* kUpgradeFdVariable = "EPOLL_ECHO_UPGRADE_FD";
+
+// The program an upgrade starts: the path the running one was started from, resolved once at
+// start (a later build that replaces the file is what the upgrade should run; /proc/self/exe would
+// name the old, replaced inode), and the same arguments.
+struct Program {
+  std::filesystem::path path;          // absolute; symlinks kept, so a switched link is followed
+  std::vector<std::string> arguments;  // argv[1..]
+};
+
+// `argv0` made absolute: a name with a '/' relative to the working directory, a bare name looked
+// up in $PATH like execvp() does. nullopt when nothing executable answers to it.
+std::optional<std::filesystem::path> resolveExecutable(const std::string& argv0);
+
+// A failed upgrade; what() is one line. The old process has resumed serving when it is thrown.
+class UpgradeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct UpgradeOutcome {
+  pid_t successor = -1;
+  HandoverCounts moved;
+  uint64_t pendingBytes = 0;  // read from clients and not yet echoed, carried over with their connections
+};
+
+// The old process's side. Pauses `current`, starts `program` with the successor's end of a
+// socketpair, sends it every listener and connection (with flags and pending bytes) and the
+// stats `carried` returns (called once the engine is paused, so they no longer move),
+// and waits for it to import them ("ready"), tells it to start ("go") and waits for it to serve.
+// On success `current` is STOPPED (hand-over complete) and the caller should exit. Any failure, or
+// `timeout` passing first: the successor is killed and reaped, `current` resumes on its sockets,
+// and UpgradeError is thrown. Main thread only; signals stay pending meanwhile.
+UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
+                              const std::function<CarriedStats()>& carried, std::chrono::milliseconds timeout);
+
+// The new process's side: present when $EPOLL_ECHO_UPGRADE_FD names a predecessor's channel.
+class Succession {
+ public:
+  // Takes the descriptor named by the variable (and unsets it) and receives the whole state
+  // within `timeout`. nullopt without the variable. Throws UpgradeProtocolError.
+  static std::optional<Succession> fromEnvironment(std::chrono::milliseconds timeout);
+
+  const CarriedStats& stats() const { return state_.stats; }
+  HandoverCounts counts() const;
+  // Imports every listener and connection into a CREATED engine. Throws PluginCallError.
+  void importInto(EngineHandle& engine) const;
+  // Tells the predecessor everything is imported and waits for its go-ahead. Throws
+  // UpgradeProtocolError if it gives up (closes the channel) or the deadline passes.
+  void awaitGo();
+  // The engine serves: tells the predecessor, which then exits, and closes the channel and the
+  // received descriptors (the engine holds its own duplicates). A predecessor gone by then
+  // (killed) is logged, never a reason to stop: this process holds the only sockets.
+  void confirmServing() noexcept;
+  // Tells the predecessor why this process gives up (best effort), so it can log it and resume.
+  void fail(const std::string& reason) noexcept;
+
+ private:
+  Succession(UpgradeChannel channel, CarriedState state, UpgradeDeadline deadline)
+      : channel_(std::move(channel)), state_(std::move(state)), deadline_(deadline) {}
+
+  UpgradeChannel channel_;
+  CarriedState state_;
+  UpgradeDeadline deadline_;
+};
+
+}  // namespace epoll_echo::host

@@ -1,0 +1,96 @@
+// upgrade_channel.h — the messages an upgrading epoll-server and its successor exchange over an
+// AF_UNIX SOCK_SEQPACKET socketpair: versioned, length-checked, descriptors passed with SCM_RIGHTS.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "reload_policy.h"
+#include "unique_fd.h"
+
+namespace epoll_echo::host {
+
+// A message that breaks the protocol, a closed or failed socket, or a passed deadline; what() is
+// one line.
+class UpgradeProtocolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+using UpgradeDeadline = std::chrono::steady_clock::time_point;
+
+// One live connection as it crosses: `fd` is borrowed when sent (the paused engine owns it) and
+// refers into CarriedState::received once received.
+struct CarriedConnection {
+  int fd = -1;
+  uint32_t worker = 0;
+  uint32_t flags = 0;  // EPOLL_ECHO_CONNECTION_*
+  std::vector<unsigned char> pending;
+};
+
+// Everything the successor takes over.
+struct CarriedState {
+  std::vector<int> listeners;  // borrowed when sent; into `received` once received
+  std::vector<CarriedConnection> connections;
+  CarriedStats stats;
+  std::vector<UniqueFd> received;  // the receiving side owns every descriptor it got, here
+};
+
+// The successor's answers, and the predecessor's one command.
+enum class UpgradeReply : uint16_t {
+  kReady = 4,    // successor -> predecessor: imported everything, not serving yet (payload: its pid)
+  kGo = 5,       // predecessor -> successor: start serving; the predecessor serves no more
+  kServing = 6,  // successor -> predecessor: started, service manager told
+  kFailed = 7,   // successor -> predecessor: why it gave up (payload: one line)
+};
+
+struct ReceivedReply {
+  UpgradeReply reply = UpgradeReply::kFailed;
+  uint32_t pid = 0;    // kReady
+  std::string reason;  // kFailed
+};
+
+// One end of the socketpair. Every call waits at most until its deadline; none blocks past it.
+// Not thread-safe; one owner.
+class UpgradeChannel {
+ public:
+  static constexpr uint16_t kProtocolVersion = 1;
+  // SCM_RIGHTS caps one message at SCM_MAX_FD (253) descriptors.
+  static constexpr std::size_t kDescriptorsPerMessage = 250;
+
+  explicit UpgradeChannel(UniqueFd socket) : socket_(std::move(socket)) {}
+  // A connected pair, both ends close-on-exec and non-blocking. Throws std::system_error.
+  static std::pair<UpgradeChannel, UpgradeChannel> pair();
+
+  int fd() const { return socket_.get(); }
+  UniqueFd releaseSocket() { return std::move(socket_); }
+
+  void sendState(const CarriedState& state, UpgradeDeadline deadline);
+  CarriedState receiveState(UpgradeDeadline deadline);
+
+  void sendReply(UpgradeReply reply, UpgradeDeadline deadline, uint32_t pid = 0, const std::string& reason = "");
+  // The next reply; nullopt when the other end closed (the other process exited or gave up).
+  std::optional<ReceivedReply> receiveReply(UpgradeDeadline deadline);
+
+ private:
+  struct Message {
+    uint16_t type = 0;
+    std::vector<unsigned char> payload;
+    std::vector<UniqueFd> descriptors;
+  };
+  void send(uint16_t type, const std::vector<unsigned char>& payload, const int* descriptors, std::size_t count,
+            UpgradeDeadline deadline);
+  std::optional<Message> receive(UpgradeDeadline deadline);
+  Message receiveExpected(uint16_t type, UpgradeDeadline deadline);
+  void waitFor(short events, UpgradeDeadline deadline);
+
+  UniqueFd socket_;
+};
+
+}  // namespace epoll_echo::host

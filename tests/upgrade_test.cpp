@@ -1,0 +1,393 @@
+// upgrade_test.cpp — end-to-end tests of epoll-server's process upgrade (SIGUSR2): a copy of the
+// built server runs from a private directory, new builds are renamed into place as a build writes
+// them, and every upgrade must keep every connection, byte and pending echo; a successor that
+// cannot take over must leave the old process serving. This process is a child subreaper, so the
+// successors (orphaned when the process that started them exits) are ours to reap.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "support/expect_echo.h"
+#include "support/net.h"
+#include "support/notify_socket.h"
+#include "support/ping_pong.h"
+#include "support/server_process.h"
+#include "support/temporary_directory.h"
+#include "support/timeouts.h"
+
+namespace epoll_echo::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::size_t kLoadConnections = 16;
+constexpr const char* kUpgraded = "epoll-server: upgraded: pid ";
+constexpr const char* kUpgradeFailed = "epoll-server: upgrade to ";
+
+// The pid in the n-th (1-based) "upgraded: pid N serves now" line of `log`, or -1.
+pid_t successorPid(const std::string& log, std::size_t n) {
+  std::size_t at = std::string::npos;
+  for (std::size_t seen = 0; seen < n; ++seen) {
+    at = log.find(kUpgraded, at == std::string::npos ? 0 : at + 1);
+    if (at == std::string::npos) return -1;
+  }
+  return static_cast<pid_t>(std::stol(log.substr(at + std::strlen(kUpgraded))));
+}
+
+// Waits for `pid`, a child of this process, to end and reaps it; nullopt at the deadline.
+std::optional<ExitStatus> waitForChild(pid_t pid, Deadline deadline) {
+  const UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  for (;;) {
+    int status = 0;
+    const pid_t reaped = ::waitpid(pid, &status, WNOHANG);
+    if (reaped == pid) {
+      ExitStatus result;
+      result.exited = WIFEXITED(status);
+      result.code = result.exited ? WEXITSTATUS(status) : 0;
+      result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      return result;
+    }
+    if (reaped < 0 || !pidfd || Clock::now() >= deadline) return std::nullopt;
+    pollfd ready{pidfd.get(), POLLIN, 0};
+    ::poll(&ready, 1, millisecondsLeft(deadline));
+  }
+}
+
+// The children of process `pid` (its main thread's, where the server spawns), as listed by /proc.
+std::string childrenOf(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::string children;
+  std::getline(file, children);
+  return children;
+}
+
+// Every child of this process, from each of its threads' /proc children list.
+std::vector<pid_t> childrenOfThisProcess() {
+  std::vector<pid_t> children;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream file(task.path() / "children");
+    for (pid_t pid; file >> pid;) children.push_back(pid);
+  }
+  return children;
+}
+
+ino_t inodeOf(const std::string& path) {
+  struct stat status {};
+  return ::stat(path.c_str(), &status) == 0 ? status.st_ino : 0;
+}
+
+class UpgradeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0) << std::strerror(errno); }
+
+  UpgradeTest() : directory_("epoll-echo-upgrade"), program_((directory_.path() / "epoll-server").string()) {
+    installBuild();
+  }
+
+  // Whatever the test did: the first server killed, then every process reparented to this one
+  // (a successor the test never learned of, say after a failed assertion) killed and reaped.
+  ~UpgradeTest() override {
+    for (pid_t pid : successors_) ::kill(pid, SIGKILL);
+    if (server_.started()) {
+      server_.sendSignal(SIGKILL);
+      server_.child().waitForExit(deadlineIn(kServerTimeout));
+    }
+    for (pid_t pid : childrenOfThisProcess()) {
+      ::kill(pid, SIGKILL);
+      waitForChild(pid, deadlineIn(kServerTimeout));
+    }
+  }
+
+  // Puts a copy of the built server at program_ as a build leaves it: a new inode, renamed over.
+  void installBuild() { installFile(EPOLL_ECHO_SERVER_PATH); }
+  void installFile(const fs::path& source) {
+    const fs::path staging = directory_.path() / "staging.tmp";
+    fs::copy_file(source, staging, fs::copy_options::overwrite_existing);
+    fs::permissions(staging, fs::perms::owner_all);
+    fs::rename(staging, program_);
+  }
+  void installScript(const std::string& text) {
+    const fs::path staging = directory_.path() / "script.tmp";
+    std::ofstream(staging) << text;
+    fs::permissions(staging, fs::perms::owner_all);
+    fs::rename(staging, program_);
+  }
+
+  void startServer(const std::vector<std::string>& flags, const std::vector<std::string>& environment = {}) {
+    std::vector<std::string> all = {"--maxListeners", "2"};
+    if (std::find(flags.begin(), flags.end(), "--plugin") == flags.end()) {
+      all.insert(all.end(), {"--plugin", EPOLL_ECHO_PLUGIN_PATH});
+    }
+    // A successor that works must never be given up for slowness on a busy machine.
+    if (std::find(flags.begin(), flags.end(), "--upgrade-timeout") == flags.end()) {
+      all.insert(all.end(), {"--upgrade-timeout", std::to_string(kServerTimeout.count())});
+    }
+    all.insert(all.end(), flags.begin(), flags.end());
+    ServerCommand command;
+    command.program = program_;
+    command.environment = environment;
+    ASSERT_TRUE(server_.start(loopbackFlags(all), command));
+    serving_ = server_.pid();
+  }
+
+  // SIGUSR2 to the serving process, then its n-th "upgraded" line (n since the start) and the
+  // old process's clean exit; the successor serves from then on.
+  void upgrade(std::size_t n) {
+    ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
+    ASSERT_TRUE(server_.waitForLog(kUpgraded, n));
+    const pid_t successor = successorPid(server_.log(), n);
+    ASSERT_GT(successor, 0) << server_.log();
+    successors_.push_back(successor);
+    ASSERT_NO_FATAL_FAILURE(expectCleanExit(serving_));
+    serving_ = successor;
+  }
+
+  // The first process is the test's child; a successor became one when its parent exited.
+  void expectCleanExit(pid_t pid) {
+    if (pid == server_.pid()) {
+      ASSERT_TRUE(server_.waitForCleanExit());
+      return;
+    }
+    const std::optional<ExitStatus> status = waitForChild(pid, deadlineIn(kServerTimeout));
+    ASSERT_TRUE(status) << "pid " << pid << " did not exit\n" << server_.log();
+    EXPECT_TRUE(status->succeeded()) << "pid " << pid << ": " << status->describe() << "\n" << server_.log();
+    successors_.erase(std::remove(successors_.begin(), successors_.end(), pid), successors_.end());
+  }
+
+  void stopServing() {
+    ASSERT_EQ(::kill(serving_, SIGTERM), 0);
+    ASSERT_NO_FATAL_FAILURE(expectCleanExit(serving_));
+  }
+
+  TemporaryDirectory directory_;
+  std::string program_;
+  ServerProcess server_;
+  pid_t serving_ = -1;
+  std::vector<pid_t> successors_;  // started by upgrades and not reaped yet
+};
+
+TEST_F(UpgradeTest, SuccessiveUpgradesToNewBuildsUnderLoadLoseNothing) {
+  ASSERT_NO_FATAL_FAILURE(startServer({}));
+  PingPongLoad load(server_.port(), kLoadConnections);
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  constexpr std::size_t kUpgrades = 3;
+  for (std::size_t n = 1; n <= kUpgrades; ++n) {
+    installBuild();
+    const ino_t installed = inodeOf(program_);
+    ASSERT_NO_FATAL_FAILURE(upgrade(n));
+    // The successor runs the file that is at the path now, not the inode its predecessor ran.
+    EXPECT_EQ(inodeOf("/proc/" + std::to_string(serving_) + "/exe"), installed);
+    ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  }
+  EXPECT_EQ(countOccurrences(server_.log(), "took over 2 listeners and 16 connections"), kUpgrades) << server_.log();
+  // The stats continue: the first process accepted every connection, the last one adopted them.
+  ASSERT_EQ(::kill(serving_, SIGUSR1), 0);
+  EXPECT_TRUE(server_.child().waitForStdout("accepted=16 active=16 ", deadlineIn(kIoTimeout)))
+      << server_.child().capturedStdout();
+  load.stop();
+  EXPECT_EQ(load.error(), "");
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
+TEST_F(UpgradeTest, BytesTheServerHasNotEchoedYetAreDeliveredByTheSuccessor) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--high-water", "65536"}));
+  UniqueFd client = connectLoopback(server_.port(), deadlineIn(kIoTimeout));
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(setNonBlocking(client.get(), true));
+  // A client that sends without reading, until the server holds echo it cannot send and stops
+  // reading (a backpressure pause in the stats line SIGUSR1 prints).
+  constexpr std::size_t kMaxBytes = 64 << 20;
+  const std::vector<unsigned char> bytes = randomBytes(kMaxBytes, 16);
+  std::size_t sent = 0;
+  bool pausedReading = false;
+  const Deadline deadline = deadlineIn(kBulkTimeout);
+  for (std::size_t asked = 1; !pausedReading && sent < kMaxBytes && Clock::now() < deadline; ++asked) {
+    for (ssize_t wrote = 1; wrote > 0 && sent<kMaxBytes; sent += wrote> 0 ? static_cast<std::size_t>(wrote) : 0) {
+      wrote = ::send(client.get(), bytes.data() + sent, std::min<std::size_t>(kMaxBytes - sent, 65536), MSG_NOSIGNAL);
+      ASSERT_TRUE(wrote > 0 || errno == EAGAIN) << std::strerror(errno);
+    }
+    ASSERT_EQ(::kill(serving_, SIGUSR1), 0);
+    ASSERT_TRUE(server_.child().waitUntil(
+        [&] { return countOccurrences(server_.child().capturedStdout(), "\n") >= asked; }, deadline))
+        << "stats line " << asked << " missing after " << sent << " bytes sent:\n"
+        << server_.child().capturedStdout() << server_.log();
+    const std::string& stats = server_.child().capturedStdout();
+    const std::string last = stats.substr(stats.rfind('\n', stats.size() - 2) + 1);
+    pausedReading = last.find(" backpressure_pauses=0 ") == std::string::npos;
+  }
+  ASSERT_TRUE(pausedReading) << server_.child().capturedStdout();
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));
+  EXPECT_EQ(server_.log().find("(0 pending bytes)"), std::string::npos) << server_.log();
+  std::vector<unsigned char> echoed(sent);
+  std::string error;
+  ASSERT_TRUE(receiveExactly(client.get(), echoed.data(), echoed.size(), deadlineIn(kBulkTimeout), &error)) << error;
+  EXPECT_TRUE(std::equal(echoed.begin(), echoed.end(), bytes.begin())) << "the echo differs from what was sent";
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
+TEST_F(UpgradeTest, SuccessorsThatCannotTakeOverLeaveTheOldProcessServing) {
+  // Long enough for the good build at the end to start in a sanitizer build; the hanging one
+  // costs that long.
+  ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", kSanitizedBuild ? "10" : "2"}));
+  PingPongLoad load(server_.port(), kLoadConnections);
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  const std::string truncated = (directory_.path() / "truncated").string();
+  fs::copy_file(EPOLL_ECHO_SERVER_PATH, truncated);
+  fs::resize_file(truncated, 32 * 1024);  // the headers, without the code they map
+  const std::vector<std::pair<std::string, std::function<void()>>> successors = {
+      {"a missing file", [&] { fs::remove(program_); }},
+      {"a truncated build", [&] { installFile(truncated); }},
+      {"a text file", [&] { installScript("this is not a program\n"); }},
+      {"a program that exits at once", [&] { installScript("#!/bin/sh\nexit 3\n"); }},
+      {"a program that hangs", [&] { installScript("#!/bin/sh\nexec sleep 600\n"); }},
+  };
+  std::size_t failures = 0;
+  for (const auto& [what, install] : successors) {
+    SCOPED_TRACE(what);
+    install();
+    ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
+    ASSERT_TRUE(server_.waitForLog(kUpgradeFailed, ++failures));
+    EXPECT_EQ(childrenOf(serving_), "") << "a failed successor was not reaped";
+    ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+    expectEchoOnNewConnection(server_.port(), "still serving");
+  }
+  EXPECT_EQ(countOccurrences(server_.log(), "; pid " + std::to_string(serving_) + " serves on"), successors.size())
+      << server_.log();
+  EXPECT_EQ(countOccurrences(server_.log(), kUpgraded), 0u) << server_.log();
+  load.stop();
+  EXPECT_EQ(load.error(), "");
+  installBuild();
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));  // and a good build still takes over afterwards
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
+TEST_F(UpgradeTest, SigtermWhileTheSuccessorHangsStopsTheOldProcessAndTheSuccessor) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", "2"}));
+  const std::string pidFile = (directory_.path() / "successor.pid").string();
+  installScript("#!/bin/sh\necho $$ > " + pidFile + ".tmp && mv " + pidFile + ".tmp " + pidFile + "\nexec sleep 600\n");
+  ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
+  ASSERT_TRUE(server_.waitForLog("SIGUSR2 received: upgrading"));
+  pid_t hanging = -1;
+  const Deadline deadline = deadlineIn(kServerTimeout);
+  while (hanging < 0 && Clock::now() < deadline) {
+    std::ifstream file(pidFile);
+    if (!(file >> hanging)) hanging = -1;
+    if (hanging < 0) server_.child().waitUntil([] { return false; }, deadlineIn(std::chrono::milliseconds(10)));
+  }
+  ASSERT_GT(hanging, 0) << "the successor never started";
+  ASSERT_EQ(::kill(serving_, SIGTERM), 0);
+  ASSERT_TRUE(server_.waitForCleanExit());
+  EXPECT_NE(server_.log().find(kUpgradeFailed), std::string::npos) << server_.log();
+  EXPECT_NE(server_.log().find("stopped on SIGTERM"), std::string::npos) << server_.log();
+  // Reaped by the old process: had it been left behind, it would now be this process's child.
+  EXPECT_EQ(::kill(hanging, 0), -1);
+  EXPECT_EQ(errno, ESRCH);
+}
+
+TEST_F(UpgradeTest, SigtermDuringASuccessfulUpgradeIsPassedOnToTheSuccessor) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", "60"}));
+  UniqueFd client = connectLoopback(server_.port(), deadlineIn(kIoTimeout));
+  ASSERT_TRUE(client);
+  // The successor waits for the test's go-ahead before it starts the real server, so the SIGTERM
+  // reliably arrives while the upgrade runs.
+  const fs::path real = directory_.path() / "real-server";
+  fs::copy_file(EPOLL_ECHO_SERVER_PATH, real);
+  const std::string go = (directory_.path() / "go").string();
+  installScript("#!/bin/sh\ni=0\nwhile [ ! -e " + go + " ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done\nexec " +
+                real.string() + " \"$@\"\n");
+  ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
+  ASSERT_TRUE(server_.waitForLog("SIGUSR2 received: upgrading"));
+  ASSERT_EQ(::kill(serving_, SIGTERM), 0);
+  std::ofstream(go).close();
+  ASSERT_TRUE(server_.waitForLog(kUpgraded));
+  const pid_t successor = successorPid(server_.log(), 1);
+  successors_.push_back(successor);
+  ASSERT_TRUE(server_.waitForCleanExit());
+  EXPECT_NE(server_.log().find("SIGTERM received during the upgrade: passed on to pid " + std::to_string(successor)),
+            std::string::npos)
+      << server_.log();
+  // The connection was handed over and closes with the successor's stop: EOF, not a reset.
+  ASSERT_NO_FATAL_FAILURE(expectCleanExit(successor));
+  EXPECT_TRUE(waitForEof(client.get(), deadlineIn(kIoTimeout)));
+}
+
+TEST_F(UpgradeTest, TheServiceManagerIsToldTheNewMainPid) {
+  const std::string notifyPath = (directory_.path() / "notify").string();
+  NotifySocket notify(notifyPath);
+  ASSERT_TRUE(notify.bound()) << std::strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(startServer({}, {"NOTIFY_SOCKET=" + notifyPath}));
+  EXPECT_EQ(notify.receive(deadlineIn(kServerTimeout)).rfind("READY=1\n", 0), 0u);
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));
+  const std::string told = notify.receive(deadlineIn(kServerTimeout));
+  EXPECT_EQ(told.rfind("MAINPID=" + std::to_string(serving_) + "\nREADY=1\nSTATUS=listening on 127.0.0.1:", 0), 0u)
+      << told;
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+  EXPECT_EQ(notify.receive(deadlineIn(kServerTimeout)), "STOPPING=1");
+}
+
+TEST_F(UpgradeTest, SocketActivatedListenersAreHandedOn) {
+  UniqueFd listener = listenTcp("127.0.0.1", 0);
+  ASSERT_TRUE(listener);
+  const uint16_t port = localPort(listener.get());
+  // Inherited by the launcher alone: the test runs one test at a time, on one thread.
+  ASSERT_EQ(::fcntl(listener.get(), F_SETFD, 0), 0);
+  ServerCommand launcher;
+  launcher.program = SOCKET_ACTIVATION_LAUNCHER;
+  launcher.programArguments = {std::to_string(listener.get()), program_};
+  ASSERT_TRUE(server_.start(loopbackFlags({"--plugin", EPOLL_ECHO_PLUGIN_PATH, "--maxListeners", "2"}), launcher));
+  listener.reset();  // the server holds the only copy now
+  serving_ = server_.pid();
+  ASSERT_NE(server_.log().find("socket-activated"), std::string::npos) << server_.log();
+  UniqueFd client;
+  expectEchoOnNewConnection(port, "before", "127.0.0.1", &client);
+  installBuild();
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));
+  EXPECT_NE(server_.log().find("took over 2 listeners and 1 connection"), std::string::npos) << server_.log();
+  expectEcho(client.get(), "after");
+  expectEchoOnNewConnection(port, "a new client");
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
+TEST_F(UpgradeTest, TheSuccessorWatchesThePluginToo) {
+  const fs::path plugin = directory_.path() / "libepoll_echo.so";
+  fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, plugin);
+  ASSERT_NO_FATAL_FAILURE(startServer({"--plugin", plugin.string(), "--watch"}));
+  UniqueFd client;
+  expectEchoOnNewConnection(server_.port(), "before", "127.0.0.1", &client);
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));
+  const fs::path staging = directory_.path() / "plugin.tmp";
+  fs::copy_file(EPOLL_ECHO_PLUGIN_PATH, staging);
+  fs::rename(staging, plugin);  // a new build of the plugin, as a linker leaves it
+  ASSERT_TRUE(server_.waitForLog("epoll-server: reloaded: build "));
+  EXPECT_NE(server_.log().find("2 listeners, 1 connection handed over"), std::string::npos) << server_.log();
+  expectEcho(client.get(), "after");
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
+TEST_F(UpgradeTest, AServerWithAMetricsEndpointRefusesToUpgrade) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--metrics-listen", "127.0.0.1:0"}));
+  ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
+  ASSERT_TRUE(server_.waitForLog("SIGUSR2 received: cannot upgrade with --metrics-listen"));
+  expectEchoOnNewConnection(server_.port(), "still serving");
+  ASSERT_TRUE(server_.stop(SIGTERM));
+}
+
+}  // namespace
+}  // namespace epoll_echo::test
