@@ -337,16 +337,9 @@ void UringWorker::restartIdleClocks() noexcept {
 void UringWorker::closeIdleConnections() {
   if (idleTimeout_.count() == 0 || now_ < nextIdleSweep_) return;
   nextIdleSweep_ = now_ + idleSweepPeriod_;
-  const Clock::time_point idleSince = now_ - idleTimeout_;
-  for (size_t slot = 0; slot < connections_.size();) {
-    UringConnection& connection = *connections_[slot];
-    if (connection.lastActive > idleSince) {
-      ++slot;
-      continue;
-    }
-    closeConnection(connection);  // moves the last connection into this slot: look at it next
-    counters_.idle_closed.add(1);
-  }
+  const size_t closed = policy::closeIdleSince(connections_, now_ - idleTimeout_,
+                                               [this](UringConnection& connection) { closeConnection(connection); });
+  counters_.idle_closed.add(closed);
 }
 
 void UringWorker::armWakeup() {
@@ -619,13 +612,7 @@ void UringWorker::onSend(UringConnection& connection, int result) {
     }
   }
   if (stopping_) return;
-  if (!connection.pending.empty()) {
-    sendPending(connection);
-  } else if (connection.peerClosed) {
-    closeConnection(connection);
-  } else {
-    armRecv(connection);
-  }
+  kick(connection);
 }
 
 // Copies the unsent rest of the held buffer into the output buffer and gives the buffer back.

@@ -238,16 +238,9 @@ void Worker::restartIdleClocks() noexcept {
 void Worker::closeIdleConnections() {
   if (idleTimeout_.count() == 0 || now_ < nextIdleSweep_) return;
   nextIdleSweep_ = now_ + idleSweepPeriod_;
-  const Clock::time_point idleSince = now_ - idleTimeout_;
-  for (size_t slot = 0; slot < connections_.size();) {
-    Connection& connection = *connections_[slot];
-    if (connection.lastActive > idleSince) {
-      ++slot;
-      continue;
-    }
-    closeConnection(connection);  // moves the last connection into this slot: look at it next
-    counters_.idle_closed.add(1);
-  }
+  const size_t closed = policy::closeIdleSince(connections_, now_ - idleTimeout_,
+                                               [this](Connection& connection) { closeConnection(connection); });
+  counters_.idle_closed.add(closed);
 }
 
 void Worker::onAccept() {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 
 namespace epoll_echo::policy {
 
@@ -20,6 +21,25 @@ inline constexpr std::chrono::milliseconds kMaxIdleSweepPeriod{1000};
 
 inline std::chrono::steady_clock::duration idleSweepPeriodFor(std::chrono::milliseconds timeout) {
   return std::clamp<std::chrono::steady_clock::duration>(timeout / 8, kMinIdleSweepPeriod, kMaxIdleSweepPeriod);
+}
+
+// Closes, with `close`, every connection in `connections` (a vector of owning pointers) that moved
+// no byte since `idleSince`, a stalled flush included (a byte sent would have restarted its
+// clock). `close` must remove the connection from the vector by moving the last one into its
+// slot, which is looked at next. Returns how many it closed.
+template <typename Connections, typename Close>
+size_t closeIdleSince(Connections& connections, std::chrono::steady_clock::time_point idleSince, Close&& close) {
+  size_t closed = 0;
+  for (size_t slot = 0; slot < connections.size();) {
+    auto& connection = *connections[slot];
+    if (connection.lastActive > idleSince) {
+      ++slot;
+      continue;
+    }
+    close(connection);
+    ++closed;
+  }
+  return closed;
 }
 
 // The next back-off after `previous` (zero after a success).
