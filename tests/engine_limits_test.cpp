@@ -82,7 +82,6 @@ TEST_F(EngineLimitsTest, CapServesFiftyAndTheRestWaitUntilOthersLeave) {
   epoll_echo_config_t config = loopbackConfig(2);
   config.max_connections = kCap;
   TestEngine engine(api());
-  std::string error;
   ASSERT_TRUE(engine.createAndStart(config));
 
   std::vector<UniqueFd> clients;
@@ -126,7 +125,6 @@ TEST_F(EngineLimitsTest, AFreedSlotWakesTheOtherWorker) {
   epoll_echo_config_t config = loopbackConfig(2);
   config.max_connections = 1;
   TestEngine engine(api());
-  std::string error;
   ASSERT_TRUE(engine.createAndStart(config));
   std::vector<UniqueFd> clients;
   ASSERT_TRUE(connectSendingTokens(engine.port(), kClients, clients));
@@ -145,7 +143,6 @@ TEST_F(EngineLimitsTest, AFreedSlotWakesTheOtherWorker) {
 TEST_F(EngineLimitsTest, WithoutCapEveryClientIsServedAndNothingIsCounted) {
   constexpr size_t kClients = 80;
   TestEngine engine(api());
-  std::string error;
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(2)));
   std::vector<UniqueFd> clients;
   ASSERT_TRUE(connectSendingTokens(engine.port(), kClients, clients));
