@@ -4,8 +4,6 @@
 // operation the previous pass prepared and waits for the next completions.
 #include "uring_worker.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -77,18 +75,10 @@ UringWorker::BufferPool::~BufferPool() {
 
 UringWorker::UringWorker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
                          FailureReport reportFailure)
-    : index_(index),
-      config_(config),
-      reportFailure_(std::move(reportFailure)),
-      budget_(budget),
-      listener_(std::move(listener)),
-      bufferBytes_(std::min({kMaxBufferBytes, config.highWaterBytes, config.readBudgetBytes})),
-      idleTimeout_(std::chrono::milliseconds(config.idleTimeoutMs)),
-      idleSweepPeriod_(policy::idleSweepPeriodFor(std::chrono::milliseconds(config.idleTimeoutMs))) {
-  // Blocking: the ring waits for it to be readable (a non-blocking eventfd can fail the read with
-  // EAGAIN instead). Writers never block: its counter cannot come near overflowing.
-  wakeup_.reset(::eventfd(0, EFD_CLOEXEC));
-  if (!wakeup_) throwErrno(EPOLL_ECHO_ESYSTEM, "eventfd (worker " + std::to_string(index_) + ")");
+    // A blocking eventfd: the ring waits for it to be readable (a non-blocking one can fail the
+    // read with EAGAIN instead). Writers never block: its counter cannot come near overflowing.
+    : WorkerBase(index, config, budget, std::move(listener), std::move(reportFailure), EFD_CLOEXEC),
+      bufferBytes_(std::min({kMaxBufferBytes, config.highWaterBytes, config.readBudgetBytes})) {
   const size_t ringBytes = kBufferCount * sizeof(io_uring_buf);  // a multiple of the page size
   pool_.mappingBytes = ringBytes + size_t{kBufferCount} * bufferBytes_;
   void* mapping = ::mmap(nullptr, pool_.mappingBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -111,11 +101,7 @@ void UringWorker::start() {
     ring_.reset();
     throw EngineError(EPOLL_ECHO_ESYSTEM, "worker " + std::to_string(index_) + ": " + describeSetupError(error));
   }
-  stopRequested_.store(false, std::memory_order_relaxed);
-  stopping_ = false;
-  acceptCapped_ = false;  // a slot may have freed while the thread was away: look again
-  budget_.unpark(index_);
-  restartIdleClocks();
+  resetForRun();
   try {
     thread_ = std::thread([this] { run(); });
   } catch (...) {
@@ -125,31 +111,9 @@ void UringWorker::start() {
   }
 }
 
-void UringWorker::requestStop() noexcept {
-  if (!wakeup_) return;
-  stopRequested_.store(true, std::memory_order_release);
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t ignored = ::write(wakeup_.get(), &one, sizeof one);
-}
-
-void UringWorker::join() noexcept {
-  if (thread_.joinable()) thread_.join();
-}
-
-void UringWorker::closeAll() noexcept { dropAll(counters_.closed); }
-
-void UringWorker::releaseAll() noexcept { dropAll(counters_.handed_over); }
-
-void UringWorker::dropAll(SingleWriterCounter& countAs) noexcept {
-  assert(!running());
-  for (auto& connection : connections_) connection->fd.reset();
-  countAs.add(connections_.size());
-  connections_.clear();
+void UringWorker::releaseBackendState() noexcept {
   closing_.clear();  // empty: the thread left only once the ring gave every operation back
   retryList_.clear();
-  budget_.setWakeup(index_, -1);  // the eventfd closes below
-  listener_.reset();
-  wakeup_.reset();
 }
 
 void UringWorker::run() noexcept {
@@ -195,16 +159,6 @@ bool UringWorker::enableRing() noexcept {
   io_uring_queue_exit(&ring);
   ring_.reset();
   return false;
-}
-
-void UringWorker::fail(const char* call, int error) noexcept {
-  counters_.worker_failures.add(1);
-  try {
-    const std::string what = "worker " + std::to_string(index_) + ": " + call;
-    reportFailure_((error != 0 ? describeErrno(what, error) : what) + "; it serves no more connections");
-  } catch (...) {
-    // No memory for the message: the failure counter still tells.
-  }
 }
 
 void UringWorker::loop() {
@@ -327,19 +281,8 @@ void UringWorker::runDeferredWork() {
   closeIdleConnections();
 }
 
-void UringWorker::restartIdleClocks() noexcept {
-  now_ = Clock::now();
-  nextIdleSweep_ = now_ + idleSweepPeriod_;
-  for (auto& connection : connections_) connection->lastActive = now_;
-}
-
-// Closes every connection that moved no byte for the timeout, a stalled flush included.
 void UringWorker::closeIdleConnections() {
-  if (idleTimeout_.count() == 0 || now_ < nextIdleSweep_) return;
-  nextIdleSweep_ = now_ + idleSweepPeriod_;
-  const size_t closed = policy::closeIdleSince(connections_, now_ - idleTimeout_,
-                                               [this](UringConnection& connection) { closeConnection(connection); });
-  counters_.idle_closed.add(closed);
+  sweepIdleConnections([this](UringConnection& connection) { closeConnection(connection); });
 }
 
 void UringWorker::armWakeup() {
@@ -433,26 +376,8 @@ void UringWorker::acceptReady() {
   }
 }
 
-void UringWorker::onAcceptError(int error) {
-  counters_.accept_errors.add(1);
-  if (policy::isTransientAcceptError(error)) return;
-  // EMFILE, ENFILE, ENOBUFS, ENOMEM, or an error we do not know: waiting beats spinning on it.
-  pauseAccepting();
-}
-
-// Leaves the connection in the kernel's accept queue (the client waits instead of being reset)
-// and retries after a growing back-off, or as soon as one of our own connections closes.
-void UringWorker::pauseAccepting() {
-  acceptBackoff_ = policy::nextAcceptBackoff(acceptBackoff_);
-  acceptPaused_ = true;
-  acceptResumeAt_ = Clock::now() + acceptBackoff_;
-  counters_.accept_pauses.add(1);
-}
-
 void UringWorker::addConnection(UniqueFd socket) {
-  const int one = 1;
-  ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  counters_.syscalls.add(1);
+  setNoDelay(socket.get());
   UringConnection* connection = registerConnection(std::move(socket));
   if (connection == nullptr) {
     counters_.accept_errors.add(1);
@@ -469,21 +394,13 @@ void UringWorker::adoptConnection(UniqueFd socket, const char* pending, size_t p
   if (connection == nullptr) {
     throw EngineError(EPOLL_ECHO_ENOMEM, "worker " + std::to_string(index_) + " cannot register an adopted connection");
   }
-  budget_.take();  // counts toward the cap even above it: the connection is open already
-  connection->peerClosed = peerClosed;
-  connection->shared = true;
-  try {
-    connection->pending.append(pending, pendingBytes);
-  } catch (const std::bad_alloc&) {
-    closeConnection(*connection);
-    throw;
-  }
-  counters_.adopted.add(1);
+  restoreAdopted(*connection, pending, pendingBytes, peerClosed,
+                 [this](UringConnection& adopted) { closeConnection(adopted); });
 }
 
 // Puts a socket in the connection table. Returns nullptr, having closed the socket, when memory
 // is short.
-UringWorker::UringConnection* UringWorker::registerConnection(UniqueFd socket) {
+UringConnection* UringWorker::registerConnection(UniqueFd socket) {
   try {
     auto connection = std::make_unique<UringConnection>(std::move(socket), config_.highWaterBytes);
     // Reserved here so that closing a connection or retrying its recv never allocates.
@@ -492,13 +409,10 @@ UringWorker::UringConnection* UringWorker::registerConnection(UniqueFd socket) {
     closing_.reserve(tracked);
     retryList_.reserve(tracked);
     retrying_.reserve(tracked);
-    connection->lastActive = now_;
-    connection->slot = static_cast<uint32_t>(connections_.size());
-    connections_.push_back(std::move(connection));
+    return track(std::move(connection));
   } catch (const std::bad_alloc&) {
     return nullptr;
   }
-  return connections_.back().get();
 }
 
 // Starts a connection that has nothing in flight: its pending bytes first, then its next read.
@@ -658,18 +572,7 @@ void UringWorker::closeConnection(UringConnection& connection) {
     connection.heldBuffer = -1;
   }
   counters_.closed.add(1);
-  budget_.give(index_);
-  // A freed descriptor is the best moment to try accepting again.
-  if (acceptPaused_) acceptResumeAt_ = Clock::now();
-  if (acceptCapped_) {
-    acceptCapped_ = false;
-    budget_.unpark(index_);
-  }
-  const uint32_t slot = connection.slot;
-  std::swap(connections_[slot], connections_.back());
-  connections_[slot]->slot = slot;
-  std::unique_ptr<UringConnection> owned = std::move(connections_.back());
-  connections_.pop_back();
+  std::unique_ptr<UringConnection> owned = untrack(connection);
   if (owned->idle()) {
     owned->fd.reset();
     counters_.syscalls.add(1);

@@ -4,30 +4,41 @@
 
 #include <liburing.h>
 
-#include <atomic>
-#include <cassert>
-#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "config.h"
 #include "connection.h"
 #include "connection_budget.h"
-#include "counters.h"
-#include "event_worker.h"
 #include "unique_fd.h"
+#include "worker_base.h"
 
 namespace epoll_echo {
+
+// A connection and the operations the ring holds for it: at most one recv and one send, never
+// both at once (a recv is armed only with nothing to send), so its bytes keep their order.
+struct UringConnection : Connection {
+  using Connection::Connection;
+  bool recvArmed = false;
+  bool sendArmed = false;
+  bool sendingPending = false;  // the send in flight is from `pending` (else from heldBuffer)
+  bool recvRetry = false;       // on the retry list: its recv found no free buffer
+  int heldBuffer = -1;          // provided buffer being echoed, returned to the ring when sent
+  uint32_t heldOffset = 0;
+  uint32_t heldLength = 0;
+  uint32_t sendLength = 0;  // bytes the send in flight was given
+  bool idle() const noexcept { return !recvArmed && !sendArmed; }
+};
 
 // Thread rules as EventWorker's. The ring lives for one run: start() sets it up (disabled, so that
 // the worker's thread, which enables it, is its single issuer) and the thread tears it down after
 // cancelling every operation, so between runs nothing is in flight and a hand-over sees every
 // byte still owed in the connections' output buffers.
-class UringWorker final : public EventWorker {
+class UringWorker final : public WorkerBase<UringConnection> {
  public:
   // 0 when this process can set up a ring as the workers do, else the errno io_uring_setup gave
   // (ENOSYS: no io_uring, EPERM: the io_uring_disabled sysctl or a seccomp filter).
@@ -41,48 +52,11 @@ class UringWorker final : public EventWorker {
   UringWorker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
               FailureReport reportFailure);
   ~UringWorker() override;
-  UringWorker(const UringWorker&) = delete;
-  UringWorker& operator=(const UringWorker&) = delete;
 
   void start() override;
-  void requestStop() noexcept override;
-  void join() noexcept override;
-  void closeAll() noexcept override;
-  void releaseAll() noexcept override;
-
-  int listenerFd() const noexcept override {
-    assert(!running());
-    return listener_.get();
-  }
-  size_t connectionCount() const noexcept override {
-    assert(!running());
-    return connections_.size();
-  }
-  const Connection& connectionAt(size_t index) const override {
-    assert(!running());
-    return *connections_[index];
-  }
   void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) override;
 
-  const WorkerCounters& counters() const noexcept override { return counters_; }
-
  private:
-  using Clock = std::chrono::steady_clock;
-
-  // A connection and the operations the ring holds for it: at most one recv and one send, never
-  // both at once (a recv is armed only with nothing to send), so its bytes keep their order.
-  struct UringConnection : Connection {
-    using Connection::Connection;
-    bool recvArmed = false;
-    bool sendArmed = false;
-    bool sendingPending = false;  // the send in flight is from `pending` (else from heldBuffer)
-    bool recvRetry = false;       // on the retry list: its recv found no free buffer
-    int heldBuffer = -1;          // provided buffer being echoed, returned to the ring when sent
-    uint32_t heldOffset = 0;
-    uint32_t heldLength = 0;
-    uint32_t sendLength = 0;  // bytes the send in flight was given
-    bool idle() const noexcept { return !recvArmed && !sendArmed; }
-  };
   // A completion copied out of the ring, so that handling it may submit freely.
   struct Completion {
     uint64_t userData;
@@ -98,11 +72,9 @@ class UringWorker final : public EventWorker {
     ~BufferPool();
   };
 
-  bool running() const noexcept { return thread_.joinable(); }
-  void dropAll(SingleWriterCounter& countAs) noexcept;
+  void releaseBackendState() noexcept override;
   void run() noexcept;
   bool enableRing() noexcept;
-  void fail(const char* call, int error) noexcept;
   void loop();
   void quiesce();
   int submitAndWait(bool block);
@@ -110,7 +82,6 @@ class UringWorker final : public EventWorker {
   void handle(const Completion& completion);
   io_uring_sqe* nextSqe();
   void runDeferredWork();
-  void restartIdleClocks() noexcept;
   void closeIdleConnections();
 
   void armWakeup();
@@ -118,8 +89,6 @@ class UringWorker final : public EventWorker {
   void armAccept();
   void onAccept(int result, uint32_t flags);
   void acceptReady();
-  void onAcceptError(int error);
-  void pauseAccepting();
   void addConnection(UniqueFd socket);
   UringConnection* registerConnection(UniqueFd socket);
 
@@ -135,22 +104,12 @@ class UringWorker final : public EventWorker {
   void closeConnection(UringConnection& connection);
   void finishClose(UringConnection& connection);
 
-  const uint32_t index_;
-  const EngineConfig config_;
-  const FailureReport reportFailure_;
-  ConnectionBudget& budget_;
-  UniqueFd listener_;
-  UniqueFd wakeup_;               // fired by requestStop(), and by the budget when a slot frees at the cap
   std::optional<io_uring> ring_;  // set up by start(), torn down by the thread when it leaves
   BufferPool pool_;
   const uint32_t bufferBytes_;  // one provided buffer: the most one recv reads
   uint64_t wakeupValue_ = 0;    // the eventfd read's target
-  std::thread thread_;          // control side only (start, join)
-  std::atomic<bool> stopRequested_{false};
-  bool stopping_ = false;  // worker thread only; the eventfd fired after requestStop()
   uint32_t inFlight_ = 0;  // operations the ring holds (a multishot accept counts once)
 
-  std::vector<std::unique_ptr<UringConnection>> connections_;
   // Closed, waiting for the ring to give back their last operation before the socket closes.
   std::vector<std::unique_ptr<UringConnection>> closing_;
   std::vector<UringConnection*> retryList_;  // recvs that found no free buffer: retried next pass
@@ -158,17 +117,6 @@ class UringWorker final : public EventWorker {
 
   bool acceptArmed_ = false;
   bool acceptMultishot_ = false;  // armed: a multishot accept (no cap), else a poll of the listener
-  bool acceptPaused_ = false;     // no fd available: accepting waits until acceptResumeAt_
-  bool acceptCapped_ = false;     // the engine holds max_connections: parked until a slot frees
-  Clock::time_point acceptResumeAt_{};
-  std::chrono::milliseconds acceptBackoff_{0};
-
-  const Clock::duration idleTimeout_;      // zero: connections never time out
-  const Clock::duration idleSweepPeriod_;  // how late an idle connection may be closed
-  Clock::time_point now_{};                // this loop pass's clock
-  Clock::time_point nextIdleSweep_{};
-
-  WorkerCounters counters_;
 };
 
 }  // namespace epoll_echo

@@ -6,8 +6,6 @@
 // system calls back to back keep the kernel's receive and send paths hot in the caches.
 #include "worker.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -46,19 +44,11 @@ char wakeupTag;
 
 Worker::Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
                FailureReport reportFailure)
-    : index_(index),
-      config_(config),
-      reportFailure_(std::move(reportFailure)),
-      budget_(budget),
-      listener_(std::move(listener)),
-      batchBuffer_(new char[kBatchBufferBytes]),
-      idleTimeout_(std::chrono::milliseconds(config.idleTimeoutMs)),
-      idleSweepPeriod_(policy::idleSweepPeriodFor(std::chrono::milliseconds(config.idleTimeoutMs))) {
+    : WorkerBase(index, config, budget, std::move(listener), std::move(reportFailure), EFD_CLOEXEC | EFD_NONBLOCK),
+      batchBuffer_(new char[kBatchBufferBytes]) {
   batch_.reserve(kMaxBatchedEchoes);
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_create1 (worker " + std::to_string(index_) + ")");
-  wakeup_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wakeup_) throwErrno(EPOLL_ECHO_ESYSTEM, "eventfd (worker " + std::to_string(index_) + ")");
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.ptr = &wakeupTag;
@@ -91,48 +81,15 @@ void Worker::prepare() {
   // After a pause the eventfd still holds the stop request that ended the previous run.
   uint64_t stale = 0;
   [[maybe_unused]] ssize_t ignored = ::read(wakeup_.get(), &stale, sizeof stale);
-  stopRequested_.store(false, std::memory_order_relaxed);
-  stopping_ = false;
-  // A slot may have freed while the thread was away, its wake-up drained just now: look again.
-  acceptCapped_ = false;
-  budget_.unpark(index_);
-  restartIdleClocks();
+  resetForRun();
   // The accept queue may already hold connections that arrived between listen() and now.
   acceptPending_ = true;
 }
 
-void Worker::requestStop() noexcept {
-  if (!wakeup_) return;
-  stopRequested_.store(true, std::memory_order_release);
-  wake();
-}
-
-void Worker::wake() noexcept {
-  const uint64_t one = 1;
-  // EAGAIN means the counter is already non-zero: the worker will wake anyway.
-  [[maybe_unused]] ssize_t ignored = ::write(wakeup_.get(), &one, sizeof one);
-}
-
-void Worker::join() noexcept {
-  if (thread_.joinable()) thread_.join();
-}
-
-void Worker::closeAll() noexcept { dropAll(counters_.closed); }
-
-void Worker::releaseAll() noexcept { dropAll(counters_.handed_over); }
-
-void Worker::dropAll(SingleWriterCounter& countAs) noexcept {
-  assert(!running());
-  for (auto& connection : connections_) connection->fd.reset();
-  countAs.add(connections_.size());
-  connections_.clear();
+void Worker::releaseBackendState() noexcept {
   closedThisBatch_.clear();
   rotation_.clear();
-  budget_.setWakeup(index_, -1);  // the eventfd closes below
-  listener_.reset();
-  // The worker never runs again: its epoll instance and wake-up fd go too (only counters stay).
   epoll_.reset();
-  wakeup_.reset();
 }
 
 void Worker::run() noexcept {
@@ -161,17 +118,6 @@ bool Worker::step(int timeoutMs) noexcept {
   sendBatch();
   runDeferredWork();
   return !stopping_;
-}
-
-void Worker::fail(const char* call, int error) noexcept {
-  failed_ = true;
-  counters_.worker_failures.add(1);
-  try {
-    reportFailure_(describeErrno("worker " + std::to_string(index_) + ": " + call, error) +
-                   "; it serves no more connections");
-  } catch (...) {
-    // No memory for the message: the failure counter still tells.
-  }
 }
 
 int Worker::nextTimeoutMs() const {
@@ -227,20 +173,8 @@ void Worker::runDeferredWork() {
   closedThisBatch_.clear();
 }
 
-void Worker::restartIdleClocks() noexcept {
-  now_ = Clock::now();
-  nextIdleSweep_ = now_ + idleSweepPeriod_;
-  for (auto& connection : connections_) connection->lastActive = now_;
-}
-
-// Closes every connection that moved no byte for the timeout. One whose echo is still pending has
-// a client that stopped reading (a byte sent would have restarted its clock): its flush timed out.
 void Worker::closeIdleConnections() {
-  if (idleTimeout_.count() == 0 || now_ < nextIdleSweep_) return;
-  nextIdleSweep_ = now_ + idleSweepPeriod_;
-  const size_t closed = policy::closeIdleSince(connections_, now_ - idleTimeout_,
-                                               [this](Connection& connection) { closeConnection(connection); });
-  counters_.idle_closed.add(closed);
+  sweepIdleConnections([this](Connection& connection) { closeConnection(connection); });
 }
 
 void Worker::onAccept() {
@@ -272,22 +206,9 @@ bool Worker::acceptOne() {
   const int error = errno;
   budget_.give(index_);
   if (error == EAGAIN || error == EWOULDBLOCK) return false;
-  if (error == EINTR) return true;
-  counters_.accept_errors.add(1);
-  if (policy::isTransientAcceptError(error)) return true;
-  // EMFILE, ENFILE, ENOBUFS, ENOMEM, or an error we do not know: waiting beats spinning on it.
-  pauseAccepting();
+  if (error == EINTR || !onAcceptError(error)) return true;
+  acceptPending_ = true;  // the clients left in the queue are accepted when the pause ends
   return false;
-}
-
-// Leaves the connection in the kernel's accept queue (the client waits instead of being reset)
-// and retries after a growing back-off, or as soon as one of our own connections closes.
-void Worker::pauseAccepting() {
-  acceptBackoff_ = policy::nextAcceptBackoff(acceptBackoff_);
-  acceptPaused_ = true;
-  acceptPending_ = true;
-  acceptResumeAt_ = Clock::now() + acceptBackoff_;
-  counters_.accept_pauses.add(1);
 }
 
 // At max_connections: the clients wait in the kernel's accept queue, as when no fd is left, until
@@ -301,9 +222,7 @@ void Worker::parkAtCap() {
 
 // Returns false when the connection could not be registered (it is closed, and counted).
 bool Worker::addConnection(UniqueFd socket) {
-  const int one = 1;
-  ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  counters_.syscalls.add(1);
+  setNoDelay(socket.get());
   if (registerConnection(std::move(socket)) == nullptr) {
     counters_.accept_errors.add(1);
     return false;
@@ -319,17 +238,10 @@ void Worker::adoptConnection(UniqueFd socket, const char* pending, size_t pendin
     throw EngineError(EPOLL_ECHO_ESYSTEM,
                       "worker " + std::to_string(index_) + " cannot register an adopted connection");
   }
-  budget_.take();  // counts toward the cap even above it: the connection is open already
-  connection->peerClosed = peerClosed;
-  connection->shared = true;
-  try {
-    connection->pending.append(pending, pendingBytes);
-  } catch (const std::bad_alloc&) {
-    closeConnection(*connection);
+  restoreAdopted(*connection, pending, pendingBytes, peerClosed, [this](Connection& adopted) {
+    closeConnection(adopted);
     closedThisBatch_.clear();
-    throw;
-  }
-  counters_.adopted.add(1);
+  });
 }
 
 // Puts a socket in the connection table and the epoll set. Returns nullptr, having closed the
@@ -351,10 +263,7 @@ Connection* Worker::registerConnection(UniqueFd socket) {
   event.data.ptr = connection.get();
   counters_.syscalls.add(1);
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->fd.get(), &event) != 0) return nullptr;
-  connection->lastActive = now_;
-  connection->slot = static_cast<uint32_t>(connections_.size());
-  connections_.push_back(std::move(connection));
-  return connections_.back().get();
+  return track(std::move(connection));
 }
 
 void Worker::onReadable(Connection& connection) {
@@ -521,18 +430,7 @@ void Worker::closeConnection(Connection& connection) {
   connection.pending.clear();
   counters_.syscalls.add(1);
   counters_.closed.add(1);
-  const uint32_t slot = connection.slot;
-  std::swap(connections_[slot], connections_.back());
-  connections_[slot]->slot = slot;
-  closedThisBatch_.push_back(std::move(connections_.back()));
-  connections_.pop_back();
-  budget_.give(index_);
-  // A freed descriptor is the best moment to try accepting again.
-  if (acceptPaused_) acceptResumeAt_ = Clock::now();
-  if (acceptCapped_) {
-    acceptCapped_ = false;
-    budget_.unpark(index_);
-  }
+  closedThisBatch_.push_back(untrack(connection));  // reserved by registerConnection: cannot throw
 }
 
 }  // namespace epoll_echo

@@ -4,38 +4,30 @@
 
 #include <sys/epoll.h>
 
-#include <atomic>
-#include <cassert>
-#include <chrono>
+#include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
-#include <string>
-#include <thread>
 #include <vector>
 
 #include "config.h"
 #include "connection.h"
 #include "connection_budget.h"
-#include "counters.h"
-#include "event_worker.h"
 #include "read_rotation.h"
 #include "unique_fd.h"
+#include "worker_base.h"
 
 namespace epoll_echo {
 
 // The epoll backend. Thread rules as EventWorker's. In external-loop mode the worker has no
 // thread: prepare() instead of start(), and the engine calls step() itself, under its control
 // lock, from the application's loop thread (only epoll workers serve in that mode).
-class Worker final : public EventWorker {
+class Worker final : public WorkerBase<Connection> {
  public:
   // Takes ownership of a bound, listening, non-blocking socket; counts its connections in
   // `budget`, which must outlive it. Throws EngineError.
   Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
          FailureReport reportFailure);
   ~Worker() override;
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
 
   void start() override;
   // What start() does but the thread: the worker is ready for the engine to call step().
@@ -49,47 +41,22 @@ class Worker final : public EventWorker {
   bool failed() const noexcept { return failed_; }
   // The worker's epoll instance, which the engine's loop fd watches in external-loop mode.
   int epollFd() const noexcept { return epoll_.get(); }
-  void requestStop() noexcept override;
   // Fires the eventfd so that the epoll instance is readable: in external-loop mode, the
   // application's loop then calls step() once after start and resume, with no special call.
-  void wake() noexcept;
-  void join() noexcept override;
-  void closeAll() noexcept override;
-  void releaseAll() noexcept override;
+  using WorkerBase::wake;
 
-  int listenerFd() const noexcept override {
-    assert(!running());
-    return listener_.get();
-  }
-  size_t connectionCount() const noexcept override {
-    assert(!running());
-    return connections_.size();
-  }
-  const Connection& connectionAt(size_t index) const override {
-    assert(!running());
-    return *connections_[index];
-  }
   void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) override;
 
-  const WorkerCounters& counters() const noexcept override { return counters_; }
-
  private:
-  using Clock = std::chrono::steady_clock;
-
-  // True from start() until join(): the worker's thread may be using everything but the counters.
-  bool running() const noexcept { return thread_.joinable(); }
-  void dropAll(SingleWriterCounter& countAs) noexcept;
+  void releaseBackendState() noexcept override;
   void run() noexcept;
-  void fail(const char* call, int error) noexcept;
   void dispatch(const epoll_event& event);
   void onWakeup();
   void runDeferredWork();
-  void restartIdleClocks() noexcept;
   void closeIdleConnections();
 
   void onAccept();
   bool acceptOne();
-  void pauseAccepting();
   void parkAtCap();
   bool addConnection(UniqueFd socket);
   Connection* registerConnection(UniqueFd socket);
@@ -107,19 +74,7 @@ class Worker final : public EventWorker {
   void queueForResume(Connection& connection);
   void closeConnection(Connection& connection);
 
-  const uint32_t index_;
-  const EngineConfig config_;
-  const FailureReport reportFailure_;
-  ConnectionBudget& budget_;
-  UniqueFd listener_;
   UniqueFd epoll_;
-  UniqueFd wakeup_;     // fired by requestStop(), and by the budget when a slot frees at the cap
-  std::thread thread_;  // control side only (start, join)
-  std::atomic<bool> stopRequested_{false};
-  bool stopping_ = false;  // worker thread only; set when the eventfd fires after requestStop()
-  bool failed_ = false;    // epoll_wait failed: the worker serves nothing more
-
-  std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> closedThisBatch_;  // freed after the batch
   ReadRotation<Connection> rotation_;                         // connections with unread data left by their budget
   // Every read lands here, one buffer per worker (idle connections own none). A batch of events
@@ -134,19 +89,6 @@ class Worker final : public EventWorker {
   size_t batchBytes_ = 0;  // the start of batchBuffer_ that batch_ uses
 
   bool acceptPending_ = false;  // the accept budget ran out with connections still queued
-  bool acceptPaused_ = false;   // no fd available: accepting waits until acceptResumeAt_
-  bool acceptCapped_ = false;   // the engine holds max_connections: parked until a slot frees
-  Clock::time_point acceptResumeAt_{};
-  std::chrono::milliseconds acceptBackoff_{0};
-
-  // Idle timeout: one clock read per loop pass, a store per connection that moves bytes, and a
-  // sweep over the connections every idleSweepPeriod_ instead of a timer per connection.
-  const Clock::duration idleTimeout_;      // zero: connections never time out
-  const Clock::duration idleSweepPeriod_;  // how late an idle connection may be closed
-  Clock::time_point now_{};                // this loop pass's clock
-  Clock::time_point nextIdleSweep_{};
-
-  WorkerCounters counters_;
 };
 
 }  // namespace epoll_echo
