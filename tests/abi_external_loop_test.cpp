@@ -39,6 +39,16 @@ class AbiExternalLoopTest : public PluginTest {
     return fd;
   }
 
+  // Creates and starts `engine` with `config` and connects `client` to it.
+  void startAndConnect(TestEngine& engine, const epoll_echo_config_t& config, UniqueFd& client) {
+    std::string detail;
+    ASSERT_EQ(engine.create(config, &detail), EPOLL_ECHO_OK) << detail;
+    ASSERT_EQ(api().start(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+    std::string error;
+    client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
+    ASSERT_TRUE(client) << error;
+  }
+
   // The host loop, run by the test itself: waits for the fd (or next's timeout) and runs, until
   // `done` holds after a run. Returns false if the deadline passed first.
   bool runLoopUntil(const TestEngine& engine, const std::function<bool(int32_t next)>& done, Deadline deadline) {
@@ -199,12 +209,9 @@ TEST_F(AbiExternalLoopTest, ReadBudgetLeftoverAsksForAnImmediateRun) {
   epoll_echo_config_t config = externalConfig();
   config.read_budget_bytes = 4096;
   TestEngine engine(api());
-  std::string detail;
-  ASSERT_EQ(engine.create(config, &detail), EPOLL_ECHO_OK) << detail;
-  ASSERT_EQ(api().start(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  UniqueFd client;
+  ASSERT_NO_FATAL_FAILURE(startAndConnect(engine, config, client));
   std::string error;
-  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
-  ASSERT_TRUE(client) << error;
   const std::string message(16384, 'x');
   ASSERT_TRUE(sendAll(client.get(), message, deadlineIn(kIoTimeout), &error)) << error;
   ASSERT_TRUE(waitUntilSent(client.get(), deadlineIn(kIoTimeout)));
@@ -234,12 +241,8 @@ TEST_F(AbiExternalLoopTest, IdleTimeoutAsksForARunAtTheNextSweep) {
   epoll_echo_config_t config = externalConfig();
   config.idle_timeout_ms = 800;  // swept every 100 ms
   TestEngine engine(api());
-  std::string detail;
-  ASSERT_EQ(engine.create(config, &detail), EPOLL_ECHO_OK) << detail;
-  ASSERT_EQ(api().start(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
-  std::string error;
-  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
-  ASSERT_TRUE(client) << error;
+  UniqueFd client;
+  ASSERT_NO_FATAL_FAILURE(startAndConnect(engine, config, client));
   int32_t lastNext = -2;
   ASSERT_TRUE(runLoopUntil(
       engine,
