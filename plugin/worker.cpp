@@ -34,10 +34,13 @@ constexpr size_t kReadChunk = 256 * 1024;
 constexpr size_t kBatchBufferBytes = 2 * kReadChunk;
 static_assert(kBatchBufferBytes <= UINT32_MAX, "batch offsets are 32-bit");
 constexpr int kMaxEventsPerWait = 256;
-// Echoes per batch, reserved once per worker: a batch is sent early rather than grown, so the
-// batch list costs nothing per connection (the deferred connections read at the end of a pass
-// can add more than this).
-constexpr size_t kMaxBatchedEchoes = kMaxEventsPerWait;
+// Echoes per batch: after this many reads the batch is sent, then reading goes on. The first
+// connection read waits for every other read of its batch before its echo leaves, so an unbounded
+// batch (every connection epoll reports, 100 at 100 ping-pong connections) put whole passes of
+// reads in front of some echoes and stretched the latency tail; 16 reads bound that wait to a few
+// microseconds and still keep like system calls together (docs/benchmarks.md, "Tail latency").
+// Reserved once per worker.
+constexpr size_t kMaxBatchedEchoes = 16;
 // epoll user data for the two non-connection fds; connections use their own address.
 char listenerTag;
 char wakeupTag;
