@@ -61,6 +61,8 @@ def classify(comm, frames):
         return "idle"
     leaf_symbol, leaf_dso = frames[0] if frames else ("[unknown]", "[unknown]")
     if not kernel(leaf_dso):
+        if leaf_dso.startswith("/memfd:"):
+            return "user: libepoll_echo.so (memfd copy)"
         return "user: " + os.path.basename(leaf_dso)
     if symbols & SCHEDULER:
         return "scheduler (switch, sleep)"
@@ -97,7 +99,9 @@ def samples(stream):
             parts = line.strip().split(None, 1)
             if len(parts) < 2:
                 continue
-            rest = parts[1]
+            # A library loaded from a deleted file (the host's sealed memfd copy of the plugin)
+            # ends in "(/memfd:... (deleted))".
+            rest = parts[1].replace(" (deleted))", ")")
             symbol, _, dso = rest.rpartition(" (")
             frames.append((symbol or "[unknown]", dso.rstrip(")")))
         else:

@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
         --client-cpu) client_cpu=$2; shift ;;
         --out) out=$2; shift ;;
         --name) name=$2; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "profile_server.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -63,7 +63,7 @@ generator_pid=
 cleanup() {
     [ -n "$generator_pid" ] && kill "$generator_pid" 2>/dev/null && wait "$generator_pid" 2>/dev/null
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-    rm -f "$server_log" "$generator_out"
+    rm -f "$server_log" "$server_log.perf" "$generator_out"
 }
 trap cleanup EXIT
 
@@ -91,7 +91,11 @@ taskset -c "$client_cpu" "$bin/epoll-echo-bench" --port "$port" --server-pid "$s
     --duration "$window" --json --label "profile/$name" $load >"$generator_out" &
 generator_pid=$!
 sleep "$(awk "BEGIN { print $warmup + 0.5 }")"
-perf record -q -g -C "$server_cpu" -o "$out/$name.perf.data" -- sleep "$seconds" 2>/dev/null
+if ! perf record -q -g -C "$server_cpu" -o "$out/$name.perf.data" -- sleep "$seconds" 2>"$server_log.perf"; then
+    echo "profile_server.sh: perf record failed (kernel stacks need root or kernel.perf_event_paranoid <= -1):" >&2
+    cat "$server_log.perf" >&2
+    exit 1
+fi
 wait "$generator_pid" || { echo "profile_server.sh: the generator reported an error:" >&2; cat "$generator_out" >&2; exit 1; }
 generator_pid=
 kill -TERM "$server_pid"; wait "$server_pid" || true
@@ -100,10 +104,10 @@ server_pid=
 rate=$(grep -o '"messages_per_s":[0-9.]*' "$generator_out" | cut -d: -f2)
 per_cpu=$(grep -o '"messages_per_server_cpu_s":[0-9.]*' "$generator_out" | cut -d: -f2 || true)
 messages=$(awk "BEGIN { print $rate * $seconds }")
-perf report -i "$out/$name.perf.data" --no-children --sort sym --stdio --percent-limit 0.3 2>/dev/null |
+perf report -i "$out/$name.perf.data" -g none --no-children --sort sym --stdio --percent-limit 0.3 2>/dev/null |
     grep -v '^$' | grep -v '^#' | grep -v '^ *|' | grep -v -- '---' >"$out/$name.symbols.txt" || true
 {
-    echo "$name: $(date -u +%FT%TZ), kernel $(uname -r), load $(echo $load), ${engine_flags:+flags $engine_flags, }$rate messages/s over ${seconds} s${per_cpu:+, $per_cpu messages per server CPU-s}"
+    echo "$name: $(date -u +%FT%TZ), kernel $(uname -r), load $load, ${engine_flags:+flags $engine_flags, }$rate messages/s over ${seconds} s${per_cpu:+, $per_cpu messages per server CPU-s}"
     perf script -i "$out/$name.perf.data" -F comm,tid,time,ip,sym,dso 2>/dev/null |
         python3 "$root/tests/bench/profile_breakdown.py" --messages "$messages" --seconds "$seconds"
 } | tee "$out/$name.breakdown.txt"
