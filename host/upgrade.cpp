@@ -215,8 +215,8 @@ std::string formatMilliseconds(std::chrono::nanoseconds duration) {
 }
 
 std::string describePause(const PausePhases& pause) {
-  return formatMilliseconds(pause.total()) + " (workers stopped " + formatMilliseconds(pause.stopWorkers) + ", state exported " +
-         formatMilliseconds(pause.exportState) + ", sent " + formatMilliseconds(pause.sendState) +
+  return formatMilliseconds(pause.total()) + " (workers stopped " + formatMilliseconds(pause.stopWorkers) +
+         ", state exported " + formatMilliseconds(pause.exportState) + ", sent " + formatMilliseconds(pause.sendState) +
          ", imported and started by the new process " + formatMilliseconds(pause.takeOver) + ")";
 }
 

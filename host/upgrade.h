@@ -50,7 +50,8 @@ struct UpgradeOutcome {
   pid_t successor = -1;
   HandoverCounts moved;
   uint64_t pendingBytes = 0;  // read from clients and not yet echoed, carried over with their connections
-  std::chrono::microseconds prepare{0};  // from starting the successor to its "prepared": no pause yet
+  // From starting the successor to its "prepared": no pause yet.
+  std::chrono::microseconds prepare{0};
   PausePhases pause;
 };
 
