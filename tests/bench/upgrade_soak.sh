@@ -69,6 +69,7 @@ run() {
             END { if (NR) printf "upgrade pauses as the old process timed them: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
                   v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.999)], v[NR] }'
         grep "handed over in a pause of" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
+        grep "took over" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
     fi
     printf '%-8s %4d replacements at %d connections: %s\n' "$kind" "$upgrades" "$connections" \
         "$(sed -n 's/.*"bytes_verified":\([0-9]*\),"mismatches":\([0-9]*\),"errors":\([0-9]*\).*"oldest_unanswered_us":\([0-9.]*\).*/bytes verified \1, mismatches \2, errors \3, oldest unanswered at the end \4 us/p' "$work/load.json")"
