@@ -317,7 +317,9 @@ TEST_F(UpgradeTest, TheOldProcessServesOnUntilTheSuccessorIsPrepared) {
 // Failures after "prepared", once the old engine has paused (or is about to): it resumes, and
 // no connection, byte or pending echo is lost.
 TEST_F(UpgradeTest, ASuccessorThatFailsAfterItIsPreparedLeavesTheOldProcessServing) {
-  ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", "2"}));
+  // Long enough for the good build at the end to prepare in a sanitizer build; the hanging one
+  // costs that long.
+  ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", kSanitizedBuild ? "10" : "2"}));
   PingPongLoad load(server_.port(), kLoadConnections);
   ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
   const std::vector<std::pair<std::string, std::string>> failures = {
