@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -82,19 +83,25 @@ void notify(const std::string& state) {
   if (!problem.empty()) logLine("warning: cannot notify the service manager: " + problem);
 }
 
-// The engine of a process started by an upgrade (SIGUSR2): the predecessor's sockets imported,
-// started once the predecessor has let go of them.
+// The engine of a process started by an upgrade (SIGUSR2): created while the predecessor still
+// serves, then the predecessor's sockets imported and served at once (it has paused by then).
 std::unique_ptr<LoadedEngine> takeOver(const std::filesystem::path& path, const Options& options,
-                                       Succession& succession) {
+                                       Succession& succession, std::string& timings) {
   try {
     auto serving = std::make_unique<LoadedEngine>(path, options);
     if (!serving->library().supportsHandover()) {
       throw PluginError("an upgrade needs a plugin with ABI 1.1 or later; " + path.string() + " has ABI " +
                         formatAbiVersion(serving->library().abiVersion()));
     }
+    succession.receiveState();
+    const auto received = std::chrono::steady_clock::now();
     succession.importInto(serving->engine());
-    succession.awaitGo();
+    const auto imported = std::chrono::steady_clock::now();
     serving->engine().start();
+    const auto started = std::chrono::steady_clock::now();
+    succession.awaitGo();
+    timings = "state received " + formatMilliseconds(succession.stateWait()) + " after prepared, imported in " +
+              formatMilliseconds(imported - received) + ", started in " + formatMilliseconds(started - imported);
     return serving;
   } catch (const std::exception& error) {
     succession.fail(error.what());
@@ -123,8 +130,9 @@ int serve(const Options& options, std::optional<Program> program) {
   // truncated file is refused instead of crashing the loader, and a `cp` over the plugin
   // rewrites a file nobody has mapped.
   std::unique_ptr<LoadedEngine> serving;
+  std::string takeOverTimings;
   if (succession) {
-    serving = takeOver(path, options, *succession);
+    serving = takeOver(path, options, *succession, takeOverTimings);
   } else {
     serving = std::make_unique<LoadedEngine>(path, options);
     if (!activated.empty()) importActivatedSockets(*serving, activated);
@@ -153,7 +161,7 @@ int serve(const Options& options, std::optional<Program> program) {
     // Logged before the predecessor learns it may exit: its "upgraded:" line follows this one.
     const HandoverCounts counts = succession->counts();
     logLine("upgrade: pid " + std::to_string(::getpid()) + " took over " + countOf(counts.listeners, "listener") +
-            " and " + countOf(counts.connections, "connection"));
+            " and " + countOf(counts.connections, "connection") + " (" + takeOverTimings + ")");
     succession->confirmServing();
   } else {
     notify("READY=1\nSTATUS=listening on " + address);

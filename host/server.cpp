@@ -254,8 +254,9 @@ void Server::upgradeOnSignal() {
   reloadTimer_.disarm();
   logLine("upgraded: pid " + std::to_string(outcome.successor) + " serves now, " +
           countOf(outcome.moved.listeners, "listener") + ", " + countOf(outcome.moved.connections, "connection") +
-          " (" + countOf(outcome.pendingBytes, "pending byte") + ") handed over; pid " + std::to_string(::getpid()) +
-          " exits");
+          " (" + countOf(outcome.pendingBytes, "pending byte") + ") handed over in a pause of " +
+          describePause(outcome.pause) + ", the new process prepared in " + formatMilliseconds(outcome.prepare) +
+          "; pid " + std::to_string(::getpid()) + " exits");
 }
 
 CarriedStats Server::carriedStats() const {

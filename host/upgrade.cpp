@@ -1,6 +1,7 @@
-// upgrade.cpp — both sides of a process upgrade: the old process pauses its engine and hands the
-// sockets to a child it spawns (kept until the child serves, so a failed child costs nothing), the
-// new process imports them and starts only when told to, so at no time do two engines read one socket.
+// upgrade.cpp — both sides of a process upgrade: the old process starts a child and serves on until
+// the child has loaded its plugin and created its engine; only then does it pause its engine and
+// hand the sockets over (keeping its own copies until the child serves, so a failed child costs
+// nothing). The child imports them and serves at once: the pause holds the hand-over alone.
 #include "upgrade.h"
 
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
@@ -135,20 +137,43 @@ ReceivedReply expectReply(UpgradeChannel& channel, UpgradeReply expected, Upgrad
   return *reply;
 }
 
-// The exchange, from spawning the successor to its confirmation that it serves.
-pid_t handOver(const Program& program, CarriedState& state, SuccessorProcess& successor,
-               std::chrono::milliseconds timeout) {
+using Clock = std::chrono::steady_clock;
+
+std::chrono::microseconds since(Clock::time_point& mark) {
+  const Clock::time_point now = Clock::now();
+  const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(now - mark);
+  mark = now;
+  return elapsed;
+}
+
+// Starts the successor and waits, while `current` still serves, until it is prepared to take over.
+UpgradeChannel prepareSuccessor(const Program& program, SuccessorProcess& successor, UpgradeDeadline deadline) {
   auto [ours, theirs] = UpgradeChannel::pair();
-  const UpgradeDeadline deadline = std::chrono::steady_clock::now() + timeout;
   successor.spawn(program, theirs.releaseSocket());  // our copy of its end closes here: its exit reads as EOF
-  ours.sendState(state, deadline);
-  const ReceivedReply ready = expectReply(ours, UpgradeReply::kReady, deadline);
-  if (static_cast<pid_t>(ready.pid) != successor.pid()) {
-    throw UpgradeProtocolError("the new process says it is pid " + std::to_string(ready.pid));
+  ours.sendReply(UpgradeReply::kHello, deadline);
+  const ReceivedReply prepared = expectReply(ours, UpgradeReply::kPrepared, deadline);
+  if (static_cast<pid_t>(prepared.pid) != successor.pid()) {
+    throw UpgradeProtocolError("the new process says it is pid " + std::to_string(prepared.pid));
   }
-  ours.sendReply(UpgradeReply::kGo, deadline);
-  expectReply(ours, UpgradeReply::kServing, deadline);
-  return successor.pid();
+  return std::move(ours);
+}
+
+// The pause: from stopping `current`'s workers to the successor serving its sockets.
+// `paused` tells a failure whether the engine must be resumed.
+void handOver(LoadedEngine& current, const std::function<CarriedStats()>& carried, UpgradeChannel& channel,
+              UpgradeDeadline deadline, UpgradeOutcome& outcome, bool& paused) {
+  Clock::time_point mark = Clock::now();
+  current.engine().pause();
+  paused = true;
+  outcome.pause.stopWorkers = since(mark);
+  CarriedState state = exportState(current.engine(), carried());
+  outcome.moved = {static_cast<uint32_t>(state.listeners.size()), static_cast<uint32_t>(state.connections.size())};
+  for (const CarriedConnection& connection : state.connections) outcome.pendingBytes += connection.pending.size();
+  outcome.pause.exportState = since(mark);
+  channel.sendState(state, deadline);
+  outcome.pause.sendState = since(mark);
+  expectReply(channel, UpgradeReply::kReady, deadline);
+  outcome.pause.takeOver = since(mark);
 }
 
 void resumeAfterFailure(LoadedEngine& current) {
@@ -183,31 +208,45 @@ std::optional<std::filesystem::path> resolveExecutable(const std::string& argv0)
   return std::nullopt;
 }
 
+std::string formatMilliseconds(std::chrono::nanoseconds duration) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f ms", static_cast<double>(duration.count()) / 1e6);
+  return text;
+}
+
+std::string describePause(const PausePhases& pause) {
+  return formatMilliseconds(pause.total()) + " (workers stopped " + formatMilliseconds(pause.stopWorkers) +
+         ", state exported " + formatMilliseconds(pause.exportState) + ", sent " + formatMilliseconds(pause.sendState) +
+         ", imported and started by the new process " + formatMilliseconds(pause.takeOver) + ")";
+}
+
 UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
                               const std::function<CarriedStats()>& carried, std::chrono::milliseconds timeout) {
   if (!current.library().supportsHandover()) {
     throw UpgradeError("upgrade refused: the serving plugin has ABI " +
                        formatAbiVersion(current.library().abiVersion()) + " and cannot hand over (needs 1.1)");
   }
-  try {
-    current.engine().pause();
-  } catch (const std::exception& error) {
-    throw UpgradeError(std::string("upgrade refused: ") + error.what());
-  }
   UpgradeOutcome outcome;
   SuccessorProcess successor;
+  const UpgradeDeadline deadline = Clock::now() + timeout;
+  bool paused = false;
   try {
-    CarriedState state = exportState(current.engine(), carried());
-    outcome.moved = {static_cast<uint32_t>(state.listeners.size()), static_cast<uint32_t>(state.connections.size())};
-    for (const CarriedConnection& connection : state.connections) outcome.pendingBytes += connection.pending.size();
-    outcome.successor = handOver(program, state, successor, timeout);
+    Clock::time_point mark = Clock::now();
+    UpgradeChannel channel = prepareSuccessor(program, successor, deadline);
+    outcome.prepare = since(mark);
+    handOver(current, carried, channel, deadline, outcome, paused);
+    channel.sendReply(UpgradeReply::kGo, deadline);
+    expectReply(channel, UpgradeReply::kServing, deadline);
   } catch (const std::exception& error) {
+    // Killed before the engine resumes: the successor may have started serving, and two engines
+    // must never read one socket.
     const std::string ended = successor.killAndReap();
-    resumeAfterFailure(current);
+    if (paused) resumeAfterFailure(current);
     throw UpgradeError("upgrade to " + program.path.string() + " failed: " + error.what() +
                        (ended.empty() ? "" : " (" + ended + ")") + "; pid " + std::to_string(::getpid()) +
                        " serves on");
   }
+  outcome.successor = successor.pid();
   successor.release();
   try {
     current.engine().handoverComplete();
@@ -237,40 +276,45 @@ std::optional<Succession> Succession::fromEnvironment(std::chrono::milliseconds 
   if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || ::fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {
     throw std::system_error(errno, std::generic_category(), "fcntl upgrade channel");
   }
-  UpgradeChannel channel(std::move(socket));
-  const UpgradeDeadline deadline = std::chrono::steady_clock::now() + timeout;
+  Succession succession(UpgradeChannel(std::move(socket)), Clock::now() + timeout);
   try {
-    CarriedState state = channel.receiveState(deadline);
-    return Succession(std::move(channel), std::move(state), deadline);
+    const std::optional<ReceivedReply> hello = succession.channel_.receiveReply(succession.deadline_);
+    if (!hello) throw UpgradeProtocolError("upgrade: the old process closed the channel");
+    if (hello->reply != UpgradeReply::kHello) throw UpgradeProtocolError("upgrade: the old process did not say hello");
   } catch (const std::exception& error) {
-    try {
-      channel.sendReply(UpgradeReply::kFailed, deadline, 0, error.what());
-    } catch (const std::exception&) {  // the predecessor learns it from the closed channel then
-    }
+    succession.fail(error.what());
     throw;
   }
+  return std::optional<Succession>(std::move(succession));
+}
+
+void Succession::receiveState() {
+  channel_.sendReply(UpgradeReply::kPrepared, deadline_, static_cast<uint32_t>(::getpid()));
+  Clock::time_point mark = Clock::now();
+  state_ = channel_.receiveState(deadline_);
+  stateWait_ = since(mark);
 }
 
 HandoverCounts Succession::counts() const {
   return {static_cast<uint32_t>(state_.listeners.size()), static_cast<uint32_t>(state_.connections.size())};
 }
 
-void Succession::importInto(EngineHandle& engine) const {
+void Succession::importInto(EngineHandle& engine) {
   for (int fd : state_.listeners) engine.importListener(fd);
-  for (const CarriedConnection& carried : state_.connections) {
+  for (CarriedConnection& carried : state_.connections) {
     ExportedConnection connection;
     connection.state.size = sizeof connection.state;
     connection.state.fd = carried.fd;
     connection.state.worker = carried.worker;
     connection.state.flags = carried.flags;
     connection.state.pending_bytes = carried.pending.size();
-    connection.pending = carried.pending;
+    connection.pending = std::move(carried.pending);
     engine.importConnection(connection);
   }
 }
 
 void Succession::awaitGo() {
-  channel_.sendReply(UpgradeReply::kReady, deadline_, static_cast<uint32_t>(::getpid()));
+  channel_.sendReply(UpgradeReply::kReady, deadline_);
   const std::optional<ReceivedReply> reply = channel_.receiveReply(deadline_);
   if (!reply) throw UpgradeProtocolError("upgrade: the old process gave up the hand-over");
   if (reply->reply != UpgradeReply::kGo) throw UpgradeProtocolError("upgrade: unexpected message from the old process");

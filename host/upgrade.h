@@ -19,9 +19,6 @@
 
 namespace epoll_echo::host {
 
-// The environment variable that tells a new process which descriptor leads to its predecessor.
-inline constexpr const char* kUpgradeFdVariable = "EPOLL_ECHO_UPGRADE_FD";
-
 // The program an upgrade starts: the path the running one was started from, resolved once at
 // start (a later build that replaces the file is what the upgrade should run; /proc/self/exe would
 // name the old, replaced inode), and the same arguments.
@@ -40,50 +37,78 @@ class UpgradeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Where the clients' pause went: from pausing the engine to the successor's word that it serves.
+struct PausePhases {
+  std::chrono::microseconds stopWorkers{0};  // epoll_echo_pause: the workers joined
+  std::chrono::microseconds exportState{0};  // every socket and pending byte taken out, stats read
+  std::chrono::microseconds sendState{0};    // written to the channel (the successor reads meanwhile)
+  std::chrono::microseconds takeOver{0};     // until the successor has imported them and serves
+  std::chrono::microseconds total() const { return stopWorkers + exportState + sendState + takeOver; }
+};
+
 struct UpgradeOutcome {
   pid_t successor = -1;
   HandoverCounts moved;
   uint64_t pendingBytes = 0;  // read from clients and not yet echoed, carried over with their connections
+  // From starting the successor to its "prepared": no pause yet.
+  std::chrono::microseconds prepare{0};
+  PausePhases pause;
 };
 
-// The old process's side. Pauses `current`, starts `program` with the successor's end of a
-// socketpair, sends it every listener and connection (with flags and pending bytes) and the
-// stats `carried` returns (called once the engine is paused, so they no longer move),
-// and waits for it to import them ("ready"), tells it to start ("go") and waits for it to serve.
-// On success `current` is STOPPED (hand-over complete) and the caller should exit. Any failure, or
-// `timeout` passing first: the successor is killed and reaped, `current` resumes on its sockets,
-// and UpgradeError is thrown. Main thread only; signals stay pending meanwhile.
+// "2.1 ms": one decimal, for the log.
+std::string formatMilliseconds(std::chrono::nanoseconds duration);
+// "2.1 ms (workers stopped 0.2 ms, ...)": the pause and its phases, for the log.
+std::string describePause(const PausePhases& pause);
+
+// The old process's side. Starts `program` with the successor's end of a socketpair and, while
+// `current` still serves, waits for it to load its plugin and create its engine ("prepared").
+// Only then pauses `current`, sends it every listener and connection (with flags and pending
+// bytes) and the stats `carried` returns (called once the engine is paused, so they no longer
+// move), and waits for it to import them and serve ("ready"); then lets it go ("go") and waits for
+// its confirmation ("serving"). On success `current` is STOPPED (hand-over complete) and the
+// caller should exit. Any failure, or `timeout` passing first: the successor is killed and reaped,
+// `current` resumes on its sockets if it was paused, and UpgradeError is thrown. Main thread
+// only; signals stay pending meanwhile.
 UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
                               const std::function<CarriedStats()>& carried, std::chrono::milliseconds timeout);
 
 // The new process's side: present when $EPOLL_ECHO_UPGRADE_FD names a predecessor's channel.
+// Its steps, in order: fromEnvironment, receiveState (once the engine exists), importInto, the
+// engine's start, awaitGo, confirmServing; fail() at any point before the last.
 class Succession {
  public:
-  // Takes the descriptor named by the variable (and unsets it) and receives the whole state
-  // within `timeout`. nullopt without the variable. Throws UpgradeProtocolError.
+  // Takes the descriptor named by the variable (and unsets it) and reads the predecessor's hello,
+  // so a predecessor of another protocol version is refused before anything is loaded. The
+  // whole succession must end within `timeout`. nullopt without the variable. Throws
+  // UpgradeProtocolError.
   static std::optional<Succession> fromEnvironment(std::chrono::milliseconds timeout);
 
+  // Tells the predecessor this process is prepared (its engine created), which pauses its engine
+  // and sends every socket; returns when all of them are here. Throws UpgradeProtocolError.
+  void receiveState();
+  // How long the predecessor took to pause and send the state, once prepared.
+  std::chrono::microseconds stateWait() const { return stateWait_; }
   const CarriedStats& stats() const { return state_.stats; }
   HandoverCounts counts() const;
   // Imports every listener and connection into a CREATED engine. Throws PluginCallError.
-  void importInto(EngineHandle& engine) const;
-  // Tells the predecessor everything is imported and waits for its go-ahead. Throws
-  // UpgradeProtocolError if it gives up (closes the channel) or the deadline passes.
+  void importInto(EngineHandle& engine);
+  // The engine serves: tells the predecessor (its clients' pause ends here) and waits for its
+  // go-ahead. Throws UpgradeProtocolError if it gives up (closes the channel) or the deadline passes.
   void awaitGo();
-  // The engine serves: tells the predecessor, which then exits, and closes the channel and the
-  // received descriptors (the engine holds its own duplicates). A predecessor gone by then
-  // (killed) is logged, never a reason to stop: this process holds the only sockets.
+  // The service manager knows: tells the predecessor, which then exits, and closes the channel
+  // and the received descriptors (the engine holds its own duplicates). A predecessor gone by
+  // then (killed) is logged, never a reason to stop: this process holds the only sockets.
   void confirmServing() noexcept;
   // Tells the predecessor why this process gives up (best effort), so it can log it and resume.
   void fail(const std::string& reason) noexcept;
 
  private:
-  Succession(UpgradeChannel channel, CarriedState state, UpgradeDeadline deadline)
-      : channel_(std::move(channel)), state_(std::move(state)), deadline_(deadline) {}
+  Succession(UpgradeChannel channel, UpgradeDeadline deadline) : channel_(std::move(channel)), deadline_(deadline) {}
 
   UpgradeChannel channel_;
   CarriedState state_;
   UpgradeDeadline deadline_;
+  std::chrono::microseconds stateWait_{0};
 };
 
 }  // namespace epoll_echo::host

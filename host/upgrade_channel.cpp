@@ -156,6 +156,10 @@ const char* typeName(uint16_t type) {
       return "descriptors";
     case kStateBytes:
       return "state bytes";
+    case static_cast<uint16_t>(UpgradeReply::kHello):
+      return "hello";
+    case static_cast<uint16_t>(UpgradeReply::kPrepared):
+      return "prepared";
     case static_cast<uint16_t>(UpgradeReply::kReady):
       return "ready";
     case static_cast<uint16_t>(UpgradeReply::kGo):
@@ -340,7 +344,7 @@ CarriedState UpgradeChannel::receiveState(UpgradeDeadline deadline) {
 
 void UpgradeChannel::sendReply(UpgradeReply reply, UpgradeDeadline deadline, uint32_t pid, const std::string& reason) {
   std::vector<unsigned char> payload;
-  if (reply == UpgradeReply::kReady) payload = asBytes(pid);
+  if (reply == UpgradeReply::kPrepared) payload = asBytes(pid);
   if (reply == UpgradeReply::kFailed)
     payload.assign(reason.begin(), reason.begin() + std::min(reason.size(), kMaxReasonBytes));
   send(static_cast<uint16_t>(reply), payload, nullptr, 0, deadline);
@@ -353,14 +357,16 @@ std::optional<ReceivedReply> UpgradeChannel::receiveReply(UpgradeDeadline deadli
   ReceivedReply received;
   received.reply = static_cast<UpgradeReply>(message->type);
   switch (received.reply) {
-    case UpgradeReply::kReady:
+    case UpgradeReply::kPrepared:
       if (message->payload.size() != sizeof received.pid)
-        throw UpgradeProtocolError("upgrade: ready of the wrong length");
+        throw UpgradeProtocolError("upgrade: prepared of the wrong length");
       std::memcpy(&received.pid, message->payload.data(), sizeof received.pid);
       break;
     case UpgradeReply::kFailed:
       received.reason.assign(message->payload.begin(), message->payload.end());
       break;
+    case UpgradeReply::kHello:
+    case UpgradeReply::kReady:
     case UpgradeReply::kGo:
     case UpgradeReply::kServing:
       if (!message->payload.empty()) throw UpgradeProtocolError("upgrade: a reply with an unexpected payload");

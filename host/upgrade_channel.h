@@ -16,6 +16,9 @@
 
 namespace epoll_echo::host {
 
+// The environment variable that tells a new process which descriptor leads to its predecessor.
+inline constexpr const char* kUpgradeFdVariable = "EPOLL_ECHO_UPGRADE_FD";
+
 // A message that breaks the protocol, a closed or failed socket, or a passed deadline; what() is
 // one line.
 class UpgradeProtocolError : public std::runtime_error {
@@ -42,17 +45,20 @@ struct CarriedState {
   std::vector<UniqueFd> received;  // the receiving side owns every descriptor it got, here
 };
 
-// The successor's answers, and the predecessor's one command.
+// The short messages around the state, in the order they cross: the predecessor still serves
+// until `kPrepared`, and pauses only then, so the successor's start-up is not part of the pause.
 enum class UpgradeReply : uint16_t {
-  kReady = 4,    // successor -> predecessor: imported everything, not serving yet (payload: its pid)
-  kGo = 5,       // predecessor -> successor: start serving; the predecessor serves no more
-  kServing = 6,  // successor -> predecessor: started, service manager told
-  kFailed = 7,   // successor -> predecessor: why it gave up (payload: one line)
+  kHello = 8,     // predecessor -> successor, first: the protocol version it speaks (in the header)
+  kPrepared = 9,  // successor -> predecessor: plugin loaded, engine created, send the state (payload: its pid)
+  kReady = 4,     // successor -> predecessor: imported everything and serving
+  kGo = 5,        // predecessor -> successor: the predecessor will not resume; tell the service manager
+  kServing = 6,   // successor -> predecessor: service manager told, the predecessor may exit
+  kFailed = 7,    // successor -> predecessor: why it gave up (payload: one line)
 };
 
 struct ReceivedReply {
   UpgradeReply reply = UpgradeReply::kFailed;
-  uint32_t pid = 0;    // kReady
+  uint32_t pid = 0;    // kPrepared
   std::string reason;  // kFailed
 };
 
@@ -60,7 +66,8 @@ struct ReceivedReply {
 // Not thread-safe; one owner.
 class UpgradeChannel {
  public:
-  static constexpr uint16_t kProtocolVersion = 1;
+  // 2: the successor prepares (kHello, kPrepared) before the predecessor pauses.
+  static constexpr uint16_t kProtocolVersion = 2;
   // SCM_RIGHTS caps one message at SCM_MAX_FD (253) descriptors.
   static constexpr std::size_t kDescriptorsPerMessage = 250;
 

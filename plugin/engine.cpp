@@ -128,6 +128,7 @@ void Engine::stop() noexcept {
   closeLoop();
   importedListeners_.clear();
   importedConnections_.clear();
+  importedIdentities_.clear();
   setState(EPOLL_ECHO_STATE_STOPPED);
 }
 

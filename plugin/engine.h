@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct SocketIdentity {
   dev_t device = 0;
   ino_t inode = 0;
   bool operator==(const SocketIdentity& other) const { return device == other.device && inode == other.inode; }
+  bool operator<(const SocketIdentity& other) const {
+    return device != other.device ? device < other.device : inode < other.inode;
+  }
 };
 
 // Control calls (start, stop, pause, resume, the hand-over) may come from any thread; each holds
@@ -78,7 +82,6 @@ class Engine {
  private:
   struct ImportedConnection {
     UniqueFd fd;
-    SocketIdentity identity;
     std::string pending;
     uint32_t worker = 0;
     bool peerClosed = false;
@@ -116,6 +119,9 @@ class Engine {
   WorkerList workers_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
   std::vector<UniqueFd> importedListeners_ EPOLL_ECHO_GUARDED_BY(controlMutex_);              // until start()
   std::vector<ImportedConnection> importedConnections_ EPOLL_ECHO_GUARDED_BY(controlMutex_);  // until start()
+  // Theirs, so a second import of one socket is found without a scan: an upgrade imports
+  // thousands while the clients wait.
+  std::set<SocketIdentity> importedIdentities_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
   // External-loop mode: the epoll instance holding every worker's, from start() to stop(), and
   // which workers it reported ready in the current loopRun().
   UniqueFd loop_ EPOLL_ECHO_GUARDED_BY(controlMutex_);

@@ -110,6 +110,7 @@ void sendRaw(int fd, uint32_t magic, uint16_t version, uint16_t type, uint32_t a
 }
 
 constexpr uint32_t kMagic = 0x50554545;
+constexpr uint16_t kVersion = UpgradeChannel::kProtocolVersion;
 constexpr uint16_t kStateHeaderType = 1;
 
 std::string receiveStateError(UpgradeChannel& channel) {
@@ -123,17 +124,33 @@ std::string receiveStateError(UpgradeChannel& channel) {
 
 TEST(UpgradeChannelTest, AnotherProtocolVersionIsRefusedNamingBoth) {
   auto [sender, receiver] = UpgradeChannel::pair();
-  sendRaw(sender.fd(), kMagic, 2, kStateHeaderType, 0);
-  EXPECT_EQ(receiveStateError(receiver), "upgrade: protocol version 2, this build speaks version 1");
+  sendRaw(sender.fd(), kMagic, 3, kStateHeaderType, 0);
+  EXPECT_EQ(receiveStateError(receiver), "upgrade: protocol version 3, this build speaks version 2");
+}
+
+// Version 1 successors sent their first word (a failure, or "ready" with their pid) only after
+// the whole state: an old build's answer to this build's hello is refused, not misread.
+TEST(UpgradeChannelTest, AReplyOfTheFirstProtocolVersionIsRefused) {
+  auto [parent, child] = UpgradeChannel::pair();
+  const uint32_t pid = 4242;
+  std::vector<unsigned char> payload(sizeof pid);
+  std::memcpy(payload.data(), &pid, sizeof pid);
+  sendRaw(child.fd(), kMagic, 1, static_cast<uint16_t>(UpgradeReply::kReady), sizeof pid, payload);
+  try {
+    parent.receiveReply(deadlineIn(kTimeout));
+    ADD_FAILURE() << "a version 1 reply was accepted";
+  } catch (const UpgradeProtocolError& error) {
+    EXPECT_STREQ(error.what(), "upgrade: protocol version 1, this build speaks version 2");
+  }
 }
 
 TEST(UpgradeChannelTest, AForeignOrMislabelledMessageIsRefused) {
   auto [sender, receiver] = UpgradeChannel::pair();
-  sendRaw(sender.fd(), 0x12345678, 1, kStateHeaderType, 0);
+  sendRaw(sender.fd(), 0x12345678, kVersion, kStateHeaderType, 0);
   EXPECT_EQ(receiveStateError(receiver), "upgrade: not an epoll-server upgrade message");
-  sendRaw(sender.fd(), kMagic, 1, kStateHeaderType, 4);  // announces a payload it does not carry
+  sendRaw(sender.fd(), kMagic, kVersion, kStateHeaderType, 4);  // announces a payload it does not carry
   EXPECT_EQ(receiveStateError(receiver), "upgrade: state header message of the wrong length");
-  sendRaw(sender.fd(), kMagic, 1, kStateHeaderType, 3, {1, 2, 3});  // too short for a state header
+  sendRaw(sender.fd(), kMagic, kVersion, kStateHeaderType, 3, {1, 2, 3});  // too short for a state header
   EXPECT_EQ(receiveStateError(receiver), "upgrade: state header of the wrong length");
 }
 
@@ -142,7 +159,7 @@ TEST(UpgradeChannelTest, AStateCutShortByAClosedChannelIsRefused) {
   // A state header announcing 100 bytes and no descriptor, then nothing: the sender died.
   std::vector<unsigned char> header(16, 0);
   header[0] = 100;
-  sendRaw(sender.fd(), kMagic, 1, kStateHeaderType, 16, header);
+  sendRaw(sender.fd(), kMagic, kVersion, kStateHeaderType, 16, header);
   sender.releaseSocket().reset();
   EXPECT_EQ(receiveStateError(receiver), "upgrade: the other process closed the channel");
 }
@@ -150,18 +167,26 @@ TEST(UpgradeChannelTest, AStateCutShortByAClosedChannelIsRefused) {
 TEST(UpgradeChannelTest, AStateHeaderAnnouncingTooMuchIsRefusedBeforeAllocating) {
   auto [sender, receiver] = UpgradeChannel::pair();
   std::vector<unsigned char> header(16, 0xff);  // 2^64 - 1 bytes and 2 * (2^32 - 1) descriptors
-  sendRaw(sender.fd(), kMagic, 1, kStateHeaderType, 16, header);
+  sendRaw(sender.fd(), kMagic, kVersion, kStateHeaderType, 16, header);
   EXPECT_EQ(receiveStateError(receiver), "upgrade: state header announces more than a server holds");
 }
 
 TEST(UpgradeChannelTest, RepliesCarryThePidOrTheReasonAndEndAtEof) {
   auto [parent, child] = UpgradeChannel::pair();
-  child.sendReply(UpgradeReply::kReady, deadlineIn(kTimeout), 4242);
+  parent.sendReply(UpgradeReply::kHello, deadlineIn(kTimeout));
+  const auto hello = child.receiveReply(deadlineIn(kTimeout));
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->reply, UpgradeReply::kHello);
+  child.sendReply(UpgradeReply::kPrepared, deadlineIn(kTimeout), 4242);
+  child.sendReply(UpgradeReply::kReady, deadlineIn(kTimeout));
   child.sendReply(UpgradeReply::kFailed, deadlineIn(kTimeout), 0, "cannot import: EINVAL");
+  const auto prepared = parent.receiveReply(deadlineIn(kTimeout));
+  ASSERT_TRUE(prepared);
+  EXPECT_EQ(prepared->reply, UpgradeReply::kPrepared);
+  EXPECT_EQ(prepared->pid, 4242u);
   const auto ready = parent.receiveReply(deadlineIn(kTimeout));
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->reply, UpgradeReply::kReady);
-  EXPECT_EQ(ready->pid, 4242u);
   const auto failed = parent.receiveReply(deadlineIn(kTimeout));
   ASSERT_TRUE(failed);
   EXPECT_EQ(failed->reply, UpgradeReply::kFailed);

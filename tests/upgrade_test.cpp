@@ -176,6 +176,18 @@ class UpgradeTest : public ::testing::Test {
     ASSERT_NO_FATAL_FAILURE(expectCleanExit(serving_));
   }
 
+  // The pid a started successor wrote to `path` (renamed into place whole), or -1 at the deadline.
+  pid_t waitForPidFile(const std::string& path) {
+    pid_t pid = -1;
+    const Deadline deadline = deadlineIn(kServerTimeout);
+    while (pid < 0 && Clock::now() < deadline) {
+      std::ifstream file(path);
+      if (!(file >> pid)) pid = -1;
+      if (pid < 0) server_.child().waitUntil([] { return false; }, deadlineIn(std::chrono::milliseconds(10)));
+    }
+    return pid;
+  }
+
   TemporaryDirectory directory_;
   std::string program_;
   ServerProcess server_;
@@ -278,19 +290,69 @@ TEST_F(UpgradeTest, SuccessorsThatCannotTakeOverLeaveTheOldProcessServing) {
   ASSERT_NO_FATAL_FAILURE(stopServing());
 }
 
+// The pause starts only once the new process has loaded its plugin and created its engine: a
+// successor still starting (here: one that never gets that far) costs the clients nothing.
+TEST_F(UpgradeTest, TheOldProcessServesOnUntilTheSuccessorIsPrepared) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", "60"}));
+  PingPongLoad load(server_.port(), kLoadConnections);
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  const std::string pidFile = (directory_.path() / "successor.pid").string();
+  installScript("#!/bin/sh\necho $$ > " + pidFile + ".tmp && mv " + pidFile + ".tmp " + pidFile + "\nexec sleep 600\n");
+  ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
+  const pid_t starting = waitForPidFile(pidFile);
+  ASSERT_GT(starting, 0) << "the successor never started";
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  expectEchoOnNewConnection(server_.port(), "while the successor starts");
+  EXPECT_EQ(countOccurrences(server_.log(), kUpgradeFailed), 0u) << server_.log();
+  ASSERT_EQ(::kill(starting, SIGKILL), 0);
+  ASSERT_TRUE(server_.waitForLog(kUpgradeFailed));
+  EXPECT_NE(server_.log().find("closed the channel"), std::string::npos) << server_.log();
+  EXPECT_EQ(countOccurrences(server_.log(), "; pid " + std::to_string(serving_) + " serves on"), 1u) << server_.log();
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  load.stop();
+  EXPECT_EQ(load.error(), "");
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
+// Failures after "prepared", once the old engine has paused (or is about to): it resumes, and
+// no connection, byte or pending echo is lost.
+TEST_F(UpgradeTest, ASuccessorThatFailsAfterItIsPreparedLeavesTheOldProcessServing) {
+  // Long enough for the good build at the end to prepare in a sanitizer build; the hanging one
+  // costs that long.
+  ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", kSanitizedBuild ? "10" : "2"}));
+  PingPongLoad load(server_.port(), kLoadConnections);
+  ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  const std::vector<std::pair<std::string, std::string>> failures = {
+      {"exit", "closed the channel"},
+      {"refuse", "the new process gave up: refused by the test"},
+      {"hang", "upgrade: timed out waiting for the other process"},
+  };
+  std::size_t seen = 0;
+  for (const auto& [mode, reason] : failures) {
+    SCOPED_TRACE(mode);
+    installScript(std::string("#!/bin/sh\nexec ") + UPGRADE_FAILING_SUCCESSOR + " " + mode + "\n");
+    ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
+    ASSERT_TRUE(server_.waitForLog(kUpgradeFailed, ++seen));
+    EXPECT_NE(server_.log().find(reason), std::string::npos) << server_.log();
+    EXPECT_EQ(childrenOf(serving_), "") << "a failed successor was not reaped";
+    ASSERT_TRUE(load.waitForProgress(kLoadConnections, deadlineIn(kIoTimeout))) << load.error();
+  }
+  EXPECT_EQ(countOccurrences(server_.log(), "; pid " + std::to_string(serving_) + " serves on"), failures.size())
+      << server_.log();
+  load.stop();
+  EXPECT_EQ(load.error(), "");
+  installBuild();
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
 TEST_F(UpgradeTest, SigtermWhileTheSuccessorHangsStopsTheOldProcessAndTheSuccessor) {
   ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", "2"}));
   const std::string pidFile = (directory_.path() / "successor.pid").string();
   installScript("#!/bin/sh\necho $$ > " + pidFile + ".tmp && mv " + pidFile + ".tmp " + pidFile + "\nexec sleep 600\n");
   ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
   ASSERT_TRUE(server_.waitForLog("SIGUSR2 received: upgrading"));
-  pid_t hanging = -1;
-  const Deadline deadline = deadlineIn(kServerTimeout);
-  while (hanging < 0 && Clock::now() < deadline) {
-    std::ifstream file(pidFile);
-    if (!(file >> hanging)) hanging = -1;
-    if (hanging < 0) server_.child().waitUntil([] { return false; }, deadlineIn(std::chrono::milliseconds(10)));
-  }
+  const pid_t hanging = waitForPidFile(pidFile);
   ASSERT_GT(hanging, 0) << "the successor never started";
   ASSERT_EQ(::kill(serving_, SIGTERM), 0);
   ASSERT_TRUE(server_.waitForCleanExit());

@@ -30,6 +30,9 @@ constexpr const char* kUsage =
     "  --duration SECONDS    measured window, 0.1..3600 (default 5)\n"
     "  --server-pid PID      report this process's CPU time and RSS over the window\n"
     "  --label TEXT          copied into the JSON line\n"
+    "  --timeline FILE       echo mode: for every millisecond of the run in which round trips\n"
+    "                        completed, write a line: its wall-clock time (ms since the epoch) and\n"
+    "                        the longest of them (us); shows when a server paused, and how long\n"
     "  --json                print only the JSON line\n";
 
 [[noreturn]] void fail(const std::string& message) {
@@ -109,6 +112,8 @@ BenchOptions parseOptions(int argc, char** argv) {
       options.serverPid = static_cast<pid_t>(parseCount(flag, value, 1, 1 << 30));
     else if (flag == "--label")
       options.label = value;
+    else if (flag == "--timeline")
+      options.timelinePath = value;
     else
       fail("unknown flag " + flag);
   }
@@ -116,6 +121,7 @@ BenchOptions parseOptions(int argc, char** argv) {
   if (!isLoopback(options.host)) fail("--host " + options.host + " is not a loopback address");
   if (options.mode == Mode::Idle && options.serverPid == 0) fail("--mode idle needs --server-pid");
   if (options.rate > 0 && options.mode != Mode::Echo) fail("--rate applies to --mode echo only");
+  if (!options.timelinePath.empty() && options.mode != Mode::Echo) fail("--timeline applies to --mode echo only");
   if (options.threads > options.connections) options.threads = options.connections;
   return options;
 }

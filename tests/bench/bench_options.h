@@ -24,6 +24,8 @@ struct BenchOptions {
   double durationSeconds = 5.0;
   pid_t serverPid = 0;  // 0: no server CPU/RSS figures
   std::string label;    // copied into the JSON line
+  // Echo mode: the longest round trip of every millisecond, written here ("" = none).
+  std::string timelinePath;
   bool jsonOnly = false;
 };
 

@@ -144,7 +144,7 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       "\"server_cpu_s\":%.3f,\"server_user_share\":%.4f,\"messages_per_server_cpu_s\":%.1f,"
       "\"server_rss_kib\":%llu,\"client_cpu_s\":%.3f,"
       "\"bytes_verified\":%llu,\"mismatches\":%llu,\"errors\":%llu,"
-      "\"rate\":%.1f,\"scheduled_sends\":%llu,\"late_sends\":%llu",
+      "\"rate\":%.1f,\"scheduled_sends\":%llu,\"late_sends\":%llu,\"oldest_unanswered_us\":%.2f",
       options.label.c_str(), modeName(options.mode), options.connections, options.messageSize, options.depth,
       options.threads, report.windowSeconds, static_cast<unsigned long long>(report.messages), d.messagesPerSecond,
       d.megabytesPerSecond, micros(h.percentile(0.5)), micros(h.percentile(0.9)), micros(h.percentile(0.99)),
@@ -154,7 +154,8 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       static_cast<unsigned long long>(report.serverAfter.rssKib), d.clientCpuSeconds,
       static_cast<unsigned long long>(report.bytesVerified), static_cast<unsigned long long>(report.mismatches),
       static_cast<unsigned long long>(report.errors), options.rate,
-      static_cast<unsigned long long>(report.scheduledSends), static_cast<unsigned long long>(report.lateSends));
+      static_cast<unsigned long long>(report.scheduledSends), static_cast<unsigned long long>(report.lateSends),
+      static_cast<double>(report.oldestUnanswered) / 1000.0);
   // Only idle lines carry it, so the lines of the other modes stay as they were.
   if (options.mode == Mode::Idle) std::printf(",\"idle_bytes_per_connection\":%.1f", d.idleBytesPerConnection);
   std::printf("}\n");

@@ -24,6 +24,7 @@ struct BenchReport {
   ProcessSample serverBefore, serverAfter;
   ProcessSample clientBefore, clientAfter;
   std::string firstError;
+  int64_t oldestUnanswered = 0;  // ns; echo mode: see ThreadResult
   // Idle mode: connections held open (echo verified) when the RSS was sampled again, and how
   // long the server's RSS took to settle (rssStable = false: the deadline passed first).
   uint64_t idleConnections = 0;

@@ -56,6 +56,10 @@ void ClientThread::addConnection(int fd, uint64_t stream) {
 }
 
 void ClientThread::run() {
+  if (!options_.timelinePath.empty()) {
+    result_.slowestPerMillisecond.assign(
+        static_cast<std::size_t>((timeline_.measureEnd - timeline_.runStart) / 1'000'000 + 1), 0);
+  }
   if (options_.mode == Mode::Echo && options_.rate > 0) {
     runOpenLoop();
   } else if (options_.mode == Mode::Echo) {
@@ -99,6 +103,7 @@ void ClientThread::runEcho() {
     sendQueue_.clear();
   }
   for (auto& connection : connections_) result_.messagesPerConnection.push_back(connection->windowMessages);
+  recordUnanswered(now);
 }
 
 // Open loop: every connection sends on the schedule whatever the server does; a message due while
@@ -132,6 +137,22 @@ void ClientThread::runOpenLoop() {
     result_.messagesPerConnection.push_back(connection->windowMessages);
     countSchedule(*connection);
   }
+  recordUnanswered(now);
+}
+
+void ClientThread::recordUnanswered(Nanoseconds end) {
+  for (const auto& connection : connections_) {
+    if (connection->dead || connection->completed == connection->issued) continue;
+    const Nanoseconds issued = connection->issueTimes[connection->completed % options_.depth];
+    result_.oldestUnanswered = std::max(result_.oldestUnanswered, end - issued);
+  }
+}
+
+void ClientThread::recordTimeline(Nanoseconds completed, Nanoseconds roundTrip) {
+  const auto index = static_cast<std::size_t>((completed - timeline_.runStart) / 1'000'000);
+  if (completed < timeline_.runStart || index >= result_.slowestPerMillisecond.size()) return;
+  const auto micros = static_cast<uint32_t>(std::min<Nanoseconds>(roundTrip / 1000, UINT32_MAX));
+  result_.slowestPerMillisecond[index] = std::max(result_.slowestPerMillisecond[index], micros);
 }
 
 // Sends due inside the window, and those of them still unsent at the end (late, not yet counted).
@@ -231,6 +252,7 @@ void ClientThread::complete(Connection& connection, Nanoseconds now) {
   while (connection.receivedBytes >= (connection.completed + 1) * options_.messageSize) {
     const Nanoseconds started = connection.issueTimes[connection.completed % options_.depth];
     ++connection.completed;
+    recordTimeline(now, now - started);
     if (inWindow(now)) {
       result_.latency.record(static_cast<uint64_t>(now - started));
       ++result_.messages;

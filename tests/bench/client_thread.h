@@ -36,6 +36,11 @@ struct ThreadResult {
   uint64_t scheduledSends = 0;                  // open loop: sends due inside the window
   uint64_t lateSends = 0;                       // of those, due while --depth were still in flight (or never sent)
   std::string firstError;
+  // --timeline: the longest round trip (us) completed in each millisecond since the run started.
+  std::vector<uint32_t> slowestPerMillisecond;
+  // Echo mode: the age at the end of the run of the oldest message still unanswered; a byte the
+  // server lost shows here (its message is never answered), as a reset shows in `errors`.
+  Nanoseconds oldestUnanswered = 0;
 };
 
 // Owns its sockets (closes them when run() ends) and its epoll fd. Use from one thread.
@@ -65,6 +70,8 @@ class ClientThread {
   bool trySend(Connection& connection);
   bool onReadable(Connection& connection, Nanoseconds now);
   void complete(Connection& connection, Nanoseconds now);
+  void recordTimeline(Nanoseconds completed, Nanoseconds roundTrip);
+  void recordUnanswered(Nanoseconds end);
   void startAttempt(Connection& slot);
   void finishAttempt(Connection& slot, Nanoseconds now);
   void fail(Connection& connection, const std::string& why, bool mismatch);

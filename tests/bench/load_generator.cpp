@@ -3,11 +3,14 @@
 // fairness and the server's CPU and memory over a fixed window after a warm-up; or (idle mode) the
 // server's memory per open, idle connection.
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <stdexcept>
@@ -52,11 +55,37 @@ BenchReport collect(std::vector<std::unique_ptr<ClientThread>>& threads) {
     report.errors += result.errors;
     report.scheduledSends += result.scheduledSends;
     report.lateSends += result.lateSends;
+    report.oldestUnanswered = std::max(report.oldestUnanswered, result.oldestUnanswered);
     if (report.firstError.empty()) report.firstError = result.firstError;
     perConnection.insert(perConnection.end(), result.messagesPerConnection.begin(), result.messagesPerConnection.end());
   }
   report.fairness = computeFairness(perConnection);
   return report;
+}
+
+Nanoseconds realtimeNanoseconds() {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<Nanoseconds>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
+// --timeline: every thread's slowest round trip per millisecond merged, on the wall clock so a
+// script can line it up with what it did meanwhile.
+void writeTimeline(const std::string& path, Nanoseconds runStartRealtime,
+                   const std::vector<std::unique_ptr<ClientThread>>& threads) {
+  std::vector<uint32_t> slowest;
+  for (const auto& thread : threads) {
+    const std::vector<uint32_t>& own = thread->result().slowestPerMillisecond;
+    if (slowest.size() < own.size()) slowest.resize(own.size(), 0);
+    for (std::size_t index = 0; index < own.size(); ++index) slowest[index] = std::max(slowest[index], own[index]);
+  }
+  std::FILE* file = std::fopen(path.c_str(), "w");
+  if (file == nullptr) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  const long long startMs = runStartRealtime / 1'000'000;
+  for (std::size_t index = 0; index < slowest.size(); ++index) {
+    if (slowest[index] != 0) std::fprintf(file, "%lld %u\n", startMs + static_cast<long long>(index), slowest[index]);
+  }
+  if (std::fclose(file) != 0) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
 }
 
 bool reportAndCheck(const BenchOptions& options, const BenchReport& report) {
@@ -87,6 +116,7 @@ int runBench(const BenchOptions& options) {
   }
   if (options.mode == Mode::Echo) connectAll(options, threads);
   const Nanoseconds start = nowNanoseconds();
+  const Nanoseconds startRealtime = realtimeNanoseconds();
   timeline.runStart = start;
   timeline.measureStart = start + static_cast<Nanoseconds>(options.warmupSeconds * 1e9);
   timeline.measureEnd = timeline.measureStart + static_cast<Nanoseconds>(options.durationSeconds * 1e9);
@@ -102,6 +132,7 @@ int runBench(const BenchOptions& options) {
   const ProcessSample clientAfter = sampleProcess(::getpid());
   for (auto& thread : running) thread.join();
   BenchReport report = collect(threads);
+  if (!options.timelinePath.empty()) writeTimeline(options.timelinePath, startRealtime, threads);
   report.windowSeconds = static_cast<double>(timeline.measureEnd - timeline.measureStart) / 1e9;
   report.serverBefore = before.serverBefore;
   report.serverAfter = serverAfter;

@@ -1,16 +1,22 @@
 #!/bin/sh
-# upgrade_soak.sh SERVER GENERATOR [UPGRADES] [CONNECTIONS] [SECONDS] — replaces a serving epoll-server again
-# and again under ping-pong load, and prints one line per kind of replacement, side by side: the
-# process upgrade (SIGUSR2, a new copy of SERVER renamed into place before each one) and the
-# in-process plugin reload (SIGHUP). Each line gives the replacements done, the generator's
-# verified bytes, mismatches and errors (a reset or an EOF is an error), and its worst round trip
-# over a window that holds them all: every pause is at most that long. A measurement, not a test.
+# upgrade_soak.sh SERVER GENERATOR [UPGRADES] [CONNECTIONS] [SECONDS] [KINDS] — replaces a serving
+# epoll-server again and again under ping-pong load, by each of KINDS (default "upgrade reload"):
+# the process upgrade (SIGUSR2, a new copy of SERVER renamed into place before each one) and the
+# in-process plugin reload (SIGHUP). For each kind it prints the pause of every replacement (the
+# longest round trip that completed between the signal and the log line saying it was done,
+# from the generator's --timeline) and their p50 / p99 / max; the server's own account of its
+# pauses (the upgrade's "handed over in a pause of" lines) as p50 / p99 / max; and the
+# generator's verified bytes, mismatches (a lost, duplicated or reordered byte), errors (a reset
+# or an EOF) and its oldest unanswered message at the end (a lost byte leaves one). A
+# measurement, not a test.
 set -eu
 server=$1
 generator=$2
 upgrades=${3:-100}
 connections=${4:-1000}
 window=${5:-60}
+kinds=${6:-upgrade reload}
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 pid=
 load=
@@ -42,23 +48,40 @@ run() {
     port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/log" | head -1)
     # The window must outlast every replacement; the generator stops on its own at its end.
     "$generator" --port "$port" --connections "$connections" --warmup 1 --duration "$window" --json \
-        >"$work/load.json" 2>&1 &
+        --timeline "$work/timeline" >"$work/load.json" 2>&1 &
     load=$!
     sleep 2   # the warm-up and the connections are done: every replacement carries them all
+    : >"$work/marks"
     for n in $(seq "$upgrades"); do
         [ "$kind" = upgrade ] && install_server
+        signalled=$(date +%s%3N)
         kill "-$signal" "$pid"
         wait_for "$done_text" "$n"
+        echo "$signalled $(date +%s%3N)" >>"$work/marks"
         [ "$kind" = upgrade ] && pid=$(sed -n 's/.*upgraded: pid \([0-9]*\) serves now.*/\1/p' "$work/log" | tail -1)
     done
     kill -0 "$load" 2>/dev/null || { echo "the $window s window ended before the last $kind: pass more SECONDS"; exit 1; }
     wait "$load" || true
+    python3 "$here/upgrade_pauses.py" "$kind" "$work/timeline" "$work/marks"
+    if [ "$kind" = upgrade ]; then
+        sed -n 's/.*handed over in a pause of \([0-9.]*\) ms.*/\1/p' "$work/log" | sort -n | awk '
+            { v[NR] = $1 }
+            END { if (NR) printf "upgrade pauses as the old process timed them: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+                  v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.999)], v[NR] }'
+        grep "handed over in a pause of" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
+        grep "took over" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
+    fi
     printf '%-8s %4d replacements at %d connections: %s\n' "$kind" "$upgrades" "$connections" \
-        "$(sed -n 's/.*"max_us":\([0-9.]*\).*"bytes_verified":\([0-9]*\),"mismatches":\([0-9]*\),"errors":\([0-9]*\).*/worst round trip \1 us, bytes verified \2, mismatches \3, errors \4/p' "$work/load.json")"
+        "$(sed -n 's/.*"bytes_verified":\([0-9]*\),"mismatches":\([0-9]*\),"errors":\([0-9]*\).*"oldest_unanswered_us":\([0-9.]*\).*/bytes verified \1, mismatches \2, errors \3, oldest unanswered at the end \4 us/p' "$work/load.json")"
     grep -q "failed\|rejected" "$work/log" && { echo "a replacement failed:"; grep "failed\|rejected" "$work/log"; }
     kill -TERM "$pid"
     for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 }
 
-run upgrade USR2 "took over"
-run reload HUP "reloaded: build"
+for kind in $kinds; do
+    case $kind in
+        upgrade) run upgrade USR2 "took over" ;;
+        reload) run reload HUP "reloaded: build" ;;
+        *) echo "upgrade_soak.sh: unknown kind $kind (upgrade, reload)"; exit 2 ;;
+    esac
+done
