@@ -4,6 +4,8 @@
 # few idle connections; passes when every byte was verified and the reported fields are sane
 # (fairness within its bounds, the open loop near the rate it was asked for). Never a speed check.
 set -eu
+# shellcheck source=tests/bench/server_port.sh
+. "$(dirname "$0")/server_port.sh"
 server=$1
 generator=$2
 log=$(mktemp)
@@ -11,13 +13,7 @@ out=$(mktemp)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log" "$out"' EXIT
 "$server" --port 0 --bind 127.0.0.1 --maxListeners 1 2>"$log" >/dev/null &
 pid=$!
-port=
-for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && break
-    sleep 0.05
-done
-[ -n "$port" ] || { echo "epoll-server did not start:"; cat "$log"; exit 1; }
+port=$(listening_port "$log" 100) || { echo "epoll-server did not start:"; cat "$log"; exit 1; }
 
 # check NAME AWK-CONDITION — the condition over the fields of the last JSON line in $out.
 check() {

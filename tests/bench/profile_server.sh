@@ -15,6 +15,8 @@
 # lock (a timed run): `flock -x /work/machine.lock tests/bench/profile_server.sh ...`. Needs perf
 # and the right to sample kernel stacks (root, or kernel.perf_event_paranoid <= -1).
 set -euo pipefail
+# shellcheck source=tests/bench/server_port.sh
+. "$(dirname "$0")/server_port.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build-bench
@@ -75,13 +77,8 @@ else
     taskset -c "$server_cpu" "$bin/asio-echo-server" --port 0 --bind 127.0.0.1 --threads 1 >/dev/null 2>"$server_log" &
 fi
 server_pid=$!
-port=
-for _ in $(seq 200); do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$server_log")
-    [ -n "$port" ] && break
-    sleep 0.05
-done
-[ -n "$port" ] || { echo "profile_server.sh: the server did not start:" >&2; cat "$server_log" >&2; exit 1; }
+port=$(listening_port "$server_log") ||
+    { echo "profile_server.sh: the server did not start:" >&2; cat "$server_log" >&2; exit 1; }
 
 # The generator's window covers perf's: it starts recording after the warm-up and stops 0.5 s
 # before the window ends, so the messages/s the generator reports hold for the recorded seconds.

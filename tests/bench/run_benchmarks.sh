@@ -23,6 +23,8 @@
 # needs root and the cgroup cpu controller) so that the server, not the generator, is the
 # bottleneck and messages per server CPU-second measure the server (docs/benchmarks.md).
 set -euo pipefail
+# shellcheck source=tests/bench/server_port.sh
+. "$(dirname "$0")/server_port.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build-bench
@@ -168,12 +170,7 @@ start_server() {
             >"$server_out" 2>"$server_log" &
     fi
     server_pid=$!
-    port=
-    for _ in $(seq 200); do
-        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$server_log")
-        [ -n "$port" ] && return 0
-        sleep 0.05
-    done
+    port=$(listening_port "$server_log") && return 0
     echo "run_benchmarks.sh: $1 server did not start:" >&2; cat "$server_log" >&2; exit 1
 }
 

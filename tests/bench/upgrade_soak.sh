@@ -10,6 +10,8 @@
 # or an EOF) and its oldest unanswered message at the end (a lost byte leaves one). A
 # measurement, not a test.
 set -eu
+# shellcheck source=tests/bench/server_port.sh
+. "$(dirname "$0")/server_port.sh"
 server=$1
 generator=$2
 upgrades=${3:-100}
@@ -44,8 +46,7 @@ run() {
     : >"$work/log"
     "$work/epoll-server" --plugin "$plugin" --port 0 --bind 127.0.0.1 --maxListeners 2 2>>"$work/log" >/dev/null &
     pid=$!
-    wait_for "listening on" 1
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/log" | head -1)
+    port=$(listening_port "$work/log") || { echo "upgrade_soak.sh: the server did not start:" >&2; cat "$work/log" >&2; exit 1; }
     # The window must outlast every replacement; the generator stops on its own at its end.
     "$generator" --port "$port" --connections "$connections" --warmup 1 --duration "$window" --json \
         --timeline "$work/timeline" >"$work/load.json" 2>&1 &
