@@ -106,9 +106,14 @@ std::string SuccessorProcess::killAndReap() noexcept {
   if (::waitpid(pid_, &status, WNOHANG) == pid_) {
     how = describeStatus(status);
   } else {
+    // A successor that closed the channel by exiting may not be a zombie yet when the check
+    // above runs (a process closes its descriptors before it becomes one). Once it is, SIGKILL
+    // leaves its status alone, so the status reaped here is its own unless the kill ended it.
     ::kill(pid_, SIGKILL);
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    pid_t reaped = -1;
+    while ((reaped = ::waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
     }
+    if (reaped == pid_ && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) how = describeStatus(status);
   }
   pid_ = -1;
   return how;

@@ -282,6 +282,8 @@ TEST_F(UpgradeTest, SuccessorsThatCannotTakeOverLeaveTheOldProcessServing) {
   }
   EXPECT_EQ(countOccurrences(server_.log(), "; pid " + std::to_string(serving_) + " serves on"), successors.size())
       << server_.log();
+  // How the one that exited ended, although it closed the channel before it could be reaped.
+  EXPECT_EQ(countOccurrences(server_.log(), "(it exited with code 3)"), 1u) << server_.log();
   EXPECT_EQ(countOccurrences(server_.log(), kUpgraded), 0u) << server_.log();
   load.stop();
   EXPECT_EQ(load.error(), "");
