@@ -40,10 +40,14 @@ class AbiExternalLoopTest : public PluginTest {
   }
 
   // Creates and starts `engine` with `config` and connects `client` to it.
-  void startAndConnect(TestEngine& engine, const epoll_echo_config_t& config, UniqueFd& client) {
+  void createAndStart(TestEngine& engine, const epoll_echo_config_t& config) {
     std::string detail;
     ASSERT_EQ(engine.create(config, &detail), EPOLL_ECHO_OK) << detail;
     ASSERT_EQ(api().start(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  }
+
+  void startAndConnect(TestEngine& engine, const epoll_echo_config_t& config, UniqueFd& client) {
+    ASSERT_NO_FATAL_FAILURE(createAndStart(engine, config));
     std::string error;
     client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
     ASSERT_TRUE(client) << error;
@@ -177,12 +181,9 @@ TEST_F(AbiExternalLoopTest, StartsNoThreadAndOneFdServesEveryListener) {
 // nothing is echoed. Once the loop runs again, everything is served and nothing is lost.
 TEST_F(AbiExternalLoopTest, ClientsWaitWhileTheLoopIsNotRunAndLoseNothing) {
   TestEngine engine(api());
-  std::string detail;
-  ASSERT_EQ(engine.create(externalConfig(), &detail), EPOLL_ECHO_OK) << detail;
-  ASSERT_EQ(api().start(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  UniqueFd early;
+  ASSERT_NO_FATAL_FAILURE(startAndConnect(engine, externalConfig(), early));
   std::string error;
-  UniqueFd early = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
-  ASSERT_TRUE(early) << error;
   ASSERT_TRUE(sendAll(early.get(), "waiting", deadlineIn(kIoTimeout), &error)) << error;
   const uint64_t bytes = scaledForSanitizers(200000);
   auto jobs = makeEchoJobs(engine.port(), 8, bytes, true, 17, deadlineIn(kIoTimeout), &error);
@@ -261,9 +262,7 @@ TEST_F(AbiExternalLoopTest, IdleTimeoutAsksForARunAtTheNextSweep) {
 
 TEST_F(AbiExternalLoopTest, PausedEngineKeepsItsLoopFdQuietUntilResume) {
   TestEngine engine(api());
-  std::string detail;
-  ASSERT_EQ(engine.create(externalConfig(2), &detail), EPOLL_ECHO_OK) << detail;
-  ASSERT_EQ(api().start(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  ASSERT_NO_FATAL_FAILURE(createAndStart(engine, externalConfig(2)));
   const int32_t fd = loopFd(engine);
   ASSERT_TRUE(runLoopUntil(
       engine, [](int32_t next) { return next == -1; }, deadlineIn(kIoTimeout)));
@@ -294,9 +293,7 @@ TEST_F(AbiExternalLoopTest, PausedEngineKeepsItsLoopFdQuietUntilResume) {
 // accepts runs without any refusal, but a refusal must carry its reason.
 TEST_F(AbiExternalLoopTest, LoopRunFromTwoThreadsAtOnceIsRefusedNotRaced) {
   TestEngine engine(api());
-  std::string detail;
-  ASSERT_EQ(engine.create(externalConfig(), &detail), EPOLL_ECHO_OK) << detail;
-  ASSERT_EQ(api().start(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  ASSERT_NO_FATAL_FAILURE(createAndStart(engine, externalConfig()));
   std::string error;
   auto jobs = makeEchoJobs(engine.port(), 4, scaledForSanitizers(100000), true, 3, deadlineIn(kIoTimeout), &error);
   ASSERT_EQ(jobs.size(), 4u) << error;
