@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <utility>
 
 namespace epoll_echo {
 namespace {
@@ -44,6 +45,13 @@ void OutputBuffer::clear() noexcept {
   if (storage_ != nullptr) ::munmap(storage_, capacity_);
   storage_ = nullptr;
   capacity_ = begin_ = end_ = 0;
+}
+
+void OutputBuffer::swap(OutputBuffer& other) noexcept {
+  std::swap(storage_, other.storage_);
+  std::swap(capacity_, other.capacity_);
+  std::swap(begin_, other.begin_);
+  std::swap(end_, other.end_);
 }
 
 void OutputBuffer::makeRoom(size_t count) {

@@ -38,6 +38,8 @@ class OutputBuffer {
   void consume(size_t count) noexcept;
   // Drops every pending byte and unmaps the memory.
   void clear() noexcept;
+  // Exchanges the pending bytes (and their mappings) with `other`; each keeps its own reserve.
+  void swap(OutputBuffer& other) noexcept;
 
  private:
   void makeRoom(size_t count);

@@ -87,6 +87,25 @@ TEST(OutputBufferTest, ClearDropsEverything) {
   EXPECT_EQ(buffer.capacity(), 0u);
 }
 
+// The io_uring worker sends from one buffer while it appends to another: a swap moves the bytes
+// (and their memory, not copied: the data pointer moves with them) and leaves each reserve put.
+TEST(OutputBufferTest, SwapExchangesBytesAndMemory) {
+  OutputBuffer sending(kReserve), arriving(kReserve);
+  arriving.append("first", 5);
+  const char* first = arriving.data();
+  sending.swap(arriving);
+  EXPECT_EQ(contents(sending), "first");
+  EXPECT_EQ(sending.data(), first);
+  EXPECT_TRUE(arriving.empty());
+  EXPECT_EQ(arriving.capacity(), 0u);
+  arriving.append("second", 6);
+  sending.consume(5);
+  EXPECT_EQ(sending.capacity(), 0u);
+  sending.swap(arriving);
+  EXPECT_EQ(contents(sending), "second");
+  EXPECT_TRUE(arriving.empty());
+}
+
 // The engine keeps what a connection owes at or below the reserve (its high-water mark); the
 // mapping must then never exceed the reserve rounded up to a page, however the bytes come and go:
 // that is the per-connection term of the documented memory bound.
