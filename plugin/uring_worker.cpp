@@ -1,5 +1,5 @@
-// UringWorker: the io_uring event loop. A multishot accept, one recv per connection at a time into
-// a provided buffer (the kernel picks it when bytes arrive, so idle connections hold none), and
+// UringWorker: the io_uring event loop. A multishot accept, a multishot recv per connection into
+// provided buffers (the kernel picks one when bytes arrive, so idle connections hold none), and
 // the echo sent from that same buffer. A loop pass is one io_uring_enter: it submits every
 // operation the previous pass prepared and waits for the next completions.
 #include "uring_worker.h"
@@ -78,7 +78,8 @@ UringWorker::UringWorker(uint32_t index, const EngineConfig& config, ConnectionB
     // A blocking eventfd: the ring waits for it to be readable (a non-blocking one can fail the
     // read with EAGAIN instead). Writers never block: its counter cannot come near overflowing.
     : WorkerBase(index, config, budget, std::move(listener), std::move(reportFailure), EFD_CLOEXEC),
-      bufferBytes_(std::min({kMaxBufferBytes, config.highWaterBytes, config.readBudgetBytes})) {
+      bufferBytes_(std::min({kMaxBufferBytes, config.highWaterBytes, config.readBudgetBytes})),
+      recvLimit_(config.readBudgetBytes - bufferBytes_ + 1) {
   const size_t ringBytes = kBufferCount * sizeof(io_uring_buf);  // a multiple of the page size
   pool_.mappingBytes = ringBytes + size_t{kBufferCount} * bufferBytes_;
   void* mapping = ::mmap(nullptr, pool_.mappingBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -164,7 +165,8 @@ bool UringWorker::enableRing() noexcept {
 void UringWorker::loop() {
   armWakeup();
   armAccept();
-  for (auto& connection : connections_) kick(*connection);
+  // Backwards: serving may close a connection, which moves the last one (already served) into its slot.
+  for (size_t slot = connections_.size(); slot-- > 0;) serve(*connections_[slot]);
   while (!stopping_) {
     const int result = submitAndWait(true);
     if (result < 0 && result != -EINTR && result != -ETIME && result != -EAGAIN && result != -EBUSY) {
@@ -194,6 +196,7 @@ void UringWorker::quiesce() {
   if (inFlight_ > 0) fail("io_uring cancel: operations still in flight after 10 s", 0);
   for (auto& connection : closing_) connection->fd.reset();
   closing_.clear();
+  for (size_t slot = connections_.size(); slot-- > 0;) collectOwed(*connections_[slot]);
 }
 
 // One io_uring_enter: submits what the pass prepared and waits for a completion, until the next
@@ -385,7 +388,7 @@ void UringWorker::addConnection(UniqueFd socket) {
     return;
   }
   counters_.accepted.add(1);
-  kick(*connection);
+  serve(*connection);
 }
 
 void UringWorker::adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) {
@@ -415,26 +418,53 @@ UringConnection* UringWorker::registerConnection(UniqueFd socket) {
   }
 }
 
-// Starts a connection that has nothing in flight: its pending bytes first, then its next read.
-void UringWorker::kick(UringConnection& connection) {
-  if (!connection.pending.empty()) {
-    sendPending(connection);
-  } else if (connection.peerClosed) {
-    closeConnection(connection);
-  } else {
-    armRecv(connection);
+// Outside a stop: sends what the connection owes, in order (the rest of `outgoing`, then `pending` moved there
+// whole), unless a send is in flight; with nothing owed after its client's FIN, closes it. Then
+// reads it, if it may.
+void UringWorker::serve(UringConnection& connection) {
+  if (stopping_) return;
+  if (!connection.sendArmed) {
+    if (connection.outgoing.empty()) connection.outgoing.swap(connection.pending);
+    if (!connection.outgoing.empty()) {
+      sendOutgoing(connection);
+    } else if (connection.peerClosed) {
+      closeConnection(connection);  // half-close: everything echoed
+      return;
+    }
   }
+  armRecv(connection);
 }
 
-// One recv at a time, armed only when the connection owes its client nothing: what it holds is
-// then at most one buffer (a bound well inside high_water_bytes), and every connection gets one
-// read per turn, the fairness the epoll backend's read budget gives.
+// Backpressure: a connection that owes its client high_water_bytes is not read again until it
+// owes nothing. Counts each pause.
+bool UringWorker::mayRead(UringConnection& connection) {
+  const size_t owed = connection.owedBytes();
+  if (connection.readPaused && owed == 0) connection.readPaused = false;
+  if (!connection.readPaused && owed >= config_.highWaterBytes) {
+    connection.readPaused = true;
+    counters_.backpressure_pauses.add(1);
+  }
+  return !connection.readPaused;
+}
+
+// One recv per connection, multishot: it stays armed across messages, so a message costs one
+// submission (its echo's send) instead of two. Armed with a limit (the kernel ends it once it
+// read recvLimit_ bytes), so one arming reads at most read_budget_bytes: that bounds what one
+// connection reads per loop pass (the fairness the epoll backend's read budget gives: the
+// kernel would otherwise keep reading a fast sender into every free buffer) and what it can
+// owe its client (it is armed only below high_water_bytes, so it owes at most high_water_bytes
+// + read_budget_bytes). A kernel that knows no such limit (before Linux 6.16?) refuses the
+// recv with EINVAL, and the worker arms a one-shot recv of one buffer each time instead.
 void UringWorker::armRecv(UringConnection& connection) {
-  if (connection.closed || connection.peerClosed || !connection.idle() || connection.recvRetry || stopping_) return;
-  if (!connection.pending.empty() || connection.heldBuffer >= 0) return;
-  connection.readPaused = false;
+  if (connection.recvArmed || connection.recvRetry || connection.closed || connection.peerClosed || stopping_) return;
+  if (!mayRead(connection)) return;
   io_uring_sqe* sqe = nextSqe();
-  io_uring_prep_recv(sqe, connection.fd.get(), nullptr, bufferBytes_, 0);
+  if (recvMultishot_) {
+    io_uring_prep_recv_multishot(sqe, connection.fd.get(), nullptr, 0, 0);
+    sqe->file_index = recvLimit_;  // the total byte limit (`optlen` in newer headers)
+  } else {
+    io_uring_prep_recv(sqe, connection.fd.get(), nullptr, bufferBytes_, 0);
+  }
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = kBufferGroup;
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(&connection));
@@ -442,7 +472,8 @@ void UringWorker::armRecv(UringConnection& connection) {
 }
 
 void UringWorker::onRecv(UringConnection& connection, int result, uint32_t flags) {
-  connection.recvArmed = false;
+  const bool ended = (flags & IORING_CQE_F_MORE) == 0;  // else the recv stays armed
+  if (ended) connection.recvArmed = false;
   const int buffer = (flags & IORING_CQE_F_BUFFER) != 0 ? static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
   if (connection.closed) {
     if (buffer >= 0) recycleBuffer(buffer);
@@ -450,31 +481,52 @@ void UringWorker::onRecv(UringConnection& connection, int result, uint32_t flags
     return;
   }
   if (result > 0) {
-    counters_.bytes_in.add(static_cast<uint64_t>(result));
-    connection.lastActive = now_;
-    connection.heldBuffer = buffer;
-    connection.heldOffset = 0;
-    connection.heldLength = static_cast<uint32_t>(result);
-    if (stopping_) {
-      keepHeldRemainder(connection);  // kept for the next run or engine
-    } else {
-      sendHeld(connection);
-    }
+    const bool open = onBytes(connection, buffer, static_cast<uint32_t>(result));
+    if (open && ended) armRecv(connection);  // its limit reached: the next pass reads on
     return;
   }
   if (buffer >= 0) recycleBuffer(buffer);
   if (result == 0) {
-    connection.peerClosed = true;  // half-close: nothing is owed (a recv is armed only then)
-    closeConnection(connection);
+    connection.peerClosed = true;  // half-close: closed once everything is echoed
+    if (!connection.sendArmed) serve(connection);  // else when the send completes
   } else if (result == -ENOBUFS) {
     // Every buffer holds an echo being sent: those sends complete within the pass, so try again.
     connection.recvRetry = true;
     retryList_.push_back(&connection);
+  } else if (result == -EINVAL && recvMultishot_) {
+    recvMultishot_ = false;  // no limited multishot recv in this kernel: one-shot recvs from now on
+    armRecv(connection);
   } else if (result == -EINTR || result == -EAGAIN) {
     armRecv(connection);
   } else if (result != -ECANCELED) {
     closeConnection(connection);  // ECONNRESET and the like
   }
+}
+
+// Bytes a recv put in provided buffer `buffer`: echoed straight from it when the connection owes
+// nothing else (and is not stopping); otherwise queued behind what it owes, and the buffer goes
+// back to the ring at once, so a connection pins at most the one buffer its send is using.
+// Returns false when it closed the connection (no memory to keep the bytes): it may be freed.
+bool UringWorker::onBytes(UringConnection& connection, int buffer, uint32_t length) {
+  counters_.bytes_in.add(length);
+  connection.lastActive = now_;
+  if (!stopping_ && !connection.sendArmed && connection.owedBytes() == 0) {
+    connection.heldBuffer = buffer;
+    connection.heldOffset = 0;
+    connection.heldLength = length;
+    sendHeld(connection);
+    return true;
+  }
+  try {
+    connection.pending.append(bufferAt(buffer), length);
+  } catch (const std::bad_alloc&) {
+    recycleBuffer(buffer);
+    closeConnection(connection);  // cannot keep the bytes: closing beats silently losing them
+    return false;
+  }
+  recycleBuffer(buffer);
+  mayRead(connection);  // counts the pause when these bytes reached the mark
+  return true;
 }
 
 // Sends the echo straight from the buffer the kernel read it into. MSG_DONTWAIT: a send that
@@ -485,19 +537,16 @@ void UringWorker::sendHeld(UringConnection& connection) {
                      connection.heldLength, MSG_NOSIGNAL | MSG_DONTWAIT);
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(&connection) | kSendBit);
   connection.sendArmed = true;
-  connection.sendingPending = false;
-  connection.sendLength = connection.heldLength;
 }
 
-// Sends the output buffer, waiting in the kernel until the client makes room. Nothing is
-// appended to `pending` meanwhile (no recv is armed), so the bytes being sent never move.
-void UringWorker::sendPending(UringConnection& connection) {
+// Sends `outgoing`, waiting in the kernel until the client makes room. Nothing is appended to
+// `outgoing` while the send is in flight (bytes read meanwhile go to `pending`), so the bytes
+// being sent never move.
+void UringWorker::sendOutgoing(UringConnection& connection) {
   io_uring_sqe* sqe = nextSqe();
-  io_uring_prep_send(sqe, connection.fd.get(), connection.pending.data(), connection.pending.size(), MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, connection.fd.get(), connection.outgoing.data(), connection.outgoing.size(), MSG_NOSIGNAL);
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(&connection) | kSendBit);
   connection.sendArmed = true;
-  connection.sendingPending = true;
-  connection.sendLength = static_cast<uint32_t>(connection.pending.size());
 }
 
 void UringWorker::onSend(UringConnection& connection, int result) {
@@ -513,40 +562,50 @@ void UringWorker::onSend(UringConnection& connection, int result) {
   const uint32_t sent = result > 0 ? static_cast<uint32_t>(result) : 0;
   counters_.bytes_out.add(sent);
   if (sent > 0) connection.lastActive = now_;
-  if (connection.sendingPending) {
-    connection.pending.consume(sent);
+  if (connection.heldBuffer < 0) {
+    connection.outgoing.consume(sent);
   } else {
     connection.heldOffset += sent;
     connection.heldLength -= sent;
     if (connection.heldLength == 0) {
       recycleBuffer(connection.heldBuffer);
       connection.heldBuffer = -1;
-    } else {
-      keepHeldRemainder(connection);  // the client's window is full: wait for it in the kernel
+    } else if (!keepHeldRemainder(connection)) {  // the client's window is full: wait for it in the kernel
+      return;
     }
   }
   if (stopping_) return;
-  kick(connection);
+  serve(connection);
 }
 
-// Copies the unsent rest of the held buffer into the output buffer and gives the buffer back.
-void UringWorker::keepHeldRemainder(UringConnection& connection) {
+// Copies the unsent rest of the held buffer into `outgoing` (empty: a buffer is held only while
+// nothing else is owed, and `pending` comes after it) and gives the buffer back. Returns false
+// when it closed the connection (no memory to keep the bytes): it may be freed.
+bool UringWorker::keepHeldRemainder(UringConnection& connection) {
   const int buffer = connection.heldBuffer;
   try {
-    connection.pending.append(bufferAt(buffer) + connection.heldOffset, connection.heldLength);
+    connection.outgoing.append(bufferAt(buffer) + connection.heldOffset, connection.heldLength);
   } catch (const std::bad_alloc&) {
-    recycleBuffer(buffer);
-    connection.heldBuffer = -1;
     closeConnection(connection);  // cannot keep the bytes: closing beats silently losing them
-    return;
+    return false;
   }
   recycleBuffer(buffer);
   connection.heldBuffer = -1;
   connection.heldLength = 0;
-  if (!stopping_ && !connection.readPaused) {
-    connection.readPaused = true;  // not read again until the output buffer drained
-    counters_.backpressure_pauses.add(1);
+  return true;
+}
+
+// After the quiesce: what the connection owes, all in `pending` (for the next run or engine).
+void UringWorker::collectOwed(UringConnection& connection) {
+  if (connection.outgoing.empty()) return;
+  try {
+    connection.outgoing.append(connection.pending.data(), connection.pending.size());
+  } catch (const std::bad_alloc&) {
+    closeConnection(connection);  // cannot keep the bytes: closing beats silently losing them
+    return;
   }
+  connection.pending.swap(connection.outgoing);
+  connection.outgoing.clear();
 }
 
 void UringWorker::recycleBuffer(int id) noexcept {
@@ -567,6 +626,7 @@ void UringWorker::closeConnection(UringConnection& connection) {
     connection.recvRetry = false;
   }
   connection.pending.clear();
+  connection.outgoing.clear();
   if (connection.heldBuffer >= 0 && !connection.sendArmed) {
     recycleBuffer(connection.heldBuffer);
     connection.heldBuffer = -1;

@@ -9,29 +9,36 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config.h"
 #include "connection.h"
 #include "connection_budget.h"
+#include "output_buffer.h"
 #include "unique_fd.h"
 #include "worker_base.h"
 
 namespace epoll_echo {
 
-// A connection and the operations the ring holds for it: at most one recv and one send, never
-// both at once (a recv is armed only with nothing to send), so its bytes keep their order.
+// A connection and the operations the ring holds for it: at most one recv (a multishot one stays
+// armed across messages) and at most one send. Its bytes keep their order because a send never
+// points into `pending`, where a recv appends: it sends either the provided buffer a recv just
+// filled (when nothing else was owed) or `outgoing`, the owed bytes taken out of `pending` whole.
 struct UringConnection : Connection {
-  using Connection::Connection;
+  UringConnection(UniqueFd socket, size_t highWaterBytes)
+      : Connection(std::move(socket), highWaterBytes), outgoing(highWaterBytes) {}
+  // Everything the client is owed, in this order: the held buffer's rest, `outgoing`, `pending`.
+  size_t owedBytes() const noexcept { return heldLength + outgoing.size() + pending.size(); }
+  bool idle() const noexcept { return !recvArmed && !sendArmed; }
+
+  OutputBuffer outgoing;  // being sent (or next to be); nothing is appended while a send is in flight
   bool recvArmed = false;
   bool sendArmed = false;
-  bool sendingPending = false;  // the send in flight is from `pending` (else from heldBuffer)
-  bool recvRetry = false;       // on the retry list: its recv found no free buffer
-  int heldBuffer = -1;          // provided buffer being echoed, returned to the ring when sent
+  bool recvRetry = false;  // on the retry list: its recv found no free buffer
+  int heldBuffer = -1;     // the provided buffer being echoed (the send in flight is from it), or -1
   uint32_t heldOffset = 0;
   uint32_t heldLength = 0;
-  uint32_t sendLength = 0;  // bytes the send in flight was given
-  bool idle() const noexcept { return !recvArmed && !sendArmed; }
 };
 
 // Thread rules as EventWorker's. The ring lives for one run: start() sets it up (disabled, so that
@@ -92,13 +99,16 @@ class UringWorker final : public WorkerBase<UringConnection> {
   void addConnection(UniqueFd socket);
   UringConnection* registerConnection(UniqueFd socket);
 
-  void kick(UringConnection& connection);
+  void serve(UringConnection& connection);
+  bool mayRead(UringConnection& connection);
   void armRecv(UringConnection& connection);
   void onRecv(UringConnection& connection, int result, uint32_t flags);
+  bool onBytes(UringConnection& connection, int buffer, uint32_t length);
   void sendHeld(UringConnection& connection);
-  void sendPending(UringConnection& connection);
+  void sendOutgoing(UringConnection& connection);
   void onSend(UringConnection& connection, int result);
-  void keepHeldRemainder(UringConnection& connection);
+  bool keepHeldRemainder(UringConnection& connection);
+  void collectOwed(UringConnection& connection);
   void recycleBuffer(int id) noexcept;
   char* bufferAt(int id) const noexcept;
   void closeConnection(UringConnection& connection);
@@ -107,6 +117,10 @@ class UringWorker final : public WorkerBase<UringConnection> {
   std::optional<io_uring> ring_;  // set up by start(), torn down by the thread when it leaves
   BufferPool pool_;
   const uint32_t bufferBytes_;  // one provided buffer: the most one recv reads
+  // A multishot recv ends once it read this many bytes (the last read may fill a whole buffer
+  // past it), so that one arming reads at most read_budget_bytes: see armRecv().
+  const uint32_t recvLimit_;
+  bool recvMultishot_ = true;  // cleared when the kernel refuses a limited multishot recv
   uint64_t wakeupValue_ = 0;    // the eventfd read's target
   uint32_t inFlight_ = 0;  // operations the ring holds (a multishot accept counts once)
 
