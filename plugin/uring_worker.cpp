@@ -453,8 +453,9 @@ bool UringWorker::mayRead(UringConnection& connection) {
 // connection reads per loop pass (the fairness the epoll backend's read budget gives: the
 // kernel would otherwise keep reading a fast sender into every free buffer) and what it can
 // owe its client (it is armed only below high_water_bytes, so it owes at most high_water_bytes
-// + read_budget_bytes). A kernel that knows no such limit (before Linux 6.16?) refuses the
-// recv with EINVAL, and the worker arms a one-shot recv of one buffer each time instead.
+// + read_budget_bytes). A kernel that knows no such limit (it came to Linux in 2025; Debian
+// 12's 6.1 lacks it) refuses the recv with EINVAL, and the worker arms a one-shot recv of one
+// buffer each time instead: the same bounds, a submission more per message.
 void UringWorker::armRecv(UringConnection& connection) {
   if (connection.recvArmed || connection.recvRetry || connection.closed || connection.peerClosed || stopping_) return;
   if (!mayRead(connection)) return;
