@@ -1,9 +1,12 @@
 // Fault injection for tests: builds compiled with EPOLL_ECHO_FAULT_INJECTION (never the shipped
 // plugin, see plugin/CMakeLists.txt) can make the worker's epoll_wait fail, to check that the
-// failure is reported. Other builds call raw::epollWait directly.
+// failure is reported, and make the kernel refuse the io_uring worker's limited multishot recv,
+// to check its one-shot fallback. Other builds call raw::epollWait and add no flag.
 #pragma once
 
 #include <sys/epoll.h>
+
+#include <cstdint>
 
 #include "counters.h"
 #include "raw_syscalls.h"
@@ -31,6 +34,16 @@ inline int epollWait(const WorkerCounters& counters, int epollFd, epoll_event* e
   (void)counters;
 #endif
   return raw::epollWait(epollFd, events, maxEvents, timeoutMs);
+}
+
+// Extra recv flags (the SQE's ioprio) for a limited multishot recv: none, except in a
+// fault-injection build with EPOLL_ECHO_FAULT_REFUSE_RECV_LIMIT in the environment, where a flag
+// no kernel knows makes the kernel refuse the recv with EINVAL, as one without the limit does.
+inline uint16_t multishotRecvFlags() noexcept {
+#ifdef EPOLL_ECHO_FAULT_INJECTION
+  if (std::getenv("EPOLL_ECHO_FAULT_REFUSE_RECV_LIMIT") != nullptr) return uint16_t{1} << 15;
+#endif
+  return 0;
 }
 
 }  // namespace epoll_echo::fault

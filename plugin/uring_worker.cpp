@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "engine_error.h"
+#include "fault_injection.h"
 #include "worker_policy.h"
 
 namespace epoll_echo {
@@ -462,6 +463,7 @@ void UringWorker::armRecv(UringConnection& connection) {
   io_uring_sqe* sqe = nextSqe();
   if (recvMultishot_) {
     io_uring_prep_recv_multishot(sqe, connection.fd.get(), nullptr, 0, 0);
+    sqe->ioprio |= fault::multishotRecvFlags();
     sqe->file_index = recvLimit_;  // the total byte limit (`optlen` in newer headers)
   } else {
     io_uring_prep_recv(sqe, connection.fd.get(), nullptr, bufferBytes_, 0);
@@ -470,6 +472,7 @@ void UringWorker::armRecv(UringConnection& connection) {
   sqe->buf_group = kBufferGroup;
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uintptr_t>(&connection));
   connection.recvArmed = true;
+  connection.recvMultishot = recvMultishot_;
 }
 
 void UringWorker::onRecv(UringConnection& connection, int result, uint32_t flags) {
@@ -494,8 +497,10 @@ void UringWorker::onRecv(UringConnection& connection, int result, uint32_t flags
     // Every buffer holds an echo being sent: those sends complete within the pass, so try again.
     connection.recvRetry = true;
     retryList_.push_back(&connection);
-  } else if (result == -EINVAL && recvMultishot_) {
-    recvMultishot_ = false;  // no limited multishot recv in this kernel: one-shot recvs from now on
+  } else if (result == -EINVAL && connection.recvMultishot) {
+    // No limited multishot recv in this kernel: one-shot recvs from now on (the other
+    // connections' multishot recvs of this pass are refused the same way).
+    recvMultishot_ = false;
     armRecv(connection);
   } else if (result == -EINTR || result == -EAGAIN) {
     armRecv(connection);

@@ -34,6 +34,7 @@ struct UringConnection : Connection {
 
   OutputBuffer outgoing;  // being sent (or next to be); nothing is appended while a send is in flight
   bool recvArmed = false;
+  bool recvMultishot = false;  // the recv armed (or last armed) was a multishot one
   bool sendArmed = false;
   bool recvRetry = false;  // on the retry list: its recv found no free buffer
   int heldBuffer = -1;     // the provided buffer being echoed (the send in flight is from it), or -1
