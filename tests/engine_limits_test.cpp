@@ -163,9 +163,11 @@ bool pingOnce(int fd, Deadline deadline) {
 }
 
 // Idle clients, each after its echo, are closed (FIN, not a reset) no sooner than the timeout,
-// while a client that sends every 100 ms stays open for several timeouts.
+// while a client that sends every 100 ms stays open for two more timeouts. The timeout is ten
+// paces long, so a test process descheduled for most of a second on a loaded machine still
+// talks within it.
 TEST_F(EngineLimitsTest, IdleClientsAreClosedWhileABusyOneStays) {
-  constexpr auto kIdle = std::chrono::milliseconds(500);
+  constexpr auto kIdle = std::chrono::milliseconds(1000);
   constexpr size_t kIdleClients = 3;
   epoll_echo_config_t config = loopbackConfig(1);
   config.idle_timeout_ms = static_cast<uint32_t>(kIdle.count());
@@ -183,7 +185,7 @@ TEST_F(EngineLimitsTest, IdleClientsAreClosedWhileABusyOneStays) {
     ASSERT_TRUE(pingOnce(idle.back().get(), deadlineIn(kTimeout)));  // its echo is flushed before the close
   }
 
-  // The busy client keeps talking until every idle one is gone and three more timeouts passed.
+  // The busy client keeps talking until every idle one is gone and two more timeouts passed.
   const Deadline deadline = deadlineIn(kTimeout);
   std::vector<bool> closed(kIdleClients, false);
   Clock::time_point allClosedAt{};
@@ -197,7 +199,7 @@ TEST_F(EngineLimitsTest, IdleClientsAreClosedWhileABusyOneStays) {
     }
     const bool allClosed = std::all_of(closed.begin(), closed.end(), [](bool c) { return c; });
     if (allClosed && allClosedAt == Clock::time_point{}) allClosedAt = Clock::now();
-    if (allClosed && Clock::now() - allClosedAt >= 3 * kIdle) break;
+    if (allClosed && Clock::now() - allClosedAt >= 2 * kIdle) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the busy client's pace, not a wait
   }
   ASSERT_TRUE(std::all_of(closed.begin(), closed.end(), [](bool c) { return c; })) << "idle clients left open";
