@@ -1,6 +1,6 @@
 #!/bin/sh
-# upgrade_soak.sh SERVER GENERATOR [UPGRADES] [CONNECTIONS] [SECONDS] [KINDS] — replaces a serving
-# epoll-server again and again under ping-pong load, by each of KINDS (default "upgrade reload"):
+# upgrade_soak.sh SERVER GENERATOR [UPGRADES] [CONNECTIONS] [SECONDS] [KINDS] [RATE] — replaces a
+# serving epoll-server again and again under ping-pong load, by each of KINDS (default "upgrade reload"):
 # the process upgrade (SIGUSR2, a new copy of SERVER renamed into place before each one) and the
 # in-process plugin reload (SIGHUP). For each kind it prints the pause of every replacement (the
 # longest round trip that completed between the signal and the log line saying it was done,
@@ -9,6 +9,11 @@
 # generator's verified bytes, mismatches (a lost, duplicated or reordered byte), errors (a reset
 # or an EOF) and its oldest unanswered message at the end (a lost byte leaves one). A
 # measurement, not a test.
+# RATE 0 (the default) runs the connections in a closed loop: each sends its next message as soon
+# as the echo of the last is back, so the server always has a backlog and a round trip after a
+# pause also waits for the others' answers. RATE N paces them (open loop, N messages/s in total,
+# latency counted from each message's intended send time): at a rate well below the server's peak
+# an ordinary round trip is short, and the longest one of a replacement is its pause.
 set -eu
 # shellcheck source=tests/bench/server_port.sh
 . "$(dirname "$0")/server_port.sh"
@@ -18,6 +23,12 @@ upgrades=${3:-100}
 connections=${4:-1000}
 window=${5:-60}
 kinds=${6:-upgrade reload}
+rate=${7:-0}
+case $rate in
+    '' | *[!0-9]*) echo "upgrade_soak.sh: RATE $rate is not a whole number of messages/s (0: closed loop)" >&2; exit 2 ;;
+esac
+pacing=
+[ "$rate" -gt 0 ] && pacing="--rate $rate"
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 pid=
@@ -48,7 +59,8 @@ run() {
     pid=$!
     port=$(listening_port "$work/log") || { echo "upgrade_soak.sh: the server did not start:" >&2; cat "$work/log" >&2; exit 1; }
     # The window must outlast every replacement; the generator stops on its own at its end.
-    "$generator" --port "$port" --connections "$connections" --warmup 1 --duration "$window" --json \
+    # shellcheck disable=SC2086 # $pacing is empty or two words
+    "$generator" --port "$port" --connections "$connections" --warmup 1 --duration "$window" --json $pacing \
         --timeline "$work/timeline" >"$work/load.json" 2>&1 &
     load=$!
     sleep 2   # the warm-up and the connections are done: every replacement carries them all
@@ -72,7 +84,8 @@ run() {
         grep "handed over in a pause of" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
         grep "took over" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
     fi
-    printf '%-8s %4d replacements at %d connections: %s\n' "$kind" "$upgrades" "$connections" \
+    if [ "$rate" -gt 0 ]; then loop="open loop, $rate messages/s"; else loop="closed loop"; fi
+    printf '%-8s %4d replacements at %d connections (%s): %s\n' "$kind" "$upgrades" "$connections" "$loop" \
         "$(sed -n 's/.*"bytes_verified":\([0-9]*\),"mismatches":\([0-9]*\),"errors":\([0-9]*\).*"oldest_unanswered_us":\([0-9.]*\).*/bytes verified \1, mismatches \2, errors \3, oldest unanswered at the end \4 us/p' "$work/load.json")"
     grep -q "failed\|rejected" "$work/log" && { echo "a replacement failed:"; grep "failed\|rejected" "$work/log"; }
     kill -TERM "$pid"
