@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "vector_room.h"
+
 namespace epoll_echo {
 
 // Owned by one worker and used by its thread only. `Item` has a `bool queued` member that this
@@ -18,8 +20,8 @@ class ReadRotation {
  public:
   // Room for `count` items in both lists, so that defer() never allocates. Throws std::bad_alloc.
   void reserve(size_t count) {
-    next_.reserve(count);
-    due_.reserve(count);
+    reserveRoom(next_, count);
+    reserveRoom(due_, count);
   }
 
   // True while an item waits for its turn: reading it now would give it a second budget in this

@@ -16,6 +16,7 @@
 
 #include "engine_error.h"
 #include "fault_injection.h"
+#include "vector_room.h"
 #include "worker_policy.h"
 
 namespace epoll_echo {
@@ -409,10 +410,10 @@ UringConnection* UringWorker::registerConnection(UniqueFd socket) {
     auto connection = std::make_unique<UringConnection>(std::move(socket), config_.highWaterBytes);
     // Reserved here so that closing a connection or retrying its recv never allocates.
     const size_t tracked = connections_.size() + closing_.size() + 1;
-    connections_.reserve(connections_.size() + 1);
-    closing_.reserve(tracked);
-    retryList_.reserve(tracked);
-    retrying_.reserve(tracked);
+    reserveRoom(connections_, connections_.size() + 1);
+    reserveRoom(closing_, tracked);
+    reserveRoom(retryList_, tracked);
+    reserveRoom(retrying_, tracked);
     return track(std::move(connection));
   } catch (const std::bad_alloc&) {
     return nullptr;

@@ -17,6 +17,7 @@
 #include "engine_error.h"
 #include "fault_injection.h"
 #include "raw_syscalls.h"
+#include "vector_room.h"
 #include "worker_policy.h"
 
 namespace epoll_echo {
@@ -255,8 +256,8 @@ Connection* Worker::registerConnection(UniqueFd socket) {
     connection = std::make_unique<Connection>(std::move(socket), config_.highWaterBytes);
     // Reserved here so that closing a connection or queueing it for later never allocates.
     const size_t tracked = connections_.size() + closedThisBatch_.size() + 1;
-    connections_.reserve(connections_.size() + 1);
-    closedThisBatch_.reserve(tracked);
+    reserveRoom(connections_, connections_.size() + 1);
+    reserveRoom(closedThisBatch_, tracked);
     rotation_.reserve(tracked);
   } catch (const std::bad_alloc&) {
     return nullptr;  // the socket closes with `connection` or `socket`
