@@ -5,7 +5,8 @@
 # in-process plugin reload (SIGHUP). For each kind it prints the pause of every replacement (the
 # longest round trip that completed between the signal and the log line saying it was done,
 # from the generator's --timeline) and their p50 / p99 / max; the server's own account of its
-# pauses (the upgrade's "handed over in a pause of" lines) as p50 / p99 / max; and the
+# pauses (the upgrade's "handed over in a pause of" lines) and of each phase the two processes
+# time (the "upgraded:" and "took over" lines) as p50 / p99 / max; and the
 # generator's verified bytes, mismatches (a lost, duplicated or reordered byte), errors (a reset
 # or an EOF) and its oldest unanswered message at the end (a lost byte leaves one). A
 # measurement, not a test.
@@ -50,6 +51,14 @@ wait_for() {
     echo "timed out waiting for '$1' x$2:"; tail -5 "$work/log"; exit 1
 }
 
+# summarize LABEL TEXT — p50 / p99 / max of the "TEXT <n> ms" values in the log.
+summarize() {
+    sed -n "s/.*$2 \([0-9.]*\) ms.*/\1/p" "$work/log" | sort -n | awk -v label="$1" '
+        { v[NR] = $1 }
+        END { if (NR) printf "%s: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+              label, v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.999)], v[NR] }'
+}
+
 # run KIND SIGNAL DONE-TEXT — one soak: start, load, COUNT replacements, report, stop.
 run() {
     kind=$1 signal=$2 done_text=$3
@@ -77,10 +86,12 @@ run() {
     wait "$load" || true
     python3 "$here/upgrade_pauses.py" "$kind" "$work/timeline" "$work/marks"
     if [ "$kind" = upgrade ]; then
-        sed -n 's/.*handed over in a pause of \([0-9.]*\) ms.*/\1/p' "$work/log" | sort -n | awk '
-            { v[NR] = $1 }
-            END { if (NR) printf "upgrade pauses as the old process timed them: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
-                  v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.999)], v[NR] }'
+        summarize "upgrade pauses as the old process timed them" "handed over in a pause of"
+        # The phases, as the two processes timed them (their "upgraded:" and "took over" lines).
+        for phase in "workers stopped" "state exported" "sent" "imported and started by the new process" \
+            "imported in" "started in"; do
+            summarize "  phase '$phase'" "$phase"
+        done
         grep "handed over in a pause of" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
         grep "took over" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
     fi
