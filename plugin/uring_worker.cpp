@@ -80,8 +80,7 @@ UringWorker::UringWorker(uint32_t index, const EngineConfig& config, ConnectionB
     // A blocking eventfd: the ring waits for it to be readable (a non-blocking one can fail the
     // read with EAGAIN instead). Writers never block: its counter cannot come near overflowing.
     : WorkerBase(index, config, budget, std::move(listener), std::move(reportFailure), EFD_CLOEXEC),
-      bufferBytes_(std::min({kMaxBufferBytes, config.highWaterBytes, config.readBudgetBytes})),
-      recvLimit_(config.readBudgetBytes - bufferBytes_ + 1) {
+      bufferBytes_(std::min({kMaxBufferBytes, config.highWaterBytes, config.readBudgetBytes})) {
   const size_t ringBytes = kBufferCount * sizeof(io_uring_buf);  // a multiple of the page size
   pool_.mappingBytes = ringBytes + size_t{kBufferCount} * bufferBytes_;
   void* mapping = ::mmap(nullptr, pool_.mappingBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -437,12 +436,12 @@ void UringWorker::serve(UringConnection& connection) {
   armRecv(connection);
 }
 
-// Backpressure: a connection that owes its client high_water_bytes is not read again until it
-// owes nothing. Counts each pause.
+// Backpressure: a connection is read only while one more read fits under high_water_bytes,
+// counting what it holds for its client (UringConnection::heldBytes); once it stops, it is not
+// read again until it owes nothing. Counts each pause.
 bool UringWorker::mayRead(UringConnection& connection) {
-  const size_t owed = connection.owedBytes();
-  if (connection.readPaused && owed == 0) connection.readPaused = false;
-  if (!connection.readPaused && owed >= config_.highWaterBytes) {
+  if (connection.readPaused && connection.owedBytes() == 0) connection.readPaused = false;
+  if (!connection.readPaused && connection.heldBytes() + bufferBytes_ > config_.highWaterBytes) {
     connection.readPaused = true;
     counters_.backpressure_pauses.add(1);
   }
@@ -450,22 +449,25 @@ bool UringWorker::mayRead(UringConnection& connection) {
 }
 
 // One recv per connection, multishot: it stays armed across messages, so a message costs one
-// submission (its echo's send) instead of two. Armed with a limit (the kernel ends it once it
-// read recvLimit_ bytes), so one arming reads at most read_budget_bytes: that bounds what one
-// connection reads per loop pass (the fairness the epoll backend's read budget gives: the
-// kernel would otherwise keep reading a fast sender into every free buffer) and what it can
-// owe its client (it is armed only below high_water_bytes, so it owes at most high_water_bytes
-// + read_budget_bytes). A kernel that knows no such limit (it came to Linux in 2025; Debian
-// 12's 6.1 lacks it) refuses the recv with EINVAL, and the worker arms a one-shot recv of one
-// buffer each time instead: the same bounds, a submission more per message.
+// submission (its echo's send) instead of two. Armed with a limit: the kernel ends it once it
+// read that many bytes (its last read may fill a whole buffer past the limit), so that one
+// arming reads at most read_budget_bytes and at most what high_water_bytes leaves room for.
+// That bounds what one connection reads per loop pass (the fairness the epoll backend's read
+// budget gives: the kernel would otherwise keep reading a fast sender into every free buffer)
+// and what it can hold for its client (high_water_bytes, as under epoll). A kernel that knows no
+// such limit (it came to Linux in 2025; Debian 12's 6.1 lacks it) refuses the recv with EINVAL,
+// and the worker arms a one-shot recv of one buffer each time instead: the same bounds, a
+// submission more per message.
 void UringWorker::armRecv(UringConnection& connection) {
   if (connection.recvArmed || connection.recvRetry || connection.closed || connection.peerClosed || stopping_) return;
   if (!mayRead(connection)) return;
   io_uring_sqe* sqe = nextSqe();
   if (recvMultishot_) {
+    // mayRead() left room for at least one buffer.
+    const size_t room = std::min<size_t>(config_.readBudgetBytes, config_.highWaterBytes - connection.heldBytes());
     io_uring_prep_recv_multishot(sqe, connection.fd.get(), nullptr, 0, 0);
     sqe->ioprio |= fault::multishotRecvFlags();
-    sqe->file_index = recvLimit_;  // the total byte limit (`optlen` in newer headers)
+    sqe->file_index = static_cast<uint32_t>(room - bufferBytes_ + 1);  // the total limit (`optlen` in newer headers)
   } else {
     io_uring_prep_recv(sqe, connection.fd.get(), nullptr, bufferBytes_, 0);
   }
@@ -633,7 +635,8 @@ void UringWorker::closeConnection(UringConnection& connection) {
     connection.recvRetry = false;
   }
   connection.pending.clear();
-  connection.outgoing.clear();
+  // A send in flight may still read `outgoing`: its mapping goes with the connection in finishClose().
+  if (!connection.sendArmed) connection.outgoing.clear();
   if (connection.heldBuffer >= 0 && !connection.sendArmed) {
     recycleBuffer(connection.heldBuffer);
     connection.heldBuffer = -1;

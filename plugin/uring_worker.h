@@ -30,6 +30,11 @@ struct UringConnection : Connection {
       : Connection(std::move(socket), highWaterBytes), outgoing(highWaterBytes) {}
   // Everything the client is owed, in this order: the held buffer's rest, `outgoing`, `pending`.
   size_t owedBytes() const noexcept { return heldLength + outgoing.size() + pending.size(); }
+  // What the connection holds for its client, against high_water_bytes: the owed bytes, with
+  // `outgoing` counted by its mapping, which a partial send does not shrink (it is unmapped once
+  // sent whole). So it never owes more than the mark, and each of its two mappings is at most
+  // the mark rounded up to a page.
+  size_t heldBytes() const noexcept { return heldLength + outgoing.capacity() + pending.size(); }
   bool idle() const noexcept { return !recvArmed && !sendArmed; }
 
   OutputBuffer outgoing;  // being sent (or next to be); nothing is appended while a send is in flight
@@ -118,9 +123,6 @@ class UringWorker final : public WorkerBase<UringConnection> {
   std::optional<io_uring> ring_;  // set up by start(), torn down by the thread when it leaves
   BufferPool pool_;
   const uint32_t bufferBytes_;  // one provided buffer: the most one recv reads
-  // A multishot recv ends once it read this many bytes (the last read may fill a whole buffer
-  // past it), so that one arming reads at most read_budget_bytes: see armRecv().
-  const uint32_t recvLimit_;
   bool recvMultishot_ = true;  // cleared when the kernel refuses a limited multishot recv
   uint64_t wakeupValue_ = 0;    // the eventfd read's target
   uint32_t inFlight_ = 0;  // operations the ring holds (a multishot accept counts once)
