@@ -116,15 +116,20 @@ int serve(const Options& options, std::optional<Program> program) {
   ::signal(SIGPIPE, SIG_IGN);
   const std::chrono::seconds upgradeTimeout(options.upgradeTimeoutSeconds);
   std::optional<Succession> succession = Succession::fromEnvironment(upgradeTimeout);
-  if (succession && options.metricsListen) {
-    succession->fail("--metrics-listen cannot be upgraded");
-    throw UpgradeProtocolError("upgrade: --metrics-listen cannot be upgraded");
-  }
   ActivatedSockets activated = ActivatedSockets::fromEnvironment();
   SignalFd signals;
   // Bound before the engine starts: a taken metrics port fails the start before anything serves.
   std::unique_ptr<MetricsServer> metrics;
-  if (options.metricsListen) metrics = std::make_unique<MetricsServer>(*options.metricsListen);
+  if (options.metricsListen) {
+    // After an upgrade, the predecessor's socket: its clients queue there until this one accepts.
+    UniqueFd inherited = succession ? succession->takeMetricsListener() : UniqueFd();
+    try {
+      metrics = std::make_unique<MetricsServer>(*options.metricsListen, std::move(inherited));
+    } catch (const std::exception& error) {
+      if (succession) succession->fail(error.what());
+      throw;
+    }
+  }
   const std::filesystem::path path = pluginPath(options);
   // Like every reload, the first engine runs from a sealed memory copy (plugin_image.h): a
   // truncated file is refused instead of crashing the loader, and a `cp` over the plugin

@@ -63,6 +63,24 @@ UniqueFd listenOn(const tcp::endpoint& endpoint) {
   return socket;
 }
 
+// An inherited socket is served only if it listens where this process was told to: the same
+// address, and the same port unless the port was left to the kernel.
+void requireListeningAt(int fd, const tcp::endpoint& wanted) {
+  const std::string where = "metrics endpoint " + formatEndpoint(wanted) + ": the inherited socket ";
+  int listening = 0;
+  socklen_t length = sizeof listening;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0 || listening != 1) {
+    throw std::runtime_error(where + "is not listening");
+  }
+  tcp::endpoint local(wanted.protocol(), 0);
+  length = static_cast<socklen_t>(local.capacity());
+  if (::getsockname(fd, local.data(), &length) != 0) throw std::runtime_error(where + errnoText("getsockname"));
+  local.resize(length);
+  if (local.address() != wanted.address() || (wanted.port() != 0 && local.port() != wanted.port())) {
+    throw std::runtime_error(where + "listens on " + formatEndpoint(local));
+  }
+}
+
 class Session;
 
 }  // namespace
@@ -77,6 +95,7 @@ struct MetricsServer::State {
   std::vector<std::weak_ptr<Session>> sessions;
   bool waiting = false;   // an accept wait is pending
   bool stopping = false;  // stop() has begun: accept nothing more
+  bool finishing = false;  // finish() has begun: accept nothing more, answer what has begun
   bool acceptFailing = false;
 
   void run();
@@ -86,6 +105,7 @@ struct MetricsServer::State {
   std::size_t openSessions();
   void sessionEnded();
   void shutdown();
+  void finishSessions();
 };
 
 namespace {
@@ -166,6 +186,7 @@ void Session::respond(http::status status, std::string body, bool keepAlive, con
   response_.version(11);
   response_.set(http::field::server, "epoll-server");
   response_.set(http::field::content_type, contentType);
+  keepAlive = keepAlive && !server_.finishing;
   response_.keep_alive(keepAlive);
   response_.content_length(body.size());
   if (!headOnly) response_.body() = std::move(body);
@@ -224,14 +245,14 @@ std::size_t MetricsServer::State::openSessions() {
 
 // At kMaxConnections no wait is pending: clients queue in the kernel until a session ends.
 void MetricsServer::State::waitForConnection() {
-  if (waiting || stopping || openSessions() >= kMaxConnections) return;
+  if (waiting || stopping || finishing || openSessions() >= kMaxConnections) return;
   waiting = true;
   acceptor.async_wait(tcp::acceptor::wait_read, [this](const boost::system::error_code& error) { onReadable(error); });
 }
 
 void MetricsServer::State::onReadable(const boost::system::error_code& error) {
   waiting = false;
-  if (stopping || error) return;
+  if (stopping || finishing || error) return;
   const int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) return onAcceptError(errno);
   acceptFailing = false;
@@ -275,12 +296,25 @@ void MetricsServer::State::shutdown() {
   }
 }
 
-MetricsServer::MetricsServer(const MetricsAddress& address) : state_(std::make_unique<State>()) {
+// Lets run() return once the last session has ended; the listening socket closes here, but
+// whoever else holds it (the upgraded successor) serves its queue. A session waiting for a
+// request is not closed: the request may be on its way already (even in the socket, unread), and
+// closing a socket with unread bytes resets the connection. It answers that request with
+// Connection: close, or ends when the client closes or at its read deadline.
+void MetricsServer::State::finishSessions() {
+  finishing = true;
+  boost::system::error_code ignored;
+  acceptor.close(ignored);
+  retryTimer.cancel();
+}
+
+MetricsServer::MetricsServer(const MetricsAddress& address, UniqueFd inherited) : state_(std::make_unique<State>()) {
   boost::system::error_code error;
   const asio::ip::address ip = asio::ip::make_address(address.host, error);
   if (error) throw std::runtime_error("metrics endpoint " + address.host + ": not a numeric address");
   const tcp::endpoint endpoint(ip, address.port);
-  UniqueFd socket = listenOn(endpoint);
+  if (inherited) requireListeningAt(inherited.get(), endpoint);
+  UniqueFd socket = inherited ? std::move(inherited) : listenOn(endpoint);
   state_->protocol = endpoint.protocol();
   state_->acceptor.assign(endpoint.protocol(), socket.get(), error);
   if (error) throw std::runtime_error("metrics endpoint " + formatEndpoint(endpoint) + ": " + error.message());
@@ -295,6 +329,14 @@ void MetricsServer::start(Render render) {
   state_->render = std::move(render);
   state_->waitForConnection();
   thread_ = std::thread([state = state_.get()] { state->run(); });
+}
+
+int MetricsServer::listeningFd() const { return state_->acceptor.native_handle(); }
+
+void MetricsServer::finish() {
+  if (!thread_.joinable()) return;
+  asio::post(state_->context, [state = state_.get()] { state->finishSessions(); });
+  thread_.join();
 }
 
 void MetricsServer::stop() {

@@ -174,6 +174,8 @@ void Server::forceExit(int signal) {
 
 int Server::finishStop() {
   if (successor_) {
+    // The successor accepts on the same socket already: the scrapes begun here are answered.
+    if (metrics_) metrics_->finish();
     while (const std::optional<int> signal = signals_.read()) passOnToSuccessor(*signal);
     return kExitOk;
   }
@@ -236,15 +238,12 @@ void Server::upgradeOnSignal() {
     logLine("SIGUSR2 received: cannot upgrade: the path this program was started from is unknown");
     return;
   }
-  if (metrics_) {
-    logLine("SIGUSR2 received: cannot upgrade with --metrics-listen: a new process could not bind its port");
-    return;
-  }
   logLine("SIGUSR2 received: upgrading to " + program_->path.string() + " (pid " + std::to_string(::getpid()) + ")");
   UpgradeOutcome outcome;
   try {
     outcome = upgradeProcess(
-        *serving_, *program_, [this] { return carriedStats(); }, std::chrono::seconds(options_.upgradeTimeoutSeconds));
+        *serving_, *program_, [this] { return carriedStats(); }, std::chrono::seconds(options_.upgradeTimeoutSeconds),
+        metrics_ ? metrics_->listeningFd() : -1);
   } catch (const UpgradeError& error) {
     logLine(error.what());
     return;

@@ -152,10 +152,11 @@ std::chrono::microseconds since(Clock::time_point& mark) {
 }
 
 // Starts the successor and waits, while `current` still serves, until it is prepared to take over.
-UpgradeChannel prepareSuccessor(const Program& program, SuccessorProcess& successor, UpgradeDeadline deadline) {
+UpgradeChannel prepareSuccessor(const Program& program, SuccessorProcess& successor, int metricsListener,
+                                UpgradeDeadline deadline) {
   auto [ours, theirs] = UpgradeChannel::pair();
   successor.spawn(program, theirs.releaseSocket());  // our copy of its end closes here: its exit reads as EOF
-  ours.sendReply(UpgradeReply::kHello, deadline);
+  ours.sendHello(deadline, metricsListener);
   const ReceivedReply prepared = expectReply(ours, UpgradeReply::kPrepared, deadline);
   if (static_cast<pid_t>(prepared.pid) != successor.pid()) {
     throw UpgradeProtocolError("the new process says it is pid " + std::to_string(prepared.pid));
@@ -226,7 +227,8 @@ std::string describePause(const PausePhases& pause) {
 }
 
 UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
-                              const std::function<CarriedStats()>& carried, std::chrono::milliseconds timeout) {
+                              const std::function<CarriedStats()>& carried, std::chrono::milliseconds timeout,
+                              int metricsListener) {
   if (!current.library().supportsHandover()) {
     throw UpgradeError("upgrade refused: the serving plugin has ABI " +
                        formatAbiVersion(current.library().abiVersion()) + " and cannot hand over (needs 1.1)");
@@ -237,7 +239,7 @@ UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
   bool paused = false;
   try {
     Clock::time_point mark = Clock::now();
-    UpgradeChannel channel = prepareSuccessor(program, successor, deadline);
+    UpgradeChannel channel = prepareSuccessor(program, successor, metricsListener, deadline);
     outcome.prepare = since(mark);
     handOver(current, carried, channel, deadline, outcome, paused);
     channel.sendReply(UpgradeReply::kGo, deadline);
@@ -283,9 +285,7 @@ std::optional<Succession> Succession::fromEnvironment(std::chrono::milliseconds 
   }
   Succession succession(UpgradeChannel(std::move(socket)), Clock::now() + timeout);
   try {
-    const std::optional<ReceivedReply> hello = succession.channel_.receiveReply(succession.deadline_);
-    if (!hello) throw UpgradeProtocolError("upgrade: the old process closed the channel");
-    if (hello->reply != UpgradeReply::kHello) throw UpgradeProtocolError("upgrade: the old process did not say hello");
+    succession.metricsListener_ = succession.channel_.receiveHello(succession.deadline_);
   } catch (const std::exception& error) {
     succession.fail(error.what());
     throw;
@@ -335,6 +335,7 @@ void Succession::confirmServing() noexcept {
   }
   channel_.releaseSocket().reset();
   state_.received.clear();
+  metricsListener_.reset();  // passed, but this process has no --metrics-listen to serve it
 }
 
 void Succession::fail(const std::string& reason) noexcept {

@@ -68,16 +68,20 @@ std::string describePause(const PausePhases& pause);
 // its confirmation ("serving"). On success `current` is STOPPED (hand-over complete) and the
 // caller should exit. Any failure, or `timeout` passing first: the successor is killed and reaped,
 // `current` resumes on its sockets if it was paused, and UpgradeError is thrown. Main thread
-// only; signals stay pending meanwhile.
+// only; signals stay pending meanwhile. `metricsListener` (borrowed; -1: none) is the
+// --metrics-listen socket: a copy goes with the hello, and the caller's metrics server keeps
+// accepting on it until the caller exits, so neither outcome refuses a scrape.
 UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
-                              const std::function<CarriedStats()>& carried, std::chrono::milliseconds timeout);
+                              const std::function<CarriedStats()>& carried, std::chrono::milliseconds timeout,
+                              int metricsListener = -1);
 
 // The new process's side: present when $EPOLL_ECHO_UPGRADE_FD names a predecessor's channel.
 // Its steps, in order: fromEnvironment, receiveState (once the engine exists), importInto, the
 // engine's start, awaitGo, confirmServing; fail() at any point before the last.
 class Succession {
  public:
-  // Takes the descriptor named by the variable (and unsets it) and reads the predecessor's hello,
+  // Takes the descriptor named by the variable (and unsets it) and reads the predecessor's hello
+  // (and the metrics listening socket it may carry),
   // so a predecessor of another protocol version is refused before anything is loaded. The
   // whole succession must end within `timeout`. nullopt without the variable. Throws
   // UpgradeProtocolError.
@@ -89,6 +93,8 @@ class Succession {
   // How long the predecessor took to pause and send the state, once prepared.
   std::chrono::microseconds stateWait() const { return stateWait_; }
   const CarriedStats& stats() const { return state_.stats; }
+  // The predecessor's --metrics-listen socket, to serve /metrics on (empty: it had none). Once.
+  UniqueFd takeMetricsListener() { return std::move(metricsListener_); }
   HandoverCounts counts() const;
   // Imports every listener and connection into a CREATED engine. Throws PluginCallError.
   void importInto(EngineHandle& engine);
@@ -96,7 +102,8 @@ class Succession {
   // go-ahead. Throws UpgradeProtocolError if it gives up (closes the channel) or the deadline passes.
   void awaitGo();
   // The service manager knows: tells the predecessor, which then exits, and closes the channel
-  // and the received descriptors (the engine holds its own duplicates). A predecessor gone by
+  // and the received descriptors (the engine holds its own duplicates, the metrics server the
+  // metrics socket it took). A predecessor gone by
   // then (killed) is logged, never a reason to stop: this process holds the only sockets.
   void confirmServing() noexcept;
   // Tells the predecessor why this process gives up (best effort), so it can log it and resume.
@@ -109,6 +116,7 @@ class Succession {
   CarriedState state_;
   UpgradeDeadline deadline_;
   std::chrono::microseconds stateWait_{0};
+  UniqueFd metricsListener_;
 };
 
 }  // namespace epoll_echo::host

@@ -342,6 +342,18 @@ CarriedState UpgradeChannel::receiveState(UpgradeDeadline deadline) {
   return state;
 }
 
+void UpgradeChannel::sendHello(UpgradeDeadline deadline, int metricsListener) {
+  send(static_cast<uint16_t>(UpgradeReply::kHello), {}, &metricsListener, metricsListener >= 0 ? 1 : 0, deadline);
+}
+
+UniqueFd UpgradeChannel::receiveHello(UpgradeDeadline deadline) {
+  Message hello = receiveExpected(static_cast<uint16_t>(UpgradeReply::kHello), deadline);
+  if (!hello.payload.empty() || hello.descriptors.size() > 1) {
+    throw UpgradeProtocolError("upgrade: a hello with an unexpected payload");
+  }
+  return hello.descriptors.empty() ? UniqueFd() : std::move(hello.descriptors.front());
+}
+
 void UpgradeChannel::sendReply(UpgradeReply reply, UpgradeDeadline deadline, uint32_t pid, const std::string& reason) {
   std::vector<unsigned char> payload;
   if (reply == UpgradeReply::kPrepared) payload = asBytes(pid);

@@ -48,7 +48,8 @@ struct CarriedState {
 // The short messages around the state, in the order they cross: the predecessor still serves
 // until `kPrepared`, and pauses only then, so the successor's start-up is not part of the pause.
 enum class UpgradeReply : uint16_t {
-  kHello = 8,     // predecessor -> successor, first: the protocol version it speaks (in the header)
+  kHello = 8,     // predecessor -> successor, first: the protocol version it speaks (in the header),
+                  // with the --metrics-listen listening socket when it has one (sendHello)
   kPrepared = 9,  // successor -> predecessor: plugin loaded, engine created, send the state (payload: its pid)
   kReady = 4,     // successor -> predecessor: imported everything and serving
   kGo = 5,        // predecessor -> successor: the predecessor will not resume; tell the service manager
@@ -67,7 +68,8 @@ struct ReceivedReply {
 class UpgradeChannel {
  public:
   // 2: the successor prepares (kHello, kPrepared) before the predecessor pauses.
-  static constexpr uint16_t kProtocolVersion = 2;
+  // 3: the hello carries the metrics listening socket, so the successor serves /metrics on it.
+  static constexpr uint16_t kProtocolVersion = 3;
   // SCM_RIGHTS caps one message at SCM_MAX_FD (253) descriptors.
   static constexpr std::size_t kDescriptorsPerMessage = 250;
 
@@ -80,6 +82,12 @@ class UpgradeChannel {
 
   void sendState(const CarriedState& state, UpgradeDeadline deadline);
   CarriedState receiveState(UpgradeDeadline deadline);
+
+  // The hello, with a copy of `metricsListener` when it is a descriptor (-1: none; borrowed).
+  void sendHello(UpgradeDeadline deadline, int metricsListener = -1);
+  // The predecessor's hello; returns the metrics listening socket it passed (empty if none).
+  // Throws UpgradeProtocolError if the channel closed or the first message is not a hello.
+  UniqueFd receiveHello(UpgradeDeadline deadline);
 
   void sendReply(UpgradeReply reply, UpgradeDeadline deadline, uint32_t pid = 0, const std::string& reason = "");
   // The next reply; nullopt when the other end closed (the other process exited or gave up).

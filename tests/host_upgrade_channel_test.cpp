@@ -124,8 +124,9 @@ std::string receiveStateError(UpgradeChannel& channel) {
 
 TEST(UpgradeChannelTest, AnotherProtocolVersionIsRefusedNamingBoth) {
   auto [sender, receiver] = UpgradeChannel::pair();
-  sendRaw(sender.fd(), kMagic, 3, kStateHeaderType, 0);
-  EXPECT_EQ(receiveStateError(receiver), "upgrade: protocol version 3, this build speaks version 2");
+  sendRaw(sender.fd(), kMagic, kVersion + 1, kStateHeaderType, 0);
+  EXPECT_EQ(receiveStateError(receiver), "upgrade: protocol version " + std::to_string(kVersion + 1) +
+                                             ", this build speaks version " + std::to_string(kVersion));
 }
 
 // Version 1 successors sent their first word (a failure, or "ready" with their pid) only after
@@ -140,7 +141,7 @@ TEST(UpgradeChannelTest, AReplyOfTheFirstProtocolVersionIsRefused) {
     parent.receiveReply(deadlineIn(kTimeout));
     ADD_FAILURE() << "a version 1 reply was accepted";
   } catch (const UpgradeProtocolError& error) {
-    EXPECT_STREQ(error.what(), "upgrade: protocol version 1, this build speaks version 2");
+    EXPECT_EQ(error.what(), "upgrade: protocol version 1, this build speaks version " + std::to_string(kVersion));
   }
 }
 
@@ -193,6 +194,42 @@ TEST(UpgradeChannelTest, RepliesCarryThePidOrTheReasonAndEndAtEof) {
   EXPECT_EQ(failed->reason, "cannot import: EINVAL");
   child.releaseSocket().reset();
   EXPECT_FALSE(parent.receiveReply(deadlineIn(kTimeout)));
+}
+
+TEST(UpgradeChannelTest, AHelloCarriesTheMetricsListenerWhenThereIsOne) {
+  auto [parent, child] = UpgradeChannel::pair();
+  const Pipe pipe = makePipe();  // any descriptor crosses alike
+  parent.sendHello(deadlineIn(kTimeout), pipe.write.get());
+  const UniqueFd received = child.receiveHello(deadlineIn(kTimeout));
+  ASSERT_TRUE(received);
+  EXPECT_NE(received.get(), pipe.write.get());
+  EXPECT_TRUE(samePipe(received.get(), pipe.read.get()));
+  parent.sendHello(deadlineIn(kTimeout));
+  EXPECT_FALSE(child.receiveHello(deadlineIn(kTimeout)));
+}
+
+// Version 2 predecessors sent no metrics socket with their hello: a successor of this version
+// refuses theirs rather than bind a port the predecessor holds.
+TEST(UpgradeChannelTest, AHelloOfTheSecondProtocolVersionIsRefused) {
+  auto [parent, child] = UpgradeChannel::pair();
+  sendRaw(parent.fd(), kMagic, 2, static_cast<uint16_t>(UpgradeReply::kHello), 0);
+  try {
+    child.receiveHello(deadlineIn(kTimeout));
+    ADD_FAILURE() << "a version 2 hello was accepted";
+  } catch (const UpgradeProtocolError& error) {
+    EXPECT_EQ(error.what(), "upgrade: protocol version 2, this build speaks version " + std::to_string(kVersion));
+  }
+}
+
+TEST(UpgradeChannelTest, ASuccessorExpectingAHelloRefusesAnythingElse) {
+  auto [parent, child] = UpgradeChannel::pair();
+  parent.sendReply(UpgradeReply::kGo, deadlineIn(kTimeout));
+  try {
+    child.receiveHello(deadlineIn(kTimeout));
+    ADD_FAILURE() << "a go was taken for a hello";
+  } catch (const UpgradeProtocolError& error) {
+    EXPECT_STREQ(error.what(), "upgrade: expected a hello message, got go");
+  }
 }
 
 TEST(UpgradeChannelTest, APeerThatSaysNothingEndsTheWaitAtTheDeadline) {

@@ -26,7 +26,7 @@ UpgradeChannel sayPrepared(std::chrono::steady_clock::time_point deadline) {
   const char* text = std::getenv(epoll_echo::host::kUpgradeFdVariable);
   if (text == nullptr) throw std::runtime_error("no upgrade channel");
   UpgradeChannel channel{epoll_echo::UniqueFd(std::stoi(text))};
-  if (!channel.receiveReply(deadline)) throw std::runtime_error("no hello");
+  channel.receiveHello(deadline);  // and the metrics listener it may carry, closed at once
   channel.sendReply(UpgradeReply::kPrepared, deadline, static_cast<uint32_t>(::getpid()));
   return channel;
 }

@@ -4,6 +4,7 @@
 // cannot take over must leave the old process serving. This process is a child subreaper, so the
 // successors (orphaned when the process that started them exits) are ours to reap.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +30,7 @@
 #include "support/net.h"
 #include "support/notify_socket.h"
 #include "support/ping_pong.h"
+#include "support/prometheus_text.h"
 #include "support/server_process.h"
 #include "support/temporary_directory.h"
 #include "support/timeouts.h"
@@ -40,6 +43,7 @@ namespace fs = std::filesystem;
 constexpr std::size_t kLoadConnections = 16;
 constexpr const char* kUpgraded = "epoll-server: upgraded: pid ";
 constexpr const char* kUpgradeFailed = "epoll-server: upgrade to ";
+constexpr const char* kMetricsLine = "epoll-server: metrics on http://127.0.0.1:";
 
 // The pid in the n-th (1-based) "upgraded: pid N serves now" line of `log`, or -1.
 pid_t successorPid(const std::string& log, std::size_t n) {
@@ -86,6 +90,57 @@ std::vector<pid_t> childrenOfThisProcess() {
     for (pid_t pid; file >> pid;) children.push_back(pid);
   }
   return children;
+}
+
+// The port of the n-th (1-based) "metrics on" line of `log`, or 0.
+uint16_t metricsPort(const std::string& log, std::size_t n) {
+  std::size_t at = std::string::npos;
+  for (std::size_t seen = 0; seen < n; ++seen) {
+    at = log.find(kMetricsLine, at == std::string::npos ? 0 : at + 1);
+    if (at == std::string::npos) return 0;
+  }
+  return static_cast<uint16_t>(std::stoul(log.substr(at + std::strlen(kMetricsLine))));
+}
+
+// GET /metrics with Connection: close, parsed; nullopt with *error set if anything is off
+// (refused, no answer before the deadline, not 200, not valid Prometheus text).
+std::optional<PrometheusText> scrape(uint16_t port, std::string* error) {
+  const Deadline deadline = deadlineIn(kIoTimeout);
+  const UniqueFd socket = connectLoopback(port, deadline, error);
+  if (!socket) return std::nullopt;
+  if (!sendAll(socket.get(), "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", deadline,
+               error)) {
+    return std::nullopt;
+  }
+  std::string raw;
+  char buffer[16384];
+  for (;;) {
+    pollfd readable{socket.get(), POLLIN, 0};
+    if (::poll(&readable, 1, millisecondsLeft(deadline)) <= 0) {
+      *error = "no complete answer before the deadline: " + raw;
+      return std::nullopt;
+    }
+    const ssize_t got = ::recv(socket.get(), buffer, sizeof buffer, 0);
+    if (got == 0) break;
+    if (got < 0) {
+      *error = std::string("recv: ") + std::strerror(errno) + " after: " + raw;
+      return std::nullopt;
+    }
+    raw.append(buffer, static_cast<std::size_t>(got));
+  }
+  const std::size_t body = raw.find("\r\n\r\n");
+  if (raw.rfind("HTTP/1.1 200 ", 0) != 0 || body == std::string::npos) {
+    *error = "not a 200 answer: " + raw.substr(0, 200);
+    return std::nullopt;
+  }
+  return parsePrometheusText(raw.substr(body + 4), error);
+}
+
+double acceptedTotal(uint16_t port) {
+  std::string error;
+  const std::optional<PrometheusText> text = scrape(port, &error);
+  EXPECT_TRUE(text) << error;
+  return text ? text->value("epoll_echo_accepted_total").value_or(-1) : -1;
 }
 
 ino_t inodeOf(const std::string& path) {
@@ -445,12 +500,45 @@ TEST_F(UpgradeTest, TheSuccessorWatchesThePluginToo) {
   ASSERT_NO_FATAL_FAILURE(stopServing());
 }
 
-TEST_F(UpgradeTest, AServerWithAMetricsEndpointRefusesToUpgrade) {
-  ASSERT_NO_FATAL_FAILURE(startServer({"--metrics-listen", "127.0.0.1:0"}));
+// The /metrics socket goes with the upgrade: the successor serves it on the same port, its
+// counters go on from the old process's, and a scraper running throughout is never refused or
+// left without an answer. A successor that fails leaves the old process serving /metrics too.
+TEST_F(UpgradeTest, TheMetricsEndpointIsHandedOverWithItsCounters) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--metrics-listen", "127.0.0.1:0", "--upgrade-timeout", "60"}));
+  const uint16_t port = metricsPort(server_.log(), 1);
+  ASSERT_NE(port, 0) << server_.log();
+  expectEchoOnNewConnection(server_.port(), "before");
+  const double before = acceptedTotal(port);
+  EXPECT_GE(before, 1);
+
+  installScript(std::string("#!/bin/sh\nexec ") + UPGRADE_FAILING_SUCCESSOR + " exit\n");
   ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
-  ASSERT_TRUE(server_.waitForLog("SIGUSR2 received: cannot upgrade with --metrics-listen"));
-  expectEchoOnNewConnection(server_.port(), "still serving");
-  ASSERT_TRUE(server_.stop(SIGTERM));
+  ASSERT_TRUE(server_.waitForLog(kUpgradeFailed));
+  EXPECT_EQ(acceptedTotal(port), before) << "the old process no longer serves /metrics";
+
+  std::atomic<bool> upgraded{false};
+  std::string scraperFailure;
+  std::size_t scrapesAfter = 0;
+  std::thread scraper([&] {
+    // Bounded: until a few scrapes after the upgrade, the upgrade's deadline, or a failure.
+    const Deadline deadline = deadlineIn(2 * kServerTimeout);
+    while (scraperFailure.empty() && scrapesAfter < 5 && Clock::now() < deadline) {
+      const bool after = upgraded.load();
+      if (!scrape(port, &scraperFailure) && scraperFailure.empty()) scraperFailure = "an empty scrape";
+      if (after) ++scrapesAfter;
+    }
+  });
+  installBuild();
+  ASSERT_NO_FATAL_FAILURE(upgrade(1));
+  upgraded = true;
+  scraper.join();
+  EXPECT_EQ(scraperFailure, "");
+  EXPECT_EQ(scrapesAfter, 5u);
+  EXPECT_EQ(metricsPort(server_.log(), 2), port) << server_.log();
+  // The old process has exited: whatever answers now is the successor, counting on.
+  expectEchoOnNewConnection(server_.port(), "after");
+  EXPECT_EQ(acceptedTotal(port), before + 1);
+  ASSERT_NO_FATAL_FAILURE(stopServing());
 }
 
 }  // namespace
