@@ -88,7 +88,7 @@ UringWorker::UringWorker(uint32_t index, const EngineConfig& config, ConnectionB
   pool_.mapping = mapping;
   pool_.ring = static_cast<io_uring_buf_ring*>(mapping);
   pool_.buffers = static_cast<char*>(mapping) + ringBytes;
-  budget_.setWakeup(index_, wakeup_.get());
+  budget_.setWakeup(index_, wakeup_.get());  // last, as in Worker: nothing after it may throw
 }
 
 UringWorker::~UringWorker() {

@@ -59,7 +59,6 @@ Worker::Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& bud
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wakeup_.get(), &event) != 0) {
     throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD eventfd");
   }
-  budget_.setWakeup(index_, wakeup_.get());
   // Edge-triggered: a paused listener (no fd left) must not wake the loop over and over.
   // Exclusive: when workers share one listening socket (an inherited one), a new connection
   // wakes one of them, not all; with a socket of its own it changes nothing.
@@ -68,6 +67,9 @@ Worker::Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& bud
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &event) != 0) {
     throwErrno(EPOLL_ECHO_ESYSTEM, "epoll_ctl ADD listener");
   }
+  // Last, once nothing can throw: a worker that is never built must not leave the budget an
+  // eventfd number that closes with it (and is soon another descriptor).
+  budget_.setWakeup(index_, wakeup_.get());
 }
 
 Worker::~Worker() {
