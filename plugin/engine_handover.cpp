@@ -1,6 +1,7 @@
 // Engine hand-over: exporting a paused engine's sockets and importing them into a new engine.
 // Descriptors are duplicated, never moved, so either side can fail without a client noticing.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -21,10 +22,12 @@ int socketOption(int fd, int name) {
   return value;
 }
 
-// Checks that fd is a TCP socket, listening or not as `listening` requires.
+// Checks that fd is a TCP socket, listening or not as `listening` requires. SO_PROTOCOL, not only
+// SO_TYPE: SCTP one-to-one and MPTCP sockets are SOCK_STREAM sockets of AF_INET and AF_INET6 too.
 void requireTcpSocket(int fd, bool listening, const char* what) {
   const int domain = socketOption(fd, SO_DOMAIN);
-  if (socketOption(fd, SO_TYPE) != SOCK_STREAM || (domain != AF_INET && domain != AF_INET6)) {
+  if (socketOption(fd, SO_TYPE) != SOCK_STREAM || socketOption(fd, SO_PROTOCOL) != IPPROTO_TCP ||
+      (domain != AF_INET && domain != AF_INET6)) {
     throw EngineError(EPOLL_ECHO_EINVAL, std::string(what) + ": fd " + std::to_string(fd) + " is not a TCP socket");
   }
   if ((socketOption(fd, SO_ACCEPTCONN) == 1) != listening) {
@@ -50,12 +53,13 @@ void requireConnected(int fd) {
 
 // The check of a connection to import, as requireTcpSocket and requireConnected make it, in two
 // system calls when it passes (the common case): a peer proves a connected socket, its address
-// family an IPv4 or IPv6 one. An upgrade imports thousands of connections while the clients wait.
+// family an IPv4 or IPv6 one, SO_PROTOCOL a TCP one (only stream sockets speak TCP). An upgrade
+// imports thousands of connections while the clients wait.
 void requireConnectedTcpSocket(int fd) {
   sockaddr_storage peer{};
   socklen_t length = sizeof peer;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0 &&
-      (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) && socketOption(fd, SO_TYPE) == SOCK_STREAM) {
+      (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) && socketOption(fd, SO_PROTOCOL) == IPPROTO_TCP) {
     return;
   }
   requireTcpSocket(fd, false, "import_connection");  // the precise refusal, or a dead connection

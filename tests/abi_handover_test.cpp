@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,68 @@ TEST_F(AbiHandoverTest, ImportRejectsDescriptorsOfTheWrongKind) {
   EXPECT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL);
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_CREATED);
 }
+
+// A stream socket of another protocol (SCTP one-to-one, MPTCP), listening or connected over
+// loopback; nullopt with the reason when this kernel cannot make one.
+struct OtherStreamSockets {
+  UniqueFd listener;
+  UniqueFd client;
+  UniqueFd server;
+};
+
+std::optional<OtherStreamSockets> otherStreamSockets(int protocol, std::string* reason) {
+  OtherStreamSockets sockets;
+  sockets.listener.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, protocol));
+  if (!sockets.listener) {
+    *reason = std::string("socket(AF_INET, SOCK_STREAM, ") + std::to_string(protocol) + "): " + std::strerror(errno);
+    return std::nullopt;
+  }
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  auto* raw = reinterpret_cast<sockaddr*>(&address);
+  if (::bind(sockets.listener.get(), raw, length) != 0 || ::listen(sockets.listener.get(), 4) != 0 ||
+      ::getsockname(sockets.listener.get(), raw, &length) != 0) {
+    *reason = std::string("bind/listen: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  sockets.client.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, protocol));
+  if (!sockets.client || ::connect(sockets.client.get(), raw, length) != 0) {
+    *reason = std::string("connect: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  sockets.server.reset(::accept4(sockets.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!sockets.server) {
+    *reason = std::string("accept4: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  return sockets;
+}
+
+void expectRefusedAsNotTcp(const PluginApi& api, int protocol, const char* name) {
+  std::string reason;
+  std::optional<OtherStreamSockets> sockets = otherStreamSockets(protocol, &reason);
+  if (!sockets) GTEST_SKIP() << "this kernel makes no " << name << " socket: " << reason;
+  TestEngine engine(api);
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
+  EXPECT_EQ(api.import_listener(engine.handle(), sockets->listener.get()), EPOLL_ECHO_EINVAL) << name;
+  EXPECT_NE(engine.lastError().find("is not a TCP socket"), std::string::npos) << engine.lastError();
+  for (const UniqueFd* end : {&sockets->server, &sockets->client}) {
+    epoll_echo_connection_state_t state = stateFor(end->get());
+    EXPECT_EQ(api.import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_EINVAL) << name;
+    EXPECT_NE(engine.lastError().find("is not a TCP socket"), std::string::npos) << engine.lastError();
+  }
+  EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_CREATED);
+}
+
+// The engine reads and writes TCP byte streams; SCTP keeps message boundaries and notifications,
+// and the TCP options it sets mean nothing there.
+TEST_F(AbiHandoverTest, ImportRefusesSctpStreamSockets) { expectRefusedAsNotTcp(api(), IPPROTO_SCTP, "SCTP"); }
+
+// MPTCP sockets are SOCK_STREAM and AF_INET too, but another protocol than the one documented.
+TEST_F(AbiHandoverTest, ImportRefusesMptcpStreamSockets) { expectRefusedAsNotTcp(api(), IPPROTO_MPTCP, "MPTCP"); }
 
 // Two workers reading one socket would interleave its bytes and reorder the echo: the second
 // import of a socket is refused, however the descriptor that names it was obtained.
