@@ -15,9 +15,10 @@
 # through a plain poll() loop (tests/examples/poll_loop.c --serve, threading EXTERNAL): the
 # external-loop engine against the threaded one. --scenario runs that one scenario instead of the
 # built-in list.
-# --open-loop adds, to each echo scenario, open-loop runs (epoll-echo-bench --rate) of each server
-# at 50 % and 80 % of the peak that server reached in the scenario's closed-loop rounds (their
-# median), and prints their latency side by side (scenario names SCENARIO@50%, SCENARIO@80%).
+# --open-loop adds, to each round of an echo scenario, open-loop runs (epoll-echo-bench --rate) of
+# each server at 50 % and 80 % of the peak that server reached in its closed-loop run of the same
+# round, just before (each rate used is printed), and prints their latency side by side (scenario
+# names SCENARIO@50%, SCENARIO@80%).
 #
 # --server-cpu-limit caps each server at PERCENT of its core (a cgroup CPU quota, 10 ms period;
 # needs root and the cgroup cpu controller) so that the server, not the generator, is the
@@ -243,28 +244,27 @@ syscall_pass() {
 # Echo scenarios only: the open loop does not apply to connect or idle mode.
 is_echo() { case " $1 " in *" --mode "*) return 1 ;; *) return 0 ;; esac; }
 
-# The median messages/s of SCENARIO's closed-loop rounds for SERVER, from the raw file.
-peak_rate() {
-    grep -F "\"label\":\"$1/$2/" "$raw" | grep -v '/syscalls"' | grep -o '"messages_per_s":[0-9.]*' | cut -d: -f2 |
-        sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
+# The messages/s of a closed-loop run's JSON line; empty if it has none.
+messages_per_s() { grep -o '"messages_per_s":[0-9.]*' <<<"$1" | cut -d: -f2; }
 
-# open_loop_pass SCENARIO ARGS... — each server at 50 % and 80 % of its own closed-loop peak.
-open_loop_pass() {
-    local scenario=$1; shift
-    local percent server peak rate round
+# open_loop_runs SCENARIO SERVER ROUND PEAK ARGS... — SERVER at 50 % and 80 % of PEAK, the
+# messages/s of its closed-loop run of this round, measured just before: a peak from other rounds
+# can be above what the server manages now (rounds differ by 15 % here), and an open loop above
+# the server's rate measures its growing queue, not its latency.
+open_loop_runs() {
+    local scenario=$1 server=$2 round=$3 peak=$4; shift 4
+    local percent rate
+    if [ -z "$peak" ]; then
+        echo "run_benchmarks.sh: $scenario/$server/$round: no closed-loop peak, no open-loop runs" >&2
+        return
+    fi
     for percent in 50 80; do
-        for round in $(seq "$rounds"); do
-            for server in engine asio; do
-                peak=$(peak_rate "$scenario" "$server")
-                [ -n "$peak" ] || { echo "run_benchmarks.sh: $scenario: no closed-loop peak for $server" >&2; continue; }
-                rate=$(calc "int($peak * $percent / 100)")
-                [ "$rate" -ge 1 ] || continue
-                start_server "$server"
-                run_generator "$scenario@$percent%/$server/$round" "$@" --rate "$rate" >&2
-                stop_server
-            done
-        done
+        rate=$(calc "int($peak * $percent / 100)")
+        [ "$rate" -ge 1 ] || continue
+        echo "run_benchmarks.sh: $scenario@$percent%/$server/$round: --rate $rate ($percent % of $peak msgs/s)" >&2
+        start_server "$server"
+        run_generator "$scenario@$percent%/$server/$round" "$@" --rate "$rate" >&2
+        stop_server
     done
 }
 
@@ -291,14 +291,15 @@ for entry in "${scenarios[@]}"; do
         for server in engine asio; do
             start_server "$server"
             # shellcheck disable=SC2086
-            run_generator "$scenario/$server/$round" $arguments >&2
+            line=$(run_generator "$scenario/$server/$round" $arguments)
+            echo "$line" >&2
             stop_server
+            if [ -n "$open_loop" ] && is_echo "$arguments"; then
+                # shellcheck disable=SC2086
+                open_loop_runs "$scenario" "$server" "$round" "$(messages_per_s "$line")" $arguments
+            fi
         done
     done
-    if [ -n "$open_loop" ] && is_echo "$arguments"; then
-        # shellcheck disable=SC2086
-        open_loop_pass "$scenario" $arguments
-    fi
     # Idle connections send nothing after their one echo: no system calls per message to count.
     [ -n "$idle" ] || [ -z "$syscall_runs" ] && continue
     for server in engine asio; do
