@@ -3,6 +3,7 @@
 # generator for about a second in closed-loop echo, open-loop echo and connect modes and opens a
 # few idle connections; passes when every byte was verified and the reported fields are sane
 # (fairness within its bounds, the open loop near the rate it was asked for). Never a speed check.
+# Each run is judged by what it measured, not by its window (see measure).
 set -eu
 # shellcheck source=tests/bench/server_port.sh
 . "$(dirname "$0")/server_port.sh"
@@ -10,10 +11,29 @@ server=$1
 generator=$2
 log=$(mktemp)
 out=$(mktemp)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log" "$out"' EXIT
+err=$(mktemp)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log" "$out" "$err"' EXIT
 "$server" --port 0 --bind 127.0.0.1 --maxListeners 1 2>"$log" >/dev/null &
 pid=$!
 port=$(listening_port "$log" 100) || { echo "epoll-server did not start:"; cat "$log"; exit 1; }
+
+# measure NAME GENERATOR-ARGUMENTS... — one generator run, its output in $out. The generator fails
+# a run whose window saw no message complete ("no message echoed"), but that is a statement about
+# the window, not the server: a client or server stalled for the whole window (a SYN retransmitted
+# after 1 s, a descheduled process under a parallel build) completes its messages outside it. So
+# that run is repeated, at most 5 times, and the check is whether one verified message completed
+# in one window; a mismatch, a connection error or any other failure fails at once.
+measure() {
+    _name=$1; shift
+    for _attempt in 1 2 3 4 5; do
+        if "$generator" "$@" >"$out" 2>"$err"; then cat "$out"; return 0; fi
+        cat "$out"; cat "$err"
+        grep -q "FAILED: no message echoed" "$err" || { echo "bench_smoke: $_name: the generator failed"; exit 1; }
+        echo "bench_smoke: $_name: no message completed in the window (attempt $_attempt of 5)"
+    done
+    echo "bench_smoke: $_name: no message completed in 5 windows"
+    exit 1
+}
 
 # check NAME AWK-CONDITION — the condition over the fields of the last JSON line in $out.
 check() {
@@ -36,19 +56,19 @@ check() {
         }' "$out"
 }
 
-"$generator" --port "$port" --connections 8 --depth 4 --size 3000 --threads 2 --warmup 0.1 --duration 0.5 \
-    --server-pid "$pid" | tee "$out"
+measure "closed loop" --port "$port" --connections 8 --depth 4 --size 3000 --threads 2 --warmup 0.1 --duration 0.5 \
+    --server-pid "$pid"
 check "closed loop" fair
 check "closed loop" ordered
 check "closed loop" closed
 # Open loop: 2,000 messages/s over 8 connections for 1 s.
-"$generator" --port "$port" --connections 8 --depth 2 --threads 2 --rate 2000 --warmup 0.1 --duration 1 \
-    --server-pid "$pid" | tee "$out"
+measure "open loop" --port "$port" --connections 8 --depth 2 --threads 2 --rate 2000 --warmup 0.1 --duration 1 \
+    --server-pid "$pid"
 check "open loop" fair
 check "open loop" ordered
 check "open loop" rate
-"$generator" --port "$port" --mode connect --connections 4 --size 100 --warmup 0.1 --duration 1 --json
-"$generator" --port "$port" --mode idle --connections 20 --size 100 --server-pid "$pid" --json
+measure "connect" --port "$port" --mode connect --connections 4 --size 100 --warmup 0.1 --duration 1 --json
+measure "idle" --port "$port" --mode idle --connections 20 --size 100 --server-pid "$pid" --json
 if "$generator" --port "$port" --mode connect --rate 10 2>"$out"; then
     echo "bench_smoke: --rate with --mode connect was accepted"; exit 1
 fi
