@@ -95,5 +95,41 @@ TEST(OpenLoopScheduleTest, TotalDueMatchesTheRate) {
   }
 }
 
+TEST(OpenLoopScheduleTest, SlotsWalkEveryConnectionInTurn) {
+  // 1,000 messages/s over 4 connections: slot k is connection k % 4's message k / 4, 1 ms apart.
+  const OpenLoopSchedule schedule(1000, 4, 5'000'000);
+  EXPECT_EQ(schedule.slotTime(0), 5'000'000);
+  EXPECT_EQ(schedule.slotTime(6), 11'000'000);
+  EXPECT_EQ(schedule.connectionOf(6), 2u);
+  EXPECT_EQ(schedule.indexOf(6), 1u);
+  for (uint64_t slot = 0; slot < 1000; ++slot) {
+    EXPECT_EQ(schedule.intendedTime(schedule.connectionOf(slot), schedule.indexOf(slot)), schedule.slotTime(slot));
+  }
+}
+
+TEST(OpenLoopScheduleTest, SlotsDueAgreeWithEachConnectionsDueCount) {
+  // The generator walks slots with a cursor and counts a connection's sends with dueBy(): both
+  // must name the same sends at every instant, including rates that do not divide a second.
+  for (const double rate : {1000.0, 777.0, 264123.0}) {
+    for (const uint32_t connections : {1u, 7u, 100u}) {
+      const OpenLoopSchedule schedule(rate, connections, 1'000);
+      EXPECT_EQ(schedule.slotsDueBy(999), 0u);
+      for (uint64_t slot = 0; slot < 3000; slot += 37) {
+        const int64_t time = schedule.slotTime(slot);
+        for (const int64_t now : {time - 1, time, time + 1}) {
+          const uint64_t due = schedule.slotsDueBy(now);
+          if (due > 0) {
+            EXPECT_LE(schedule.slotTime(due - 1), now);
+          }
+          EXPECT_GT(schedule.slotTime(due), now);
+          uint64_t total = 0;
+          for (uint32_t c = 0; c < connections; ++c) total += schedule.dueBy(c, now);
+          EXPECT_EQ(total, due) << rate << " msg/s, " << connections << " connections, t " << now;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace epoll_echo::bench

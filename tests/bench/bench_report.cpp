@@ -109,6 +109,8 @@ void printTable(const BenchOptions& options, const BenchReport& report) {
     std::printf("  open loop         %.0f messages/s asked, %llu sends due in the window, %llu behind schedule\n",
                 options.rate, static_cast<unsigned long long>(report.scheduledSends),
                 static_cast<unsigned long long>(report.lateSends));
+    std::printf("  generator's delay intended time -> send(): p99 %.1f us, max %.1f us\n",
+                micros(report.sendLag.percentile(0.99)), micros(report.sendLag.max()));
     std::printf("  (latency below counts from each message's intended send time)\n");
   }
   std::printf("  MB/s (payload)    %12.2f\n", d.megabytesPerSecond);
@@ -158,6 +160,9 @@ void printJson(const BenchOptions& options, const BenchReport& report) {
       static_cast<double>(report.oldestUnanswered) / 1000.0);
   // Only idle lines carry it, so the lines of the other modes stay as they were.
   if (options.mode == Mode::Idle) std::printf(",\"idle_bytes_per_connection\":%.1f", d.idleBytesPerConnection);
+  if (options.rate > 0)
+    std::printf(",\"send_lag_p99_us\":%.2f,\"send_lag_max_us\":%.2f", micros(report.sendLag.percentile(0.99)),
+                micros(report.sendLag.max()));
   std::printf("}\n");
 }
 

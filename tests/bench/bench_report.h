@@ -21,6 +21,7 @@ struct BenchReport {
   uint64_t lateSends = 0;       // of those, due while --depth were in flight, or never sent
   Fairness fairness;            // echo mode: round trips per connection inside the window
   LatencyHistogram latency;
+  LatencyHistogram sendLag;     // open loop: the generator's own delay (ThreadResult::sendLag)
   ProcessSample serverBefore, serverAfter;
   ProcessSample clientBefore, clientAfter;
   std::string firstError;

@@ -47,11 +47,13 @@ check() {
                 (f["spread_pct"] == "null" || f["spread_pct"] >= 0) && f["min_per_connection"] <= f["max_per_connection"]
             if (condition == "ordered") ok = f["p50_us"] > 0 && f["p50_us"] <= f["p90_us"] &&
                 f["p90_us"] <= f["p99_us"] && f["p99_us"] <= f["p999_us"] && f["p999_us"] <= f["max_us"]
-            if (condition == "closed") ok = f["rate"] == 0 && f["scheduled_sends"] == 0 && f["late_sends"] == 0
+            if (condition == "closed") ok = f["rate"] == 0 && f["scheduled_sends"] == 0 && f["late_sends"] == 0 &&
+                !("send_lag_p99_us" in f)
             # Loose bounds: a busy machine may delay sends, but the schedule fixes how many are due.
             if (condition == "rate") ok = f["rate"] == 2000 && f["messages_per_s"] >= 1000 &&
                 f["messages_per_s"] <= 3000 && f["scheduled_sends"] >= 1600 && f["scheduled_sends"] <= 2400 &&
-                f["late_sends"] <= f["scheduled_sends"]
+                f["late_sends"] <= f["scheduled_sends"] && ("send_lag_p99_us" in f) && ("send_lag_max_us" in f) &&
+                f["send_lag_p99_us"] >= 0 && f["send_lag_p99_us"] <= f["send_lag_max_us"] + 0.01
             if (!ok) { print "bench_smoke: " name " check failed: " line; exit 1 }
         }' "$out"
 }

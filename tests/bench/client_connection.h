@@ -17,7 +17,7 @@ struct ClientThread::Connection {
   uint64_t issued = 0;         // messages issued
   uint64_t completed = 0;      // messages fully echoed
   uint64_t windowMessages = 0;
-  uint64_t lateCounted = 0;  // open loop: messages up to here already counted as late
+  uint64_t due = 0;          // open loop: messages whose intended time the schedule has passed
   bool connecting = false;   // connect mode: waiting for the connect to finish
   bool dead = false;
   std::vector<Nanoseconds> issueTimes;  // ring of depth entries, indexed by message number; open

@@ -35,6 +35,9 @@ struct ThreadResult {
   std::vector<uint64_t> messagesPerConnection;  // echo mode only
   uint64_t scheduledSends = 0;                  // open loop: sends due inside the window
   uint64_t lateSends = 0;                       // of those, due while --depth were still in flight (or never sent)
+  // Open loop: the generator's own delay, from a send's intended time to its send() (sends not
+  // held back by --depth, inside the window). Small against the latency, or the figures are the generator's.
+  LatencyHistogram sendLag;
   std::string firstError;
   // --timeline: the longest round trip (us) completed in each millisecond since the run started.
   std::vector<uint32_t> slowestPerMillisecond;
@@ -62,8 +65,8 @@ class ClientThread {
   struct Connection;
   void runEcho();
   void runOpenLoop();
-  void issueDue(Connection& connection, Nanoseconds now);
-  Nanoseconds nextDue() const;
+  void advanceSchedule(Nanoseconds now);
+  void issueDue(Connection& connection);
   void countSchedule(const Connection& connection);
   void runConnectRate();
   void issue(Connection& connection, Nanoseconds now);
@@ -88,6 +91,8 @@ class ClientThread {
   uint64_t nextStream_ = 0;
   uint64_t streamStep_ = 1;
   std::optional<OpenLoopSchedule> schedule_;  // open loop only
+  uint64_t nextSlot_ = 0;                     // open loop: the schedule's first slot not yet passed
+  std::vector<Connection*> byStream_;         // open loop: this thread's connections by stream id, else null
   ThreadResult result_;
 };
 

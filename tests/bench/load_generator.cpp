@@ -49,6 +49,7 @@ BenchReport collect(std::vector<std::unique_ptr<ClientThread>>& threads) {
   for (auto& thread : threads) {
     ThreadResult& result = thread->result();
     report.latency.merge(result.latency);
+    report.sendLag.merge(result.sendLag);
     report.messages += result.messages;
     report.bytesVerified += result.bytesVerified;
     report.mismatches += result.mismatches;

@@ -20,8 +20,24 @@ class OpenLoopSchedule {
   // When message `index` (0, 1, ...) of connection `connection` (0..connections-1) is due:
   // connection c starts c / rate seconds after `start`, so the global order is 0, 1, ..., n-1, 0, ...
   int64_t intendedTime(uint32_t connection, uint64_t index) const {
-    const double slot = static_cast<double>(index) * connections_ + connection;
-    return start_ + static_cast<int64_t>(slot * 1e9 / rate_);
+    return slotTime(index * connections_ + connection);
+  }
+
+  // The sends of all connections in the order they fall due: slot k (0, 1, ...) is message
+  // indexOf(k) of connection connectionOf(k), due at slotTime(k). A generator that walks the slots
+  // with a cursor does O(1) work per send, whatever the number of connections.
+  int64_t slotTime(uint64_t slot) const { return start_ + static_cast<int64_t>(static_cast<double>(slot) * 1e9 / rate_); }
+  uint32_t connectionOf(uint64_t slot) const { return static_cast<uint32_t>(slot % connections_); }
+  uint64_t indexOf(uint64_t slot) const { return slot / connections_; }
+
+  // How many slots are due at `now` (those with slotTime <= now).
+  uint64_t slotsDueBy(int64_t now) const {
+    if (now < start_) return 0;
+    auto due = static_cast<uint64_t>(static_cast<double>(now - start_) * rate_ / 1e9) + 1;
+    // Rounding of the doubles: settle on the exact answer of slotTime().
+    while (due > 0 && slotTime(due - 1) > now) --due;
+    while (slotTime(due) <= now) ++due;
+    return due;
   }
 
   // How many messages of `connection` are due at `now` (those with intended time <= now).
