@@ -64,7 +64,8 @@ def summarize(order, runs, syscalls):
             continue
         for key in ('messages_per_s', 'messages_per_server_cpu_s', 'p50_us', 'p90_us', 'p99_us', 'p999_us',
                     'server_user_share', 'server_rss_kib', 'spread_pct', 'jain_index', 'min_per_connection',
-                    'max_per_connection', 'rate', 'late_sends', 'scheduled_sends'):
+                    'max_per_connection', 'rate', 'late_sends', 'scheduled_sends', 'send_lag_p99_us',
+                    'client_cpu_s'):
             row[key] = {'engine': median(engine, key), 'asio': median(asio, key), 'ratio': ratios(engine, asio, key)}
         row['syscalls_per_message'] = {s: per_message(syscalls[scenario].get(s)) for s in ('engine', 'asio')}
         row['syscall_source'] = syscalls[scenario].get('engine', {}).get('source')
@@ -138,9 +139,11 @@ def print_open_loop_table(rows, peer):
         return
     print()
     print('open loop: each server at a fixed rate, a share of its own closed-loop peak; latency from the intended'
-          ' send time')
+          ' send time; gen lag = the generator\'s own delay from intended time to send() (p99), gen CPU = its CPU-s'
+          ' in the window')
     header = ('scenario', 'rate eng', 'rate ' + peer, 'p50us eng', 'p50us ' + peer, 'p99us eng', 'p99us ' + peer,
-              'p99 ratio', 'p99.9us eng', 'p99.9us ' + peer, 'late % eng', 'late % ' + peer)
+              'p99 ratio', 'p99.9us eng', 'p99.9us ' + peer, 'late % eng', 'late % ' + peer,
+              'gen lag us eng', 'gen lag us ' + peer, 'gen CPU eng', 'gen CPU ' + peer)
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '---|' * len(header))
     for row in rows:
@@ -152,7 +155,9 @@ def print_open_loop_table(rows, peer):
                  fmt(row['p99_us']['engine'], '%.1f'), fmt(row['p99_us']['asio'], '%.1f'),
                  fmt_ratio(row['p99_us']['ratio']),
                  fmt(row['p999_us']['engine'], '%.1f'), fmt(row['p999_us']['asio'], '%.1f'),
-                 fmt(late('engine'), '%.2f'), fmt(late('asio'), '%.2f'))
+                 fmt(late('engine'), '%.2f'), fmt(late('asio'), '%.2f'),
+                 fmt(row['send_lag_p99_us']['engine'], '%.1f'), fmt(row['send_lag_p99_us']['asio'], '%.1f'),
+                 fmt(row['client_cpu_s']['engine'], '%.2f'), fmt(row['client_cpu_s']['asio'], '%.2f'))
         print('| ' + ' | '.join(cells) + ' |')
 
 
