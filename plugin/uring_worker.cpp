@@ -27,7 +27,11 @@ namespace {
 // thread, which enables the ring, becomes its issuer.
 constexpr unsigned kRingFlags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL;
 constexpr unsigned kSubmissionEntries = 1024;  // a full queue is submitted early, never an error
-constexpr unsigned kCompletionEntries = 8192;  // room for two completions per connection of a busy pass
+// Room for one pass of ~4,000 ping-pong connections (a recv and a send completion each). A
+// multishot recv posts one completion per buffer it fills (up to read_budget / buffer + 1 per
+// pass), so streams can post more: the kernel keeps the overflow (IORING_FEAT_NODROP) and hands
+// it over at the next io_uring_enter.
+constexpr unsigned kCompletionEntries = 8192;
 constexpr unsigned kCompletionBatch = 256;     // completions copied out of the ring at once
 // Provided buffers: the kernel takes one per recv that finds bytes and the worker gives it back
 // once the echo is sent or copied, so only connections with bytes in flight hold one.
