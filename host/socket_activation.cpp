@@ -42,6 +42,8 @@ std::string unusableReason(int fd) {
   if (domain < 0) return "not a socket";
   if (domain != AF_INET && domain != AF_INET6) return "not an IPv4 or IPv6 socket";
   if (socketOption(fd, SO_TYPE) != SOCK_STREAM) return "not a stream (TCP) socket";
+  // SCTP and MPTCP sockets are SOCK_STREAM too; the engine refuses them at import, so say it here.
+  if (socketOption(fd, SO_PROTOCOL) != IPPROTO_TCP) return "not a TCP socket (another stream protocol: SCTP, MPTCP)";
   if (socketOption(fd, SO_ACCEPTCONN) != 1) return "not listening (ListenStream= sockets only, Accept=no)";
   return "";
 }

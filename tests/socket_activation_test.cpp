@@ -1,7 +1,9 @@
 // socket_activation_test.cpp — epoll-server under systemd socket activation: inherited listening
 // sockets instead of binding (emulated, and with systemd-socket-activate), hot-swap afterwards,
 // refusals, and the READY=1/STOPPING=1 notifications on $NOTIFY_SOCKET.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -122,6 +124,24 @@ TEST(SocketActivationTest, RefusesAnInheritedSocketThatIsNotListening) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(status->exited && status->code == 1) << status->describe();
   EXPECT_NE(server.log().find("socket activation: inherited fd 3 is not a stream (TCP) socket"), std::string::npos)
+      << server.log();
+}
+
+// A listening MPTCP socket is SOCK_STREAM and AF_INET, so SO_TYPE alone would let it through.
+TEST(SocketActivationTest, RefusesAListeningSocketOfAnotherStreamProtocol) {
+  UniqueFd mptcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP));
+  if (!mptcp) GTEST_SKIP() << "no MPTCP in this kernel: " << std::strerror(errno);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(mptcp.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(mptcp.get(), 4), 0) << std::strerror(errno);
+  ServerProcess server;
+  spawnActivated(server, mptcp.get(), {"--port", "0"});
+  const std::optional<ExitStatus> status = server.child().waitForExit(deadlineIn(kServerTimeout));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(status->exited && status->code == 1) << status->describe();
+  EXPECT_NE(server.log().find("socket activation: inherited fd 3 is not a TCP socket"), std::string::npos)
       << server.log();
 }
 
