@@ -93,7 +93,7 @@ void ClientThread::runEcho() {
     for (int i = 0; i < count; ++i) {
       auto& connection = *static_cast<Connection*>(events[i].data.ptr);
       if (connection.dead) continue;
-      if ((events[i].events & EPOLLIN) && !onReadable(connection, now)) continue;
+      if ((events[i].events & EPOLLIN) && !onReadable(connection)) continue;
       if (events[i].events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
         fail(connection, "connection closed by the server", false);
         continue;
@@ -131,7 +131,7 @@ void ClientThread::runOpenLoop() {
     for (int i = 0; i < count; ++i) {
       auto& connection = *static_cast<Connection*>(events[i].data.ptr);
       if (connection.dead) continue;
-      if ((events[i].events & EPOLLIN) && !onReadable(connection, now)) continue;
+      if ((events[i].events & EPOLLIN) && !onReadable(connection)) continue;
       if (events[i].events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
         fail(connection, "connection closed by the server", false);
     }
@@ -216,8 +216,24 @@ void ClientThread::issue(Connection& connection, Nanoseconds now) {
   connection.issuedBytes += options_.messageSize;
 }
 
-// Returns false when the connection failed.
+// Returns false when the connection failed. The closed loop times each message from the send()
+// that takes its first byte, not from the start of the pass that issued it: a pass of k
+// connections reads all k, then sends all k, and a pass-start stamp charged the last message sent
+// with the generator's own reads and sends before it (docs/benchmarks.md, "Tail latency").
 bool ClientThread::trySend(Connection& connection) {
+  if (options_.mode != Mode::Echo || schedule_) return sendIssued(connection);
+  const Nanoseconds started = nowNanoseconds();
+  const bool alive = sendIssued(connection);
+  for (; connection.timedSends < connection.issued &&
+         connection.timedSends * options_.messageSize < connection.sentBytes;
+       ++connection.timedSends) {
+    connection.issueTimes[connection.timedSends % options_.depth] = started;
+  }
+  return alive;
+}
+
+// Hands the issued bytes to send() until the socket is full; returns false when the connection failed.
+bool ClientThread::sendIssued(Connection& connection) {
   while (connection.sentBytes < connection.issuedBytes) {
     const size_t length =
         static_cast<size_t>(std::min<uint64_t>(connection.issuedBytes - connection.sentBytes, EchoPattern::kPeriod));
@@ -235,8 +251,9 @@ bool ClientThread::trySend(Connection& connection) {
   return true;
 }
 
-// Reads until the socket is empty; returns false when the connection failed.
-bool ClientThread::onReadable(Connection& connection, Nanoseconds now) {
+// Reads until the socket is empty; returns false when the connection failed. A message completes
+// when the recv() that brings its last byte returns, not at the start of the pass.
+bool ClientThread::onReadable(Connection& connection) {
   for (;;) {
     const ssize_t count = ::recv(connection.fd, readBuffer_.data(), readBuffer_.size(), 0);
     if (count < 0) {
@@ -257,7 +274,7 @@ bool ClientThread::onReadable(Connection& connection, Nanoseconds now) {
     }
     connection.receivedBytes += length;
     result_.bytesVerified += length;
-    complete(connection, now);
+    complete(connection, nowNanoseconds());
     if (connection.connecting || connection.dead) return true;
     if (options_.mode == Mode::Echo) {
       sendQueue_.push_back(&connection);  // sent after every ready connection has been read

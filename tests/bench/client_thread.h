@@ -71,7 +71,8 @@ class ClientThread {
   void runConnectRate();
   void issue(Connection& connection, Nanoseconds now);
   bool trySend(Connection& connection);
-  bool onReadable(Connection& connection, Nanoseconds now);
+  bool sendIssued(Connection& connection);
+  bool onReadable(Connection& connection);
   void complete(Connection& connection, Nanoseconds now);
   void recordTimeline(Nanoseconds completed, Nanoseconds roundTrip);
   void recordUnanswered(Nanoseconds end);

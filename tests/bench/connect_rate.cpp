@@ -86,7 +86,7 @@ void ClientThread::runConnectRate() {
         trySend(slot);
         continue;  // the echo cannot be here yet; EPOLLIN will follow
       }
-      if ((events[i].events & EPOLLIN) && !onReadable(slot, now)) {
+      if ((events[i].events & EPOLLIN) && !onReadable(slot)) {
         if (now < timeline_.measureEnd) startAttempt(slot);
         continue;
       }
