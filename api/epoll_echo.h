@@ -19,7 +19,7 @@ extern "C" {
  * number grows when functions or trailing struct fields are added; an older host keeps working.
  * ---------------------------------------------------------------------------------------------- */
 #define EPOLL_ECHO_ABI_MAJOR 1
-#define EPOLL_ECHO_ABI_MINOR 4
+#define EPOLL_ECHO_ABI_MINOR 5
 
 /* Packs a major/minor pair the way epoll_echo_abi_version() returns it. */
 #define EPOLL_ECHO_ABI_PACK(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor)&0xffffu))
@@ -188,6 +188,29 @@ typedef struct epoll_echo_counters {
   X(accept_cap_pauses, COUNTER, 3)   \
   X(idle_closed, COUNTER, 3)
 
+/* [1.5] What only the io_uring backend counts: all zero under epoll. The struct is the last field
+ * of both stats structs, so it can grow at its end (epoll_echo_counters_t cannot: it sits inside
+ * epoll_echo_stats_t ahead of that struct's 1.4 fields). Every field only grows. */
+typedef struct epoll_echo_uring_counters {
+  uint64_t recv_buffer_waits;    /* times a connection's recv found every provided buffer taken
+                                  * (ENOBUFS: they hold echoes still being sent) and was armed
+                                  * again on the next loop pass, its bytes waiting that long in
+                                  * the socket. A steady rise means more connections send at once
+                                  * than a worker has buffers (256) */
+  uint64_t completion_overflows; /* loop passes after which completions had spilled past the
+                                  * completion queue into the kernel's overflow list (about 4,000
+                                  * connections busy at once on one worker): nothing is lost, the
+                                  * kernel hands them over at the next io_uring_enter, at the cost
+                                  * of an allocation each. A completion the kernel could not keep
+                                  * fails the worker (worker_failures, epoll_echo_last_error) */
+} epoll_echo_uring_counters_t;
+
+/* Every field of epoll_echo_uring_counters_t in declaration order, as EPOLL_ECHO_COUNTER_TABLE
+ * lists those of epoll_echo_counters_t: X(field, KIND, minor). */
+#define EPOLL_ECHO_URING_COUNTER_TABLE(X) \
+  X(recv_buffer_waits, COUNTER, 5)        \
+  X(completion_overflows, COUNTER, 5)
+
 /* Engine statistics: a consistent-enough snapshot (each counter is read atomically, the set is
  * not read at one instant). */
 typedef struct epoll_echo_stats {
@@ -200,6 +223,8 @@ typedef struct epoll_echo_stats {
   uint32_t backend;   /* the EPOLL_ECHO_BACKEND_* serving since start (EPOLL or IO_URING, never
                        * AUTO); before start, the configured one */
   uint32_t reserved1; /* zero */
+  /* ABI 1.5 */
+  epoll_echo_uring_counters_t uring; /* summed over every worker */
 } epoll_echo_stats_t;
 
 /* Statistics of one worker. */
@@ -207,6 +232,8 @@ typedef struct epoll_echo_worker_stats {
   uint32_t size;  /* sizeof(epoll_echo_worker_stats_t) as the caller knows it */
   uint32_t index; /* the worker's index, 0..listeners-1 */
   epoll_echo_counters_t counters;
+  /* ABI 1.5 */
+  epoll_echo_uring_counters_t uring;
 } epoll_echo_worker_stats_t;
 
 /* An engine. Opaque; owned by the caller between epoll_echo_create() and epoll_echo_destroy(). */

@@ -215,7 +215,7 @@ EPOLL_ECHO_EXPORT int epoll_echo_worker_stats(const epoll_echo_engine_t* engine,
     epoll_echo_worker_stats_t value{};
     value.size = sizeof value;
     value.index = index;
-    if (!e.workerCounters(index, value.counters)) {
+    if (!e.workerCounters(index, value.counters, value.uring)) {
       throw EngineError(EPOLL_ECHO_ERANGE, "worker_stats: index " + std::to_string(index) + " is past the last of " +
                                                std::to_string(e.stats().listeners) + " workers");
     }

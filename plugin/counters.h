@@ -34,6 +34,7 @@ class SingleWriterCounter {
 // Aligned to a cache line so that one worker's writes never invalidate another worker's line.
 struct alignas(64) WorkerCounters {
   EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_MEMBER)
+  EPOLL_ECHO_URING_COUNTER_TABLE(EPOLL_ECHO_MEMBER)  // all counters; the epoll worker leaves them at 0
 
   void addTo(epoll_echo_counters_t& sum) const noexcept {
     static_assert(0 EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_IS_GAUGE) == 1,
@@ -44,6 +45,8 @@ struct alignas(64) WorkerCounters {
     // Relaxed loads of several counters may see a close without its accept: clamp at zero.
     sum.active += opened > gone ? opened - gone : 0;
   }
+
+  void addTo(epoll_echo_uring_counters_t& sum) const noexcept { EPOLL_ECHO_URING_COUNTER_TABLE(EPOLL_ECHO_ADD) }
 };
 
 #undef EPOLL_ECHO_IS_GAUGE

@@ -159,17 +159,24 @@ epoll_echo_stats_t Engine::stats() const {
   stats.state = state_;
   stats.port = port_;
   stats.backend = backend_;
-  for (const WorkerCounters* counters : counters_) counters->addTo(stats.total);
+  for (const WorkerCounters* counters : counters_) {
+    counters->addTo(stats.total);
+    counters->addTo(stats.uring);
+  }
   return stats;
 }
 
-bool Engine::workerCounters(uint32_t index, epoll_echo_counters_t& out) const {
+bool Engine::workerCounters(uint32_t index, epoll_echo_counters_t& out, epoll_echo_uring_counters_t& uring) const {
   out = {};
+  uring = {};
   MutexLock lock(stateMutex_);
   const size_t count = counters_.empty() ? config_.workers : counters_.size();
   if (index >= count) return false;
   // Before start a worker exists only in the configuration: its counters are all zero.
-  if (index < counters_.size()) counters_[index]->addTo(out);
+  if (index < counters_.size()) {
+    counters_[index]->addTo(out);
+    counters_[index]->addTo(uring);
+  }
   return true;
 }
 

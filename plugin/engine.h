@@ -69,8 +69,9 @@ class Engine {
   int loopRun() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
 
   epoll_echo_stats_t stats() const EPOLL_ECHO_EXCLUDES(stateMutex_);
-  // Returns false when index is out of range.
-  bool workerCounters(uint32_t index, epoll_echo_counters_t& out) const EPOLL_ECHO_EXCLUDES(stateMutex_);
+  // Worker `index`'s counters; returns false when index is out of range.
+  bool workerCounters(uint32_t index, epoll_echo_counters_t& out, epoll_echo_uring_counters_t& uring) const
+      EPOLL_ECHO_EXCLUDES(stateMutex_);
 
   // Records the detail of a failed call, `first` followed by `second`: the next failure replaces
   // it, a success leaves it. Const and noexcept so that every path, a failed stats() included,

@@ -28,8 +28,12 @@ struct FieldEnds;
 #define EPOLL_ECHO_FIELD_END(type, field) static_cast<uint32_t>(offsetof(type, field) + sizeof(type::field))
 #define EPOLL_ECHO_COUNTER_END(field, kind, minor) EPOLL_ECHO_FIELD_END(epoll_echo_counters_t, field),
 
+#define EPOLL_ECHO_URING_COUNTER_END(field, kind, minor) EPOLL_ECHO_FIELD_END(epoll_echo_uring_counters_t, field),
+
 // Where each counter ends inside epoll_echo_counters_t, from EPOLL_ECHO_COUNTER_TABLE.
 inline constexpr uint32_t kCounterEnds[] = {EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_COUNTER_END)};
+// The same inside epoll_echo_uring_counters_t, from EPOLL_ECHO_URING_COUNTER_TABLE.
+inline constexpr uint32_t kUringCounterEnds[] = {EPOLL_ECHO_URING_COUNTER_TABLE(EPOLL_ECHO_URING_COUNTER_END)};
 
 // The table lists every field of epoll_echo_counters_t in declaration order: each entry ends one
 // uint64_t after the previous, and the last at the end of the struct.
@@ -43,6 +47,33 @@ constexpr bool counterTableMatchesStruct() {
 }
 static_assert(counterTableMatchesStruct(),
               "EPOLL_ECHO_COUNTER_TABLE must list epoll_echo_counters_t's fields in order");
+
+constexpr bool uringCounterTableMatchesStruct() {
+  uint32_t expected = 0;
+  for (uint32_t end : kUringCounterEnds) {
+    expected += sizeof(uint64_t);
+    if (end != expected) return false;
+  }
+  return expected == sizeof(epoll_echo_uring_counters_t);
+}
+static_assert(uringCounterTableMatchesStruct(),
+              "EPOLL_ECHO_URING_COUNTER_TABLE must list epoll_echo_uring_counters_t's fields in order");
+
+// The ends of the io_uring counters (the last field of both stats structs) at `offset`.
+constexpr auto uringCounterEndsAt(size_t offset) {
+  std::array<uint32_t, std::size(kUringCounterEnds)> ends{};
+  for (size_t i = 0; i < ends.size(); ++i) ends[i] = static_cast<uint32_t>(offset) + kUringCounterEnds[i];
+  return ends;
+}
+
+// Two lists of field ends, one after the other.
+template <size_t N, size_t M>
+constexpr auto joinEnds(const std::array<uint32_t, N>& head, const std::array<uint32_t, M>& tail) {
+  std::array<uint32_t, N + M> ends{};
+  for (size_t i = 0; i < N; ++i) ends[i] = head[i];
+  for (size_t i = 0; i < M; ++i) ends[N + i] = tail[i];
+  return ends;
+}
 
 // A struct's own field ends (`head`) followed by those of its counters at `countersOffset`, then
 // those of the fields after the counters (`tail`).
@@ -79,18 +110,19 @@ struct FieldEnds<epoll_echo_config_t> {
 template <>
 struct FieldEnds<epoll_echo_stats_t> {
   using T = epoll_echo_stats_t;
-  static constexpr auto values =
+  static constexpr auto values = joinEnds(
       withCounterEnds({EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, state), EPOLL_ECHO_FIELD_END(T, port),
                        EPOLL_ECHO_FIELD_END(T, listeners)},
                       offsetof(T, total),
-                      std::array<uint32_t, 2>{EPOLL_ECHO_FIELD_END(T, backend), EPOLL_ECHO_FIELD_END(T, reserved1)});
+                      std::array<uint32_t, 2>{EPOLL_ECHO_FIELD_END(T, backend), EPOLL_ECHO_FIELD_END(T, reserved1)}),
+      uringCounterEndsAt(offsetof(T, uring)));
 };
 
 template <>
 struct FieldEnds<epoll_echo_worker_stats_t> {
   using T = epoll_echo_worker_stats_t;
-  static constexpr auto values =
-      withCounterEnds({EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, index)}, offsetof(T, counters));
+  static constexpr auto values = withCounterEnds({EPOLL_ECHO_FIELD_END(T, size), EPOLL_ECHO_FIELD_END(T, index)},
+                                                 offsetof(T, counters), uringCounterEndsAt(offsetof(T, uring)));
 };
 
 template <>
@@ -101,6 +133,7 @@ struct FieldEnds<epoll_echo_connection_state_t> {
                                         EPOLL_ECHO_FIELD_END(T, pending_bytes)};
 };
 
+#undef EPOLL_ECHO_URING_COUNTER_END
 #undef EPOLL_ECHO_COUNTER_END
 #undef EPOLL_ECHO_FIELD_END
 

@@ -230,6 +230,29 @@ TEST_F(AbiStateTest, StatsFillsAnAbi12CallersStruct) {
   EXPECT_EQ(stats.total.idle_closed, 0xababababababababu) << "wrote past the caller's size";
 }
 
+// An ABI 1.4 caller's stats and worker stats end before `uring`: both are filled to there.
+TEST_F(AbiStateTest, StatsFillAnAbi14CallersStructs) {
+  TestEngine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(1), &error), EPOLL_ECHO_OK) << error;
+  epoll_echo_stats_t stats;
+  std::memset(&stats, 0xab, sizeof stats);
+  const uint32_t abi14Size = offsetof(epoll_echo_stats_t, uring);
+  stats.size = abi14Size;
+  ASSERT_EQ(api().stats(engine.handle(), &stats), EPOLL_ECHO_OK);
+  EXPECT_EQ(stats.size, abi14Size);
+  EXPECT_EQ(stats.reserved1, 0u);
+  EXPECT_EQ(stats.uring.recv_buffer_waits, 0xababababababababu) << "wrote past the caller's size";
+  epoll_echo_worker_stats_t worker;
+  std::memset(&worker, 0xab, sizeof worker);
+  const uint32_t abi14WorkerSize = offsetof(epoll_echo_worker_stats_t, uring);
+  worker.size = abi14WorkerSize;
+  ASSERT_EQ(api().worker_stats(engine.handle(), 0, &worker), EPOLL_ECHO_OK);
+  EXPECT_EQ(worker.size, abi14WorkerSize);
+  EXPECT_EQ(worker.counters.idle_closed, 0u);
+  EXPECT_EQ(worker.uring.recv_buffer_waits, 0xababababababababu) << "wrote past the caller's size";
+}
+
 // A newer caller's larger struct: the known part is filled, `size` says how much is meaningful
 // (the plugin's size or the caller's), and the unknown tail is zeroed or left alone, never garbage.
 TEST_F(AbiStateTest, StatsHandlesLargerCallerStructs) {

@@ -36,11 +36,14 @@ const std::vector<size_t> kDocumentedLayout = {
     120,                                                     // counters
     0, 72, 80, 88, 96,
     104, 112,                                                // ABI 1.3: accept_cap_pauses, idle_closed
-    144,                                                     // stats
+    160,                                                     // stats
     0, 4,  4, 4,  8, 4,  12, 4,  16, 120,
     136, 4,  140, 4,                                         // ABI 1.4: backend, reserved1
-    128,                                                     // worker stats
+    144, 16,                                                 // ABI 1.5: uring
+    144,                                                     // worker stats
     0, 4,  4, 4,  8, 120,
+    128, 16,                                                 // ABI 1.5: uring
+    16, 0, 8,                                                // uring counters (ABI 1.5)
     24,                                                      // connection state
     0, 4,  4, 4,  8, 4,  12, 4,  16, 8,
     4, EPOLL_ECHO_ABI_PACK(EPOLL_ECHO_ABI_MAJOR, EPOLL_ECHO_ABI_MINOR)};

@@ -83,6 +83,17 @@ std::vector<std::uint32_t> withCounterEnds(std::vector<std::uint32_t> head, std:
   return head;
 }
 
+// `head` followed by where each counter of EPOLL_ECHO_URING_COUNTER_TABLE ends in a struct that
+// ends with those counters at `offset` (ABI 1.5).
+std::vector<std::uint32_t> withUringCounterEnds(std::vector<std::uint32_t> head, std::size_t offset) {
+#define EPOLL_ECHO_URING_COUNTER_END(field, kind, minor) \
+  head.push_back(                                        \
+      static_cast<std::uint32_t>(offset + offsetof(epoll_echo_uring_counters_t, field) + sizeof(std::uint64_t)));
+  EPOLL_ECHO_URING_COUNTER_TABLE(EPOLL_ECHO_URING_COUNTER_END)
+#undef EPOLL_ECHO_URING_COUNTER_END
+  return head;
+}
+
 // Where the fields of each boundary struct end, read off the header's layout (bind_address is one
 // 64-byte field). A size below the plugin's own must end at one of them: any other size would
 // have the plugin read or write half a field.
@@ -91,14 +102,14 @@ const std::vector<std::uint32_t> kStatsFieldEnds = [] {
   auto ends = withCounterEnds({8, 12, 16}, offsetof(epoll_echo_stats_t, total));
   ends.push_back(static_cast<std::uint32_t>(offsetof(epoll_echo_stats_t, backend) + 4));  // ABI 1.4
   ends.push_back(static_cast<std::uint32_t>(offsetof(epoll_echo_stats_t, reserved1) + 4));
-  return ends;
+  return withUringCounterEnds(ends, offsetof(epoll_echo_stats_t, uring));
 }();
-const std::vector<std::uint32_t> kWorkerStatsFieldEnds =
-    withCounterEnds({8}, offsetof(epoll_echo_worker_stats_t, counters));
+const std::vector<std::uint32_t> kWorkerStatsFieldEnds = withUringCounterEnds(
+    withCounterEnds({8}, offsetof(epoll_echo_worker_stats_t, counters)), offsetof(epoll_echo_worker_stats_t, uring));
 const std::vector<std::uint32_t> kConnectionStateFieldEnds = {8, 12, 16, 24};
 // A new trailing field must be added to the hand-written lists above: each list's last end is its
 // struct's size. The counter lists follow the table, which the plugin checks against the struct.
-static_assert(sizeof(epoll_echo_config_t) == 112 && sizeof(epoll_echo_stats_t) == 144 &&
+static_assert(sizeof(epoll_echo_config_t) == 112 && sizeof(epoll_echo_stats_t) == 160 &&
                   sizeof(epoll_echo_connection_state_t) == 24,
               "update the field-end lists for the new struct layout");
 
