@@ -1,7 +1,8 @@
 // Fault injection for tests: builds compiled with EPOLL_ECHO_FAULT_INJECTION (never the shipped
 // plugin, see plugin/CMakeLists.txt) can make the worker's epoll_wait fail, to check that the
-// failure is reported, and make the kernel refuse the io_uring worker's limited multishot recv,
-// to check its one-shot fallback. Other builds call raw::epollWait and add no flag.
+// failure is reported, make the kernel refuse the io_uring worker's limited multishot recv, to
+// check its one-shot fallback, and shrink the io_uring worker's queues, to check completions that
+// overflow. Other builds call raw::epollWait and add no flag.
 #pragma once
 
 #include <sys/epoll.h>
@@ -44,6 +45,19 @@ inline uint16_t multishotRecvFlags() noexcept {
   if (std::getenv("EPOLL_ECHO_FAULT_REFUSE_RECV_LIMIT") != nullptr) return uint16_t{1} << 15;
 #endif
   return 0;
+}
+
+// The size of one of the io_uring worker's queues: `entries`, except in a fault-injection build
+// with EPOLL_ECHO_FAULT_URING_RING_ENTRIES=<n> in the environment, where both queues hold n, so
+// that a test overflows the completion queue (and fills the submission queue) with a few
+// connections.
+inline unsigned uringRingEntries(unsigned entries) noexcept {
+#ifdef EPOLL_ECHO_FAULT_INJECTION
+  if (const char* injected = std::getenv("EPOLL_ECHO_FAULT_URING_RING_ENTRIES")) {
+    return static_cast<unsigned>(std::atoi(injected));
+  }
+#endif
+  return entries;
 }
 
 }  // namespace epoll_echo::fault

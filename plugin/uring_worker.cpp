@@ -32,7 +32,7 @@ constexpr unsigned kSubmissionEntries = 1024;  // a full queue is submitted earl
 // pass), so streams can post more: the kernel keeps the overflow (IORING_FEAT_NODROP) and hands
 // it over at the next io_uring_enter.
 constexpr unsigned kCompletionEntries = 8192;
-constexpr unsigned kCompletionBatch = 256;     // completions copied out of the ring at once
+constexpr unsigned kCompletionBatch = 256;  // completions copied out of the ring at once
 // Provided buffers: the kernel takes one per recv that finds bytes and the worker gives it back
 // once the echo is sent or copied, so only connections with bytes in flight hold one.
 constexpr unsigned kBufferCount = 256;  // a power of two (the buffer ring's index mask)
@@ -50,10 +50,10 @@ constexpr uint64_t kWakeupData = 2;
 constexpr uint64_t kCancelData = 3;
 constexpr uint64_t kSendBit = 1;
 
-int setUpRing(io_uring& ring, unsigned entries, unsigned extraFlags) noexcept {
+int setUpRing(io_uring& ring, unsigned entries, unsigned completionEntries, unsigned extraFlags) noexcept {
   io_uring_params params{};
   params.flags = kRingFlags | extraFlags | IORING_SETUP_CQSIZE;
-  params.cq_entries = std::max(kCompletionEntries, entries * 2);
+  params.cq_entries = completionEntries;
   const int result = io_uring_queue_init_params(entries, &ring, &params);
   return result < 0 ? -result : 0;
 }
@@ -62,7 +62,7 @@ int setUpRing(io_uring& ring, unsigned entries, unsigned extraFlags) noexcept {
 
 int UringWorker::probe() noexcept {
   io_uring ring;
-  const int error = setUpRing(ring, 4, 0);
+  const int error = setUpRing(ring, 4, kCompletionEntries, 0);
   if (error == 0) io_uring_queue_exit(&ring);
   return error;
 }
@@ -103,7 +103,9 @@ UringWorker::~UringWorker() {
 void UringWorker::start() {
   assert(!running());
   ring_.emplace();
-  if (const int error = setUpRing(*ring_, kSubmissionEntries, IORING_SETUP_R_DISABLED); error != 0) {
+  const unsigned entries = fault::uringRingEntries(kSubmissionEntries);
+  const unsigned completionEntries = fault::uringRingEntries(kCompletionEntries);
+  if (const int error = setUpRing(*ring_, entries, completionEntries, IORING_SETUP_R_DISABLED); error != 0) {
     ring_.reset();
     throw EngineError(EPOLL_ECHO_ESYSTEM, "worker " + std::to_string(index_) + ": " + describeSetupError(error));
   }
@@ -228,7 +230,11 @@ int UringWorker::submitAndWait(bool block) {
   return io_uring_submit_and_wait_timeout(&*ring_, &ignored, 1, limit, nullptr);
 }
 
+// Copies the completions out and handles them. Completions that did not fit in the completion
+// queue wait in the kernel's overflow list (IORING_FEAT_NODROP), which the peek hands over once
+// the queue is empty; a pass that finds them counts once.
 size_t UringWorker::reapCompletions() {
+  if (io_uring_cq_has_overflow(&*ring_)) counters_.completion_overflows.add(1);
   size_t total = 0;
   for (;;) {
     io_uring_cqe* cqes[kCompletionBatch];
@@ -498,10 +504,11 @@ void UringWorker::onRecv(UringConnection& connection, int result, uint32_t flags
   }
   if (buffer >= 0) recycleBuffer(buffer);
   if (result == 0) {
-    connection.peerClosed = true;  // half-close: closed once everything is echoed
+    connection.peerClosed = true;                  // half-close: closed once everything is echoed
     if (!connection.sendArmed) serve(connection);  // else when the send completes
   } else if (result == -ENOBUFS) {
     // Every buffer holds an echo being sent: those sends complete within the pass, so try again.
+    counters_.recv_buffer_waits.add(1);
     connection.recvRetry = true;
     retryList_.push_back(&connection);
   } else if (result == -EINVAL && connection.recvMultishot) {

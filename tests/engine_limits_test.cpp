@@ -1,7 +1,8 @@
 // engine_limits_test.cpp — max_connections and idle_timeout_ms: at the cap clients wait in the
 // accept queue (never reset) and are served as others leave, over every worker of the engine;
 // idle connections close after their echo, a stalled flush times out, busy ones stay, and
-// neither a pause nor a hand-over counts as idle time. Every wait polls with a deadline.
+// neither a pause nor a hand-over counts as idle time; more io_uring recvs at once than the worker
+// has provided buffers wait a loop pass, counted, and lose nothing. Every wait polls with a deadline.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -335,6 +336,61 @@ TEST_F(EngineLimitsTest, AdoptedConnectionsCountTowardTheCap) {
   char byte = 0;
   ASSERT_TRUE(receiveExactly(third.get(), &byte, 1, deadlineIn(kTimeout), &error)) << error;
   EXPECT_EQ(byte, 't');
+}
+
+// The io_uring worker's provided buffers (kBufferCount in plugin/uring_worker.cpp): a recv that
+// finds bytes takes one until its echo is sent.
+constexpr size_t kUringBuffers = 256;
+
+// More connections than the io_uring worker has buffers, each with a message already waiting when
+// the worker resumes: its first loop pass arms a recv on each, the first ones take every buffer,
+// and the rest find none (ENOBUFS). Those wait for the next pass, counted in recv_buffer_waits,
+// and every message is still echoed. The epoll worker reads into one buffer of its own: zero.
+TEST_F(EngineLimitsTest, RecvsBeyondTheProvidedBuffersWaitAPassAndAreCounted) {
+  const size_t clientCount = kUringBuffers + 32;
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
+  std::vector<UniqueFd> clients;
+  std::string error;
+  for (size_t i = 0; i < clientCount; ++i) {
+    clients.push_back(connectLoopback(engine.port(), deadlineIn(kTimeout), &error));
+    ASSERT_TRUE(clients.back()) << "client " << i << ": " << error;
+  }
+  bool accepted = false;
+  engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.accepted == clientCount; },
+                      deadlineIn(kTimeout), &accepted);
+  ASSERT_TRUE(accepted);
+
+  ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  const std::string message(64, 'm');
+  for (size_t i = 0; i < clientCount; ++i) {
+    ASSERT_TRUE(sendAll(clients[i].get(), message, deadlineIn(kTimeout), &error)) << "client " << i << ": " << error;
+  }
+  const Deadline arrived = deadlineIn(kTimeout);
+  while (!pausedConnectionsHoldBytes(api(), engine.handle(), clientCount, message.size())) {
+    ASSERT_GT(millisecondsLeft(arrived), 0) << "the messages did not reach the server's sockets";
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(api().resume(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+
+  for (size_t i = 0; i < clientCount; ++i) {
+    std::string echo(message.size(), '\0');
+    ASSERT_TRUE(receiveExactly(clients[i].get(), echo.data(), echo.size(), deadlineIn(kTimeout), &error))
+        << "client " << i << ": " << error;
+    EXPECT_EQ(echo, message) << "client " << i;
+  }
+  const epoll_echo_stats_t stats = engine.stats();
+  if (stats.backend == EPOLL_ECHO_BACKEND_IO_URING) {
+    EXPECT_GE(stats.uring.recv_buffer_waits, clientCount - kUringBuffers);
+    epoll_echo_worker_stats_t worker{};
+    worker.size = sizeof worker;
+    ASSERT_EQ(api().worker_stats(engine.handle(), 0, &worker), EPOLL_ECHO_OK);
+    EXPECT_EQ(worker.uring.recv_buffer_waits, stats.uring.recv_buffer_waits);
+  } else {
+    EXPECT_EQ(stats.uring.recv_buffer_waits, 0u);
+  }
+  EXPECT_EQ(stats.uring.completion_overflows, 0u);
+  EXPECT_EQ(stats.total.worker_failures, 0u);
 }
 
 }  // namespace

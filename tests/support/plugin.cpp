@@ -3,6 +3,7 @@
 #include "support/loop_driver.h"
 
 #include <dlfcn.h>
+#include <sys/ioctl.h>
 
 #include <cstddef>
 #include <cstdlib>
@@ -189,6 +190,17 @@ epoll_echo_stats_t TestEngine::waitForStats(const std::function<bool(const epoll
 std::string describeCode(const PluginApi& api, int code) {
   const char* name = api.error_name != nullptr ? api.error_name(code) : nullptr;
   return std::string(name != nullptr ? name : "?") + " (" + std::to_string(code) + ")";
+}
+
+bool pausedConnectionsHoldBytes(const PluginApi& api, epoll_echo_engine_t* engine, size_t count, size_t bytes) {
+  for (uint32_t index = 0; index < count; ++index) {
+    epoll_echo_connection_state_t state{};
+    state.size = sizeof state;
+    int waiting = 0;
+    if (api.export_connection(engine, index, &state, nullptr, 0) != EPOLL_ECHO_OK) return false;
+    if (::ioctl(state.fd, FIONREAD, &waiting) != 0 || static_cast<size_t>(waiting) < bytes) return false;
+  }
+  return true;
 }
 
 }  // namespace epoll_echo::test

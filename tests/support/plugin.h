@@ -126,6 +126,10 @@ class TestEngine {
   std::unique_ptr<LoopDriver> driver_;
 };
 
+// True when connections 0..count-1 of a PAUSED engine each have at least `bytes` waiting in their
+// socket (FIONREAD on the exported descriptor): what its workers will find when it resumes.
+bool pausedConnectionsHoldBytes(const PluginApi& api, epoll_echo_engine_t* engine, size_t count, size_t bytes);
+
 // "EPOLL_ECHO_EBIND (-6)" for failure messages.
 std::string describeCode(const PluginApi& api, int code);
 
