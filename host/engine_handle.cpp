@@ -86,12 +86,14 @@ epoll_echo_stats_t EngineHandle::stats() const {
   return stats;
 }
 
-epoll_echo_counters_t EngineHandle::workerCounters(uint32_t index) const {
+epoll_echo_counters_t EngineHandle::workerCounters(uint32_t index) const { return workerStats(index).counters; }
+
+epoll_echo_worker_stats_t EngineHandle::workerStats(uint32_t index) const {
   epoll_echo_worker_stats_t stats;
   std::memset(&stats, 0, sizeof stats);
   stats.size = sizeof stats;
-  if (functions_.worker_stats(engine_, index, &stats) != EPOLL_ECHO_OK) return {};
-  return stats.counters;
+  if (functions_.worker_stats(engine_, index, &stats) != EPOLL_ECHO_OK) std::memset(&stats, 0, sizeof stats);
+  return stats;
 }
 
 void EngineHandle::pause() { check("pause", functions_.pause(engine_)); }

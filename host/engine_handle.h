@@ -45,6 +45,8 @@ class EngineHandle {
   std::string lastError() const;     // epoll_echo_last_error(): why the last call or a worker failed
   // The counters of worker `index`; zeroed if the call fails.
   epoll_echo_counters_t workerCounters(uint32_t index) const;
+  // Everything worker `index` reports (its io_uring counters too); zeroed if the call fails.
+  epoll_echo_worker_stats_t workerStats(uint32_t index) const;
 
   // Hot-swap hand-over (ABI 1.1; the plugin must supportsHandover()). Each throws PluginCallError.
   void pause();

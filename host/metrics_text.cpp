@@ -40,13 +40,18 @@ constexpr Description kDescriptions[] = {
     {"worker_failures", "worker_failures", "Workers whose event loop stopped on an unexpected error."},
     {"accept_cap_pauses", "accept_cap_pauses", "Times accepting paused because the connection cap was reached."},
     {"idle_closed", "idle_closed", "Connections closed by the idle timeout."},
+    {"recv_buffer_waits", "recv_buffer_waits",
+     "io_uring: recvs that found every provided buffer taken and waited a loop pass; since the serving engine "
+     "started."},
+    {"completion_overflows", "completion_overflows",
+     "io_uring: loop passes whose completions overflowed the completion queue; since the serving engine started."},
 };
 
-Description describe(const CounterField& field) {
+Description describe(const char* field) {
   for (const Description& description : kDescriptions) {
-    if (std::strcmp(description.field, field.name) == 0) return description;
+    if (std::strcmp(description.field, field) == 0) return description;
   }
-  return {field.name, field.name, "The engine's counter of that name (epoll_echo_counters_t, docs/abi.md)."};
+  return {field, field, "The engine's counter of that name (epoll_echo_stats_t, docs/abi.md)."};
 }
 
 // A label value as the format wants it: backslash, double quote and newline escaped.
@@ -79,17 +84,30 @@ std::string abiVersionText(uint32_t packed) {
 
 std::string workerLabel(std::size_t index) { return "worker=\"" + std::to_string(index) + '"'; }
 
-// The engine total and the per-worker family of one field of epoll_echo_counters_t.
-void addCounterFamilies(Exposition& out, const MetricsSnapshot& snapshot, uint64_t epoll_echo_counters_t::*member,
+// The engine total and the per-worker family of one field of a counters struct, given per worker.
+template <class Counters>
+void addCounterFamilies(Exposition& out, const std::vector<Counters>& workers, uint64_t Counters::*member,
                         const std::string& name, const char* type, const std::string& help) {
   uint64_t total = 0;
-  for (const epoll_echo_counters_t& worker : snapshot.workers) total += worker.*member;
+  for (const Counters& worker : workers) total += worker.*member;
   out.family(kPrefix + name, type, help + " Engine total: the sum of the worker series.");
   out.sample(kPrefix + name, "", total);
   const std::string workerName = std::string(kPrefix) + "worker_" + name;
   out.family(workerName, type, help + " Per worker.");
-  for (std::size_t index = 0; index < snapshot.workers.size(); ++index) {
-    out.sample(workerName, workerLabel(index), snapshot.workers[index].*member);
+  for (std::size_t index = 0; index < workers.size(); ++index) {
+    out.sample(workerName, workerLabel(index), workers[index].*member);
+  }
+}
+
+// Every field of one counter table, as counters or gauges.
+template <class Counters, std::size_t N>
+void addTableFamilies(Exposition& out, const std::vector<Counters>& workers,
+                      const CounterFieldOf<Counters> (&fields)[N]) {
+  for (const CounterFieldOf<Counters>& field : fields) {
+    const Description description = describe(field.name);
+    const bool gauge = field.kind == EPOLL_ECHO_METRIC_GAUGE;
+    const std::string name = std::string(description.metric) + (gauge ? "" : "_total");
+    addCounterFamilies(out, workers, field.member, name, gauge ? "gauge" : "counter", description.help);
   }
 }
 
@@ -115,12 +133,8 @@ void addEngineFamilies(Exposition& out, const MetricsSnapshot& snapshot) {
 
 std::string formatMetrics(const MetricsSnapshot& snapshot) {
   Exposition out;
-  for (const CounterField& field : kCounterFields) {
-    const Description description = describe(field);
-    const bool gauge = field.kind == EPOLL_ECHO_METRIC_GAUGE;
-    const std::string name = std::string(description.metric) + (gauge ? "" : "_total");
-    addCounterFamilies(out, snapshot, field.member, name, gauge ? "gauge" : "counter", description.help);
-  }
+  addTableFamilies(out, snapshot.workers, kCounterFields);
+  addTableFamilies(out, snapshot.uringWorkers, kUringCounterFields);
   addEngineFamilies(out, snapshot);
   return out.take();
 }

@@ -20,12 +20,16 @@ struct MetricsSnapshot {
   std::string buildId;                         // the serving plugin's build id
   std::string pluginVersion;                   // "1.0.0"
   uint32_t abiVersion = 0;                     // EPOLL_ECHO_ABI_PACK of the serving plugin
+  // The serving engine's io_uring counters per worker index (zero under epoll); unlike `workers`
+  // they start again from zero after a hot-swap.
+  std::vector<epoll_echo_uring_counters_t> uringWorkers;
 };
 
 // "Content-Type" of formatMetrics()' output.
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-// The exposition text. For each field of EPOLL_ECHO_COUNTER_TABLE: the engine total (the sum of
+// The exposition text. For each field of EPOLL_ECHO_COUNTER_TABLE, then of
+// EPOLL_ECHO_URING_COUNTER_TABLE (from uringWorkers): the engine total (the sum of
 // the worker lines of the same snapshot) and a per-worker family with a `worker` label, named
 // `epoll_echo_<field>_total` / `epoll_echo_worker_<field>_total` for a counter and
 // `epoll_echo_active_connections` / `epoll_echo_worker_active_connections` for `active`. Then

@@ -312,6 +312,9 @@ MetricsSnapshot Server::metricsSnapshot() const {
   snapshot.state = stats.state;
   snapshot.listeners = stats.listeners;
   snapshot.workers = totals_.combineWorkers(workerCounters(engine, stats.listeners));
+  for (uint32_t index = 0; index < stats.listeners; ++index) {
+    snapshot.uringWorkers.push_back(engine.workerStats(index).uring);
+  }
   snapshot.reloads = totals_.reloads();
   snapshot.buildId = library.buildId();
   const char* version = library.functions().version();

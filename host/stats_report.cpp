@@ -25,16 +25,28 @@ std::vector<Field> counterFields(const epoll_echo_counters_t& counters) {
   return fields;
 }
 
+// The stats line's counters: those above, then every io_uring counter (zero under epoll).
+std::vector<Field> statsLineFields(const epoll_echo_stats_t& stats) {
+  std::vector<Field> fields = counterFields(stats.total);
+#define EPOLL_ECHO_URING_FIELD(field, kind, minor) fields.emplace_back(#field, stats.uring.field);
+  EPOLL_ECHO_URING_COUNTER_TABLE(EPOLL_ECHO_URING_FIELD)
+#undef EPOLL_ECHO_URING_FIELD
+  return fields;
+}
+
 std::string formatText(const epoll_echo_stats_t& stats) {
-  return std::string("stats state=") + stateName(stats.state) + " port=" + std::to_string(stats.port) +
-         " listeners=" + std::to_string(stats.listeners) + ' ' + formatCounters(stats.total);
+  std::string line = std::string("stats state=") + stateName(stats.state) + " port=" + std::to_string(stats.port) +
+                     " listeners=" + std::to_string(stats.listeners);
+  for (const auto& [name, value] : statsLineFields(stats))
+    line += ' ' + std::string(name) + '=' + std::to_string(value);
+  return line;
 }
 
 // Keys and the state name are fixed ASCII words: nothing here needs JSON escaping.
 std::string formatJson(const epoll_echo_stats_t& stats) {
   std::string line = std::string(R"({"event":"stats","state":")") + stateName(stats.state) + R"(","port":)" +
                      std::to_string(stats.port) + R"(,"listeners":)" + std::to_string(stats.listeners);
-  for (const auto& [name, value] : counterFields(stats.total)) {
+  for (const auto& [name, value] : statsLineFields(stats)) {
     line += std::string(",\"") + name + "\":" + std::to_string(value);
   }
   return line + '}';

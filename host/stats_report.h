@@ -19,8 +19,8 @@ namespace epoll_echo::host {
 using epoll_echo::stateName;
 
 // One line without a trailing newline:
-//   text: stats state=running port=8080 listeners=4 accepted=12 active=3 ... accept_errors=0
-//   json: {"event":"stats","state":"running","port":8080,...,"accept_errors":0}
+//   text: stats state=running port=8080 listeners=4 accepted=12 active=3 ... completion_overflows=0
+//   json: {"event":"stats","state":"running","port":8080,...,"completion_overflows":0}
 std::string formatStats(const epoll_echo_stats_t& stats, StatsFormat format);
 
 // Which build serves, how many hot-swaps succeeded since start, and the connections open on each

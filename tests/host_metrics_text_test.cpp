@@ -30,6 +30,12 @@ MetricsSnapshot sampleSnapshot() {
   }
   snapshot.workers[0].active = 3;
   snapshot.workers[1].active = 4;
+  snapshot.uringWorkers.resize(2);
+  for (const UringCounterField& field : kUringCounterFields) {
+    snapshot.uringWorkers[0].*field.member = next;
+    snapshot.uringWorkers[1].*field.member = next * 10 + 1;
+    ++next;
+  }
   snapshot.reloads = 2;
   snapshot.buildId = "3f2a9c";
   snapshot.pluginVersion = "1.0.0";
@@ -60,6 +66,20 @@ TEST(HostMetricsTextTest, EveryCounterAsTotalAndPerWorker) {
     EXPECT_EQ(text.value(perWorker, worker(0)), static_cast<double>(snapshot.workers[0].*field.member)) << perWorker;
     EXPECT_EQ(text.value(perWorker, worker(1)), static_cast<double>(snapshot.workers[1].*field.member)) << perWorker;
     EXPECT_EQ(text.samplesOf(perWorker).size(), 2u);
+  }
+}
+
+TEST(HostMetricsTextTest, EveryIoUringCounterAsTotalAndPerWorker) {
+  const MetricsSnapshot snapshot = sampleSnapshot();
+  const PrometheusText text = parsed(snapshot);
+  for (const UringCounterField& field : kUringCounterFields) {
+    const std::string total = std::string("epoll_echo_") + field.name + "_total";
+    const std::string perWorker = std::string("epoll_echo_worker_") + field.name + "_total";
+    const auto& workers = snapshot.uringWorkers;
+    EXPECT_EQ(text.value(total), static_cast<double>(workers[0].*field.member + workers[1].*field.member)) << total;
+    EXPECT_EQ(text.families.at(total).type, "counter");
+    EXPECT_EQ(text.value(perWorker, worker(0)), static_cast<double>(workers[0].*field.member)) << perWorker;
+    EXPECT_EQ(text.value(perWorker, worker(1)), static_cast<double>(workers[1].*field.member)) << perWorker;
   }
 }
 

@@ -32,6 +32,8 @@ epoll_echo_stats_t sampleStats() {
   stats.total.wakeups = 20;
   stats.total.accept_cap_pauses = 6;
   stats.total.idle_closed = 7;
+  stats.uring.recv_buffer_waits = 8;
+  stats.uring.completion_overflows = 9;
   return stats;
 }
 
@@ -45,14 +47,15 @@ TEST(HostStatsTest, TextLineHasEveryCounterAsKeyValue) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kText),
             "stats state=running port=8080 listeners=4 accepted=12 active=3 closed=9 bytes_in=4096 "
             "bytes_out=4000 backpressure_pauses=2 accept_errors=1 accept_pauses=5 syscalls=70 wakeups=20 "
-            "accept_cap_pauses=6 idle_closed=7");
+            "accept_cap_pauses=6 idle_closed=7 recv_buffer_waits=8 completion_overflows=9");
 }
 
 TEST(HostStatsTest, JsonLineIsOneObject) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kJson),
             R"({"event":"stats","state":"running","port":8080,"listeners":4,"accepted":12,"active":3,"closed":9,)"
             R"("bytes_in":4096,"bytes_out":4000,"backpressure_pauses":2,"accept_errors":1,"accept_pauses":5,)"
-            R"("syscalls":70,"wakeups":20,"accept_cap_pauses":6,"idle_closed":7})");
+            R"("syscalls":70,"wakeups":20,"accept_cap_pauses":6,"idle_closed":7,"recv_buffer_waits":8,)"
+            R"("completion_overflows":9})");
 }
 
 TEST(HostStatsTest, LinesEndWithTheServingBuildAndTheReloadCount) {
@@ -61,7 +64,8 @@ TEST(HostStatsTest, LinesEndWithTheServingBuildAndTheReloadCount) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kJson, {"a\"b c", 0, {}}),
             R"({"event":"stats","state":"running","port":8080,"listeners":4,"accepted":12,"active":3,"closed":9,)"
             R"("bytes_in":4096,"bytes_out":4000,"backpressure_pauses":2,"accept_errors":1,"accept_pauses":5,)"
-            R"("syscalls":70,"wakeups":20,"accept_cap_pauses":6,"idle_closed":7,"build_id":"a?b?c","reloads":0})");
+            R"("syscalls":70,"wakeups":20,"accept_cap_pauses":6,"idle_closed":7,"recv_buffer_waits":8,)"
+            R"("completion_overflows":9,"build_id":"a?b?c","reloads":0})");
 }
 
 TEST(HostStatsTest, LinesListTheConnectionsOfEachWorkerLast) {
@@ -69,7 +73,7 @@ TEST(HostStatsTest, LinesListTheConnectionsOfEachWorkerLast) {
   EXPECT_EQ(formatStats(sampleStats(), StatsFormat::kText, serving),
             formatStats(sampleStats(), StatsFormat::kText) + " build_id=5f0c reloads=1 active_per_worker=3,0,5");
   const std::string json = formatStats(sampleStats(), StatsFormat::kJson, serving);
-  const std::string tail = R"(,"idle_closed":7,"build_id":"5f0c","reloads":1,"active_per_worker":[3,0,5]})";
+  const std::string tail = R"(,"completion_overflows":9,"build_id":"5f0c","reloads":1,"active_per_worker":[3,0,5]})";
   ASSERT_GE(json.size(), tail.size());
   EXPECT_EQ(json.substr(json.size() - tail.size()), tail);
 }

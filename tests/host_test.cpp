@@ -51,6 +51,8 @@ const std::vector<std::string> kStatsKeys = {"state",
                                              "wakeups",
                                              "accept_cap_pauses",
                                              "idle_closed",
+                                             "recv_buffer_waits",
+                                             "completion_overflows",
                                              "build_id",
                                              "reloads",
                                              "active_per_worker"};
@@ -234,10 +236,11 @@ TEST_F(HostServerTest, Sigusr1PrintsATextStatsLine) {
   UniqueFd client = connectToServer();
   ASSERT_TRUE(client);
   expectEcho(client.get(), std::string(100, 'x'));
-  const std::map<std::string, std::string> expected = {{"state", "running"}, {"listeners", "1"},    {"accepted", "1"},
-                                                       {"active", "1"},      {"closed", "0"},       {"bytes_in", "100"},
-                                                       {"bytes_out", "100"}, {"accept_errors", "0"},
-                                                       {"active_per_worker", "1"}};
+  const std::map<std::string, std::string> expected = {
+      {"state", "running"},      {"listeners", "1"},     {"accepted", "1"},
+      {"active", "1"},           {"closed", "0"},        {"bytes_in", "100"},
+      {"bytes_out", "100"},      {"accept_errors", "0"}, {"recv_buffer_waits", "0"},
+      {"active_per_worker", "1"}};
   EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
     return statsFieldsMatch(textStatsFields(line), expected);
   })) << "stdout:\n"
@@ -249,10 +252,10 @@ TEST_F(HostServerTest, Sigusr1PrintsAJsonStatsLine) {
   UniqueFd client = connectToServer();
   ASSERT_TRUE(client);
   expectEcho(client.get(), std::string(64, 'j'));
-  const std::map<std::string, std::string> expected = {{"state", "running"}, {"listeners", "1"},    {"accepted", "1"},
-                                                       {"active", "1"},      {"closed", "0"},       {"bytes_in", "64"},
-                                                       {"bytes_out", "64"},  {"accept_errors", "0"},
-                                                       {"active_per_worker", "[1]"}};
+  const std::map<std::string, std::string> expected = {
+      {"state", "running"}, {"listeners", "1"},     {"accepted", "1"},
+      {"active", "1"},      {"closed", "0"},        {"bytes_in", "64"},
+      {"bytes_out", "64"},  {"accept_errors", "0"}, {"active_per_worker", "[1]"}};
   EXPECT_TRUE(statsLineMatching([&](const std::string& line) {
     Fields fields = jsonStatsFields(line);
     if (fields.empty() || fields.front() != std::make_pair(std::string("event"), std::string("stats"))) return false;
