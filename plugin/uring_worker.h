@@ -126,6 +126,7 @@ class UringWorker final : public WorkerBase<UringConnection> {
   bool recvMultishot_ = true;  // cleared when the kernel refuses a limited multishot recv
   uint64_t wakeupValue_ = 0;    // the eventfd read's target
   uint32_t inFlight_ = 0;  // operations the ring holds (a multishot accept counts once)
+  size_t lastReaped_ = 0;  // completions the last loop pass handled: how long the next one waits
 
   // Closed, waiting for the ring to give back their last operation before the socket closes.
   std::vector<std::unique_ptr<UringConnection>> closing_;
