@@ -99,6 +99,9 @@ typedef struct epoll_echo_config {
                        * threads */
   uint32_t backend; /* EPOLL_ECHO_BACKEND_*: how the workers wait for and move bytes;
                      * 0 = EPOLL_ECHO_BACKEND_EPOLL */
+  /* ABI 1.5 */
+  uint32_t balance; /* EPOLL_ECHO_BALANCE_*: which worker serves a new connection;
+                     * 0 = EPOLL_ECHO_BALANCE_KERNEL */
 } epoll_echo_config_t;
 
 /* Values of epoll_echo_config_t.threading [1.4]. */
@@ -118,6 +121,17 @@ typedef struct epoll_echo_config {
                                         * EPOLL_ECHO_EINVAL (the external loop drives epoll workers) */
 #define EPOLL_ECHO_BACKEND_AUTO 2u     /* io_uring where it can be set up, epoll where it cannot;
                                         * an EPOLL_ECHO_THREADING_EXTERNAL engine serves with epoll */
+
+/* [1.5] Values of epoll_echo_config_t.balance. */
+#define EPOLL_ECHO_BALANCE_KERNEL 0u /* the worker whose SO_REUSEPORT listener the kernel's hash of the
+                                      * client's address picked: per connection a uniform random
+                                      * choice, so some workers hold more connections than others */
+#define EPOLL_ECHO_BALANCE_EXACT 1u  /* a worker that accepts a connection while it holds more than
+                                      * another hands it to the worker holding the fewest, which
+                                      * registers it: at accept time no worker holds more than one
+                                      * connection above another (closes can unbalance them again;
+                                      * open connections never move). Costs a lock per accepted
+                                      * connection and, when handed off, a wake-up of the target */
 
 /* Engine lifecycle states, as reported in epoll_echo_stats_t.state. */
 #define EPOLL_ECHO_STATE_CREATED 1u /* created, not yet started */

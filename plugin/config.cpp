@@ -80,6 +80,10 @@ EngineConfig makeEngineConfig(const epoll_echo_config_t& raw) {
            "(EPOLL_ECHO_BACKEND_IO_URING) cannot serve EPOLL_ECHO_THREADING_EXTERNAL: the application's loop drives "
            "epoll workers only");
   }
+  if (raw.balance > EPOLL_ECHO_BALANCE_EXACT) {
+    refuse("balance", raw.balance, "is neither EPOLL_ECHO_BALANCE_KERNEL (0) nor EPOLL_ECHO_BALANCE_EXACT (1)");
+  }
+  config.balanceExact = raw.balance == EPOLL_ECHO_BALANCE_EXACT;
   // AUTO in an external loop means epoll: the loop fd watches the workers' epoll instances.
   config.backend = config.externalLoop ? EPOLL_ECHO_BACKEND_EPOLL : raw.backend;
   return config;

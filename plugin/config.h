@@ -30,6 +30,7 @@ struct EngineConfig {
   uint32_t idleTimeoutMs = 0;                   // 0 = connections never time out
   bool externalLoop = false;                    // threading EXTERNAL: no thread, the caller's loop runs loop_run()
   uint32_t backend = EPOLL_ECHO_BACKEND_EPOLL;  // EPOLL_ECHO_BACKEND_*, AUTO resolved at start
+  bool balanceExact = false;                    // EPOLL_ECHO_BALANCE_EXACT: even out the workers' connections
 };
 
 // Validates a caller's config (already size-checked and copied) and applies defaults.

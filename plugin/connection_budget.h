@@ -36,6 +36,8 @@ class ConnectionBudget {
   bool park(uint32_t index) noexcept;
   // Worker `index` resumed accepting: a later give() need not wake it.
   void unpark(uint32_t index) noexcept { parked_[index].waiting.store(false, std::memory_order_relaxed); }
+  // Worker `index` is parked and give() has not woken it yet: a wake-up it sees came from elsewhere.
+  bool parked(uint32_t index) const noexcept { return parked_[index].waiting.load(std::memory_order_seq_cst); }
 
   // Connections counted now (0 without a cap).
   uint32_t open() const noexcept { return open_.load(std::memory_order_relaxed); }

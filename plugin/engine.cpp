@@ -24,6 +24,13 @@ void joinAll(std::vector<std::unique_ptr<EventWorker>>& workers) noexcept {
   for (auto& worker : workers) worker->join();
 }
 
+// After joinAll() or between external-loop passes: a worker may have queued connections for a
+// peer that stopped before it took them; each goes into its peer's table now, where a resume
+// serves it, a hand-over exports it and a stop closes it.
+void collectHandedOff(std::vector<std::unique_ptr<EventWorker>>& workers) noexcept {
+  for (auto& worker : workers) worker->takeHandedOff();
+}
+
 }  // namespace
 
 void Engine::requireState(uint32_t expected, const char* operation) const {
@@ -80,15 +87,16 @@ uint32_t Engine::chooseBackend() const {
                                             "; EPOLL_ECHO_BACKEND_AUTO would serve with epoll");
 }
 
-Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget, uint32_t backend) {
+Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget,
+                                         ConnectionBalancer* balancer, uint32_t backend) {
   WorkerList workers;
   workers.reserve(listeners.size());
   for (uint32_t i = 0; i < listeners.size(); ++i) {
     auto report = [this](const std::string& detail) { setLastError(detail.c_str()); };
     if (backend == EPOLL_ECHO_BACKEND_IO_URING) {
-      workers.push_back(std::make_unique<UringWorker>(i, config_, budget, std::move(listeners[i]), report));
+      workers.push_back(std::make_unique<UringWorker>(i, config_, budget, balancer, std::move(listeners[i]), report));
     } else {
-      workers.push_back(std::make_unique<Worker>(i, config_, budget, std::move(listeners[i]), report));
+      workers.push_back(std::make_unique<Worker>(i, config_, budget, balancer, std::move(listeners[i]), report));
     }
   }
   return workers;
@@ -102,9 +110,14 @@ void Engine::start() {
   // One count for every worker: max_connections caps the engine, adopted connections included.
   auto budget =
       std::make_unique<ConnectionBudget>(config_.maxConnections, static_cast<uint32_t>(listeners.sockets.size()));
+  // With one worker there is nothing to balance.
+  std::unique_ptr<ConnectionBalancer> balancer;
+  if (config_.balanceExact && listeners.sockets.size() > 1) {
+    balancer = std::make_unique<ConnectionBalancer>(static_cast<uint32_t>(listeners.sockets.size()));
+  }
   // On failure the workers close their copies of any imported socket; the exporting engine
   // still holds its own, so nothing reaches the clients. They go before the budget they use.
-  WorkerList workers = createWorkers(std::move(listeners.sockets), *budget, backend);
+  WorkerList workers = createWorkers(std::move(listeners.sockets), *budget, balancer.get(), backend);
   adoptImportedConnections(workers);
   // Built before any thread starts: once they run, nothing here may fail.
   std::vector<const WorkerCounters*> counters;
@@ -112,6 +125,7 @@ void Engine::start() {
   for (const auto& worker : workers) counters.push_back(&worker->counters());
   runWorkers(workers);
   budget_ = std::move(budget);
+  balancer_ = std::move(balancer);
   workers_ = std::move(workers);
   MutexLock lock(stateMutex_);
   counters_ = std::move(counters);
@@ -124,6 +138,7 @@ void Engine::stop() noexcept {
   MutexLock control(controlMutex_);
   // The workers stay (joined, their sockets closed): stats() keeps reporting their counters.
   joinAll(workers_);
+  collectHandedOff(workers_);
   for (auto& worker : workers_) worker->closeAll();
   closeLoop();
   importedListeners_.clear();
@@ -141,6 +156,7 @@ void Engine::pause() {
   } else {
     joinAll(workers_);
   }
+  collectHandedOff(workers_);
   setState(EPOLL_ECHO_STATE_PAUSED);
 }
 

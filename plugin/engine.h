@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config.h"
+#include "connection_balancer.h"
 #include "connection_budget.h"
 #include "epoll_echo.h"
 #include "event_worker.h"
@@ -95,7 +96,8 @@ class Engine {
   // The backend the workers will use: the configured one, AUTO resolved. Throws EngineError
   // when io_uring was asked for and cannot be set up.
   uint32_t chooseBackend() const;
-  WorkerList createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget, uint32_t backend);
+  WorkerList createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget, ConnectionBalancer* balancer,
+                           uint32_t backend);
   void adoptImportedConnections(WorkerList& workers) EPOLL_ECHO_REQUIRES(controlMutex_);
   static void startAll(WorkerList& workers);
   // The threaded mode starts each worker's thread; the external-loop mode readies the workers and
@@ -115,6 +117,8 @@ class Engine {
   // max_connections, shared by the workers: set once by start(), declared first so that it
   // outlives them.
   std::unique_ptr<ConnectionBudget> budget_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
+  // The exact balance between the workers (null: the kernel's hash alone), as the budget.
+  std::unique_ptr<ConnectionBalancer> balancer_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
   // Set once by start() and never shrunk, so the workers live as long as the engine; their
   // threads run between start() and the stop() or pause() that joins them.
   WorkerList workers_ EPOLL_ECHO_GUARDED_BY(controlMutex_);

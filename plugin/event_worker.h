@@ -47,6 +47,11 @@ class EventWorker {
   virtual const Connection& connectionAt(size_t index) const = 0;
   // Takes a connection from a previous engine with the bytes still owed to it. Throws.
   virtual void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) = 0;
+  // With the exact balance, after join(): registers the connections other workers accepted and
+  // queued for this one after its thread stopped taking them (it takes them itself when woken),
+  // so that a pause, a hand-over or a stop finds every connection in a worker's table. A socket it
+  // cannot register is closed and counted (accept_errors). Never throws.
+  virtual void takeHandedOff() noexcept = 0;
 
   virtual const WorkerCounters& counters() const noexcept = 0;
 };

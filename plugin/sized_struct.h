@@ -104,7 +104,8 @@ struct FieldEnds<epoll_echo_config_t> {
                                         EPOLL_ECHO_FIELD_END(T, max_connections),
                                         EPOLL_ECHO_FIELD_END(T, idle_timeout_ms),
                                         EPOLL_ECHO_FIELD_END(T, threading),
-                                        EPOLL_ECHO_FIELD_END(T, backend)};
+                                        EPOLL_ECHO_FIELD_END(T, backend),
+                                        EPOLL_ECHO_FIELD_END(T, balance)};
 };
 
 template <>

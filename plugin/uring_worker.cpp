@@ -90,11 +90,11 @@ UringWorker::BufferPool::~BufferPool() {
   if (mapping != nullptr) ::munmap(mapping, mappingBytes);
 }
 
-UringWorker::UringWorker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
-                         FailureReport reportFailure)
+UringWorker::UringWorker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget,
+                         ConnectionBalancer* balancer, UniqueFd listener, FailureReport reportFailure)
     // A blocking eventfd: the ring waits for it to be readable (a non-blocking one can fail the
     // read with EAGAIN instead). Writers never block: its counter cannot come near overflowing.
-    : WorkerBase(index, config, budget, std::move(listener), std::move(reportFailure), EFD_CLOEXEC),
+    : WorkerBase(index, config, budget, balancer, std::move(listener), std::move(reportFailure), EFD_CLOEXEC),
       bufferBytes_(std::min({kMaxBufferBytes, config.highWaterBytes, config.readBudgetBytes})) {
   const size_t ringBytes = kBufferCount * sizeof(io_uring_buf);  // a multiple of the page size
   pool_.mappingBytes = ringBytes + size_t{kBufferCount} * bufferBytes_;
@@ -334,8 +334,10 @@ void UringWorker::onWakeup(int result) {
     stopping_ = true;
     return;
   }
-  // Otherwise the budget woke us: a connection closed on another worker below the cap.
-  if (acceptCapped_) {
+  // Otherwise the budget (a connection closed on another worker below the cap: it unparked us
+  // first), another worker handing over connections, or both.
+  serveHandedOff();
+  if (acceptCapped_ && !budget_.parked(index_)) {
     acceptCapped_ = false;
     budget_.unpark(index_);
   }
@@ -368,7 +370,7 @@ void UringWorker::onAccept(int result, uint32_t flags) {
   }
   if (result >= 0) {
     acceptBackoff_ = std::chrono::milliseconds{0};
-    addConnection(UniqueFd(result));
+    if (UniqueFd socket = placeAccepted(UniqueFd(result))) addConnection(std::move(socket));
     return;
   }
   const int error = -result;
@@ -397,7 +399,7 @@ void UringWorker::acceptReady() {
     counters_.syscalls.add(1);
     if (fd >= 0) {
       acceptBackoff_ = std::chrono::milliseconds{0};
-      addConnection(UniqueFd(fd));
+      if (UniqueFd socket = placeAccepted(UniqueFd(fd))) addConnection(std::move(socket));
       continue;
     }
     const int error = errno;
@@ -409,15 +411,32 @@ void UringWorker::acceptReady() {
 }
 
 void UringWorker::addConnection(UniqueFd socket) {
+  if (UringConnection* connection = registerAccepted(std::move(socket))) serve(*connection);
+}
+
+// Returns nullptr when the socket could not be registered (it is closed, and counted).
+UringConnection* UringWorker::registerAccepted(UniqueFd socket) noexcept {
   setNoDelay(socket.get());
   UringConnection* connection = registerConnection(std::move(socket));
   if (connection == nullptr) {
-    counters_.accept_errors.add(1);
+    registrationFailed();
     if (budget_.capped()) budget_.give(index_);
-    return;
+    return nullptr;
   }
   counters_.accepted.add(1);
-  serve(*connection);
+  return connection;
+}
+
+// On the worker's thread, woken by the worker that handed them over.
+void UringWorker::serveHandedOff() {
+  if (!balancer_) return;
+  for (UniqueFd& socket : balancer_->takeQueued(index_)) addConnection(std::move(socket));
+}
+
+// After join(): registered only; the next start() serves every connection.
+void UringWorker::takeHandedOff() noexcept {
+  if (!balancer_) return;
+  for (UniqueFd& socket : balancer_->takeQueued(index_)) registerAccepted(std::move(socket));
 }
 
 void UringWorker::adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) {

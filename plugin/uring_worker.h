@@ -61,13 +61,15 @@ class UringWorker final : public WorkerBase<UringConnection> {
   static std::string describeSetupError(int error);
 
   // Takes ownership of a bound, listening, non-blocking socket; counts its connections in
-  // `budget`, which must outlive it. Throws EngineError.
-  UringWorker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
-              FailureReport reportFailure);
+  // `budget`, which must outlive it, and hands connections to its peers through `balancer` (null:
+  // it keeps what it accepts). Throws EngineError.
+  UringWorker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, ConnectionBalancer* balancer,
+              UniqueFd listener, FailureReport reportFailure);
   ~UringWorker() override;
 
   void start() override;
   void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) override;
+  void takeHandedOff() noexcept override;
 
  private:
   // A completion copied out of the ring, so that handling it may submit freely.
@@ -103,6 +105,8 @@ class UringWorker final : public WorkerBase<UringConnection> {
   void onAccept(int result, uint32_t flags);
   void acceptReady();
   void addConnection(UniqueFd socket);
+  UringConnection* registerAccepted(UniqueFd socket) noexcept;
+  void serveHandedOff();
   UringConnection* registerConnection(UniqueFd socket);
 
   void serve(UringConnection& connection);

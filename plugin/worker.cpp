@@ -46,9 +46,10 @@ char wakeupTag;
 
 }  // namespace
 
-Worker::Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
-               FailureReport reportFailure)
-    : WorkerBase(index, config, budget, std::move(listener), std::move(reportFailure), EFD_CLOEXEC | EFD_NONBLOCK),
+Worker::Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, ConnectionBalancer* balancer,
+               UniqueFd listener, FailureReport reportFailure)
+    : WorkerBase(index, config, budget, balancer, std::move(listener), std::move(reportFailure),
+                 EFD_CLOEXEC | EFD_NONBLOCK),
       batchBuffer_(new char[kBatchBufferBytes]) {
   batch_.reserve(kMaxBatchedEchoes);
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
@@ -167,8 +168,20 @@ void Worker::onWakeup() {
     stopping_ = true;
     return;
   }
-  // Otherwise the budget woke us: a connection closed on another worker below the cap.
-  acceptCapped_ = false;
+  // Otherwise the budget (a connection closed on another worker below the cap: it unparked us
+  // first), another worker handing over connections, or both.
+  if (!budget_.parked(index_)) acceptCapped_ = false;
+  takeHandedOff();
+}
+
+// On the worker's thread when woken, or on the control side after join(). Each one's budget slot
+// was taken by the worker that accepted it; the engine-wide count does not care which worker
+// gives it back.
+void Worker::takeHandedOff() noexcept {
+  if (!balancer_) return;
+  for (UniqueFd& socket : balancer_->takeQueued(index_)) {
+    if (!addConnection(std::move(socket))) budget_.give(index_);
+  }
 }
 
 // Closed connections are freed only now that no event of the pass can refer to them.
@@ -206,7 +219,8 @@ bool Worker::acceptOne() {
   counters_.syscalls.add(1);
   if (fd >= 0) {
     acceptBackoff_ = std::chrono::milliseconds{0};
-    if (!addConnection(UniqueFd(fd))) budget_.give(index_);
+    UniqueFd socket = placeAccepted(UniqueFd(fd));
+    if (socket && !addConnection(std::move(socket))) budget_.give(index_);
     return true;
   }
   const int error = errno;
@@ -230,7 +244,7 @@ void Worker::parkAtCap() {
 bool Worker::addConnection(UniqueFd socket) {
   setNoDelay(socket.get());
   if (registerConnection(std::move(socket)) == nullptr) {
-    counters_.accept_errors.add(1);
+    registrationFailed();
     return false;
   }
   counters_.accepted.add(1);

@@ -24,9 +24,10 @@ namespace epoll_echo {
 class Worker final : public WorkerBase<Connection> {
  public:
   // Takes ownership of a bound, listening, non-blocking socket; counts its connections in
-  // `budget`, which must outlive it. Throws EngineError.
-  Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
-         FailureReport reportFailure);
+  // `budget`, which must outlive it, and hands connections to its peers through `balancer` (null:
+  // it keeps what it accepts). Throws EngineError.
+  Worker(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, ConnectionBalancer* balancer,
+         UniqueFd listener, FailureReport reportFailure);
   ~Worker() override;
 
   void start() override;
@@ -46,6 +47,7 @@ class Worker final : public WorkerBase<Connection> {
   using WorkerBase::wake;
 
   void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) override;
+  void takeHandedOff() noexcept override;
 
  private:
   void releaseBackendState() noexcept override;

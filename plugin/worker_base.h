@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "connection.h"
+#include "connection_balancer.h"
 #include "connection_budget.h"
 #include "counters.h"
 #include "engine_error.h"
@@ -72,13 +73,15 @@ class WorkerBase : public EventWorker {
   using Clock = std::chrono::steady_clock;
 
   // Takes ownership of a bound, listening, non-blocking socket; creates the wake-up eventfd with
-  // `eventfdFlags` (EFD_CLOEXEC and the backend's choice of blocking). Throws EngineError.
-  WorkerBase(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, UniqueFd listener,
-             FailureReport reportFailure, int eventfdFlags)
+  // `eventfdFlags` (EFD_CLOEXEC and the backend's choice of blocking). `balancer`, when not null,
+  // must outlive the worker. Throws EngineError.
+  WorkerBase(uint32_t index, const EngineConfig& config, ConnectionBudget& budget, ConnectionBalancer* balancer,
+             UniqueFd listener, FailureReport reportFailure, int eventfdFlags)
       : index_(index),
         config_(config),
         reportFailure_(std::move(reportFailure)),
         budget_(budget),
+        balancer_(balancer),
         listener_(std::move(listener)),
         idleTimeout_(std::chrono::milliseconds(config.idleTimeoutMs)),
         idleSweepPeriod_(policy::idleSweepPeriodFor(std::chrono::milliseconds(config.idleTimeoutMs))) {
@@ -104,13 +107,26 @@ class WorkerBase : public EventWorker {
     stopping_ = false;
     acceptCapped_ = false;
     budget_.unpark(index_);
+    if (balancer_) balancer_->setWakeup(index_, wakeup_.get());
     restartIdleClocks();
+  }
+
+  // A socket this worker just accepted: returned to be registered here, or (exact balance) handed
+  // to a worker that holds fewer connections, which then registers it (an empty UniqueFd back).
+  UniqueFd placeAccepted(UniqueFd socket) noexcept {
+    return balancer_ ? balancer_->place(index_, std::move(socket)) : std::move(socket);
+  }
+  // An accepted or handed-off socket could not be registered (it is closed): counted.
+  void registrationFailed() noexcept {
+    counters_.accept_errors.add(1);
+    if (balancer_) balancer_->left(index_);
   }
 
   // The loop ends on an unexpected error: counted, and reported with the errno's text (none when
   // `error` is 0: `call` then says it all).
   void fail(const char* call, int error) noexcept {
     failed_ = true;
+    if (balancer_) balancer_->setWakeup(index_, -1);  // it serves no more: send it nothing
     counters_.worker_failures.add(1);
     try {
       const std::string what = "worker " + std::to_string(index_) + ": " + call;
@@ -158,6 +174,7 @@ class WorkerBase : public EventWorker {
   // engine-wide slot back: a freed descriptor is the best moment to try accepting again.
   std::unique_ptr<ConnectionType> untrack(ConnectionType& connection) noexcept {
     budget_.give(index_);
+    if (balancer_) balancer_->left(index_);
     if (acceptPaused_) acceptResumeAt_ = Clock::now();
     if (acceptCapped_) {
       acceptCapped_ = false;
@@ -178,6 +195,7 @@ class WorkerBase : public EventWorker {
   void restoreAdopted(ConnectionType& connection, const char* pending, size_t pendingBytes, bool peerClosed,
                       Close&& close) {
     budget_.take();
+    if (balancer_) balancer_->arrived(index_);
     connection.peerClosed = peerClosed;
     connection.shared = true;
     try {
@@ -213,6 +231,7 @@ class WorkerBase : public EventWorker {
   const EngineConfig config_;
   const FailureReport reportFailure_;
   ConnectionBudget& budget_;
+  ConnectionBalancer* const balancer_;  // null: the kernel's SO_REUSEPORT choice stands
   UniqueFd listener_;
   UniqueFd wakeup_;     // fired by requestStop(), and by the budget when a slot frees at the cap
   std::thread thread_;  // control side only (start, join)
@@ -243,6 +262,10 @@ class WorkerBase : public EventWorker {
     assert(!running());
     for (auto& connection : connections_) connection->fd.reset();
     countAs.add(connections_.size());
+    if (balancer_) {
+      balancer_->left(index_, static_cast<uint32_t>(connections_.size()));
+      balancer_->setWakeup(index_, -1);
+    }
     connections_.clear();
     releaseBackendState();
     budget_.setWakeup(index_, -1);  // the eventfd closes below

@@ -29,10 +29,11 @@ std::vector<size_t> runProbe(Probe probe) {
 // Pairs are (offset, size) in the order api_header_check.inc writes them.
 // clang-format off
 const std::vector<size_t> kDocumentedLayout = {
-    112,                                                     // config
+    116,                                                     // config
     0, 4,  4, 4,  8, 4,  12, 4,  16, 4,  20, 4,  24, 4,  28, 4,  32, 64,
     96, 4,  100, 4,                                          // ABI 1.3: max_connections, idle_timeout_ms
     104, 4,  108, 4,                                         // ABI 1.4: threading, backend
+    112, 4,                                                  // ABI 1.5: balance
     120,                                                     // counters
     0, 72, 80, 88, 96,
     104, 112,                                                // ABI 1.3: accept_cap_pauses, idle_closed

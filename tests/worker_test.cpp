@@ -27,7 +27,7 @@ TEST(WorkerTest, AConstructorThatFailsLeavesNoWakeUpWithTheBudget) {
   ConnectionBudget budget(1, 2);
   UniqueFd notASocket(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
   ASSERT_TRUE(notASocket) << std::strerror(errno);
-  EXPECT_THROW(Worker(0, EngineConfig{}, budget, std::move(notASocket), [](const std::string&) {}), EngineError);
+  EXPECT_THROW(Worker(0, EngineConfig{}, budget, nullptr, std::move(notASocket), [](const std::string&) {}), EngineError);
   // Every number the failed worker closed (its listener, eventfd and epoll fd, and then some) is
   // reopened here, as eventfds the budget must never write to.
   std::vector<UniqueFd> reused;

@@ -97,7 +97,7 @@ std::vector<std::uint32_t> withUringCounterEnds(std::vector<std::uint32_t> head,
 // Where the fields of each boundary struct end, read off the header's layout (bind_address is one
 // 64-byte field). A size below the plugin's own must end at one of them: any other size would
 // have the plugin read or write half a field.
-const std::vector<std::uint32_t> kConfigFieldEnds = {8, 12, 16, 20, 24, 28, 32, 96, 100, 104, 108, 112};
+const std::vector<std::uint32_t> kConfigFieldEnds = {8, 12, 16, 20, 24, 28, 32, 96, 100, 104, 108, 112, 116};
 const std::vector<std::uint32_t> kStatsFieldEnds = [] {
   auto ends = withCounterEnds({8, 12, 16}, offsetof(epoll_echo_stats_t, total));
   ends.push_back(static_cast<std::uint32_t>(offsetof(epoll_echo_stats_t, backend) + 4));  // ABI 1.4
@@ -109,7 +109,7 @@ const std::vector<std::uint32_t> kWorkerStatsFieldEnds = withUringCounterEnds(
 const std::vector<std::uint32_t> kConnectionStateFieldEnds = {8, 12, 16, 24};
 // A new trailing field must be added to the hand-written lists above: each list's last end is its
 // struct's size. The counter lists follow the table, which the plugin checks against the struct.
-static_assert(sizeof(epoll_echo_config_t) == 112 && sizeof(epoll_echo_stats_t) == 160 &&
+static_assert(sizeof(epoll_echo_config_t) == 116 && sizeof(epoll_echo_stats_t) == 160 &&
                   sizeof(epoll_echo_connection_state_t) == 24,
               "update the field-end lists for the new struct layout");
 
