@@ -21,6 +21,7 @@ epoll_echo_config_t makeConfig(const Options& options) {
   config.max_connections = options.maxConnections;
   config.idle_timeout_ms = options.idleTimeoutMs;
   config.backend = options.backend;
+  config.balance = options.balance;
   // options.h caps the address at 63 bytes; the cap here keeps the terminating NUL regardless.
   const std::size_t length = std::min(options.bindAddress.size(), sizeof config.bind_address - 1);
   std::memcpy(config.bind_address, options.bindAddress.data(), length);
@@ -50,11 +51,22 @@ void requireBackendField(const PluginLibrary& plugin, const Options& options) {
                         formatAbiVersion(plugin.abiVersion()));
 }
 
+// Likewise for --balance exact, which needs ABI 1.5.
+void requireBalanceField(const PluginLibrary& plugin, const Options& options) {
+  constexpr uint32_t kBalanceMinor = 5;
+  if (options.balance == EPOLL_ECHO_BALANCE_KERNEL || EPOLL_ECHO_ABI_MINOR_OF(plugin.abiVersion()) >= kBalanceMinor) {
+    return;
+  }
+  throw PluginCallError("--balance needs a plugin with ABI 1.5 or later, and " + plugin.path().string() + " has ABI " +
+                        formatAbiVersion(plugin.abiVersion()));
+}
+
 }  // namespace
 
 EngineHandle::EngineHandle(const PluginLibrary& plugin, const Options& options) : functions_(plugin.functions()) {
   requireConnectionLimits(plugin, options);
   requireBackendField(plugin, options);
+  requireBalanceField(plugin, options);
   const epoll_echo_config_t config = makeConfig(options);
   char detail[kDetailSize] = "";
   const int code = functions_.create(&config, &engine_, detail, sizeof detail);

@@ -37,6 +37,7 @@ constexpr const char* kIdleTimeoutRange =
     "allowed 0 (off) or 0.001-4294967.295 seconds, to the millisecond (such as 0.5 or 300)";
 
 constexpr const char* kBackendRange = "allowed epoll, io_uring or auto (io_uring where the kernel allows it)";
+constexpr const char* kBalanceRange = "allowed kernel (the SO_REUSEPORT hash) or exact (even out the workers)";
 
 struct UsageError {
   std::string message;
@@ -53,6 +54,7 @@ std::string rangeOf(const std::string& flag) {
   if (flag == "--max-connections") return kMaxConnectionsRange;
   if (flag == "--idle-timeout") return kIdleTimeoutRange;
   if (flag == "--backend") return kBackendRange;
+  if (flag == "--balance") return kBalanceRange;
   if (flag == "--upgrade-timeout") return kUpgradeTimeoutRange;
   return "";
 }
@@ -157,6 +159,12 @@ uint32_t parseBackend(const std::string& text) {
   throw UsageError{refusal("--backend", "'" + text + "' is not a backend")};
 }
 
+uint32_t parseBalance(const std::string& text) {
+  if (text == "kernel") return EPOLL_ECHO_BALANCE_KERNEL;
+  if (text == "exact") return EPOLL_ECHO_BALANCE_EXACT;
+  throw UsageError{refusal("--balance", "'" + text + "' is not a balance")};
+}
+
 StatsFormat parseStatsFormat(const std::string& text) {
   if (text == "text") return StatsFormat::kText;
   if (text == "json") return StatsFormat::kJson;
@@ -191,6 +199,8 @@ po::options_description describeOptions(uint32_t defaultWorkers) {
       "close a connection that sent and received nothing for SECONDS, fractions allowed (0 = never)")(
       "backend", text("NAME", "epoll"),
       "how the workers move bytes: epoll, io_uring (Linux 6.1+), or auto (io_uring where allowed, else epoll)")(
+      "balance", text("MODE", "kernel"),
+      "which worker serves a new connection: kernel (SO_REUSEPORT's hash) or exact (the one holding the fewest)")(
       "watch", "reload the plugin (hot-swap, no connection lost) when its file is replaced; SIGHUP reloads always")(
       "upgrade-timeout", text("SECONDS", "5"),
       "how long a new process started by SIGUSR2 may take to take over, 1-3600; then this one serves on")(
@@ -221,6 +231,7 @@ Options readOptions(const po::variables_map& values) {
   options.maxConnections = parseNumber("--max-connections", values["max-connections"].as<std::string>(), 0, UINT32_MAX);
   options.idleTimeoutMs = parseIdleTimeoutMs(values["idle-timeout"].as<std::string>());
   options.backend = parseBackend(values["backend"].as<std::string>());
+  options.balance = parseBalance(values["balance"].as<std::string>());
   if (values.count("bind")) options.bindAddress = parseBindAddress(values["bind"].as<std::string>());
   options.watch = values.count("watch") > 0;
   options.upgradeTimeoutSeconds =

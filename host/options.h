@@ -48,6 +48,7 @@ struct Options {
   uint32_t maxConnections = 0;         // connections open at once over all workers; 0 = no cap
   uint32_t idleTimeoutMs = 0;          // close a connection that moved no byte for this long; 0 = never
   uint32_t backend = 0;                // --backend: EPOLL_ECHO_BACKEND_* (0 = epoll)
+  uint32_t balance = 0;                // --balance: EPOLL_ECHO_BALANCE_* (0 = kernel)
   bool watch = false;                  // reload the plugin when its file is replaced (inotify), see docs/hot-swap.md
   uint32_t upgradeTimeoutSeconds = 5;  // SIGUSR2: the new process's time to take over, see docs/hot-swap.md
   std::optional<MetricsAddress> metricsListen;  // serve GET /metrics there; none = no endpoint

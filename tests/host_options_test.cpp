@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "epoll_echo.h"
 #include "options.h"
 
 namespace epoll_echo::host {
@@ -136,7 +137,14 @@ TEST(HostOptionsTest, RefusesWhatIsNotANumber) {
   expectRefusal({"--maxListeners", "2.5"}, "--maxListeners '2.5' is not a number: allowed 1-1024");
 }
 
+TEST(HostOptionsTest, BalanceIsKernelUnlessExactIsAsked) {
+  EXPECT_EQ(parseValid({}).balance, EPOLL_ECHO_BALANCE_KERNEL);
+  EXPECT_EQ(parseValid({"--balance", "kernel"}).balance, EPOLL_ECHO_BALANCE_KERNEL);
+  EXPECT_EQ(parseValid({"--balance", "exact"}).balance, EPOLL_ECHO_BALANCE_EXACT);
+}
+
 TEST(HostOptionsTest, RefusesBadWordsAndAddresses) {
+  expectRefusal({"--balance", "even"}, "--balance 'even' is not a balance: allowed kernel");
   expectRefusal({"--stats-format", "yaml"}, "--stats-format 'yaml' is not a format: allowed text or json");
   expectRefusal({"--bind", "localhost"}, "--bind 'localhost' is not a numeric address");
   expectRefusal({"--bind", "127.0.0.1:80"}, "--bind '127.0.0.1:80' is not a numeric address");
