@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 # reuseport_balance.py BUILD_DIR [--workers 2,4,8] [--connections 8,32,100,1000] [--trials 20]
+#                       [--balance kernel|exact]
 # How evenly SO_REUSEPORT spreads connections over epoll-server's workers: for each worker count
 # N, one server on 127.0.0.1 (port 0); for each connection count M, `trials` times: open M
 # connections (each from a new ephemeral port), read the stats line's active_per_worker (SIGUSR1),
@@ -7,7 +8,8 @@
 # over the even share (M/N) and of the busiest minus the least loaded worker (and their 95th
 # percentiles), next to the same
 # figures for connections thrown at workers uniformly at random (the model of the kernel's
-# four-tuple hash). Loopback only; every server is stopped and every socket closed on exit.
+# four-tuple hash). --balance is passed to the server (kernel: the hash alone, the default; exact:
+# the engine hands each new connection to the least-loaded worker). Loopback only; every server is stopped and every socket closed on exit.
 import json
 import os
 import random
@@ -26,8 +28,10 @@ def parse_list(text):
 
 def options(argv):
     if len(argv) < 2 or argv[1].startswith('-'):
-        sys.exit('usage: reuseport_balance.py BUILD_DIR [--workers 2,4,8] [--connections 8,32,100,1000] [--trials 20]')
-    chosen = {'build': argv[1], 'workers': [2, 4, 8], 'connections': [8, 32, 100, 1000], 'trials': 20}
+        sys.exit('usage: reuseport_balance.py BUILD_DIR [--workers 2,4,8] [--connections 8,32,100,1000] [--trials 20]'
+                 ' [--balance kernel|exact]')
+    chosen = {'build': argv[1], 'workers': [2, 4, 8], 'connections': [8, 32, 100, 1000], 'trials': 20,
+              'balance': 'kernel'}
     rest = argv[2:]
     while rest:
         if len(rest) < 2:
@@ -39,6 +43,10 @@ def options(argv):
             chosen['connections'] = parse_list(value)
         elif name == '--trials':
             chosen['trials'] = int(value)
+        elif name == '--balance':
+            if value not in ('kernel', 'exact'):
+                sys.exit(f'reuseport_balance.py: --balance {value}: allowed kernel or exact')
+            chosen['balance'] = value
         else:
             sys.exit(f'reuseport_balance.py: unknown argument {name}')
         rest = rest[2:]
@@ -48,10 +56,10 @@ def options(argv):
 class Server:
     """One epoll-server with JSON stats on stdout; stopped (SIGTERM, then SIGKILL) by close()."""
 
-    def __init__(self, build, workers):
+    def __init__(self, build, workers, balance):
         self.process = subprocess.Popen(
             [os.path.join(build, 'bin', 'epoll-server'), '--port', '0', '--bind', '127.0.0.1',
-             '--maxListeners', str(workers), '--stats-format', 'json'],
+             '--maxListeners', str(workers), '--stats-format', 'json', '--balance', balance],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -119,11 +127,12 @@ def p95(values):
 def main():
     chosen = options(sys.argv)
     rng = random.Random(1)
+    print(f'--balance {chosen["balance"]}')
     print('| workers N | connections M | busiest / (M/N), measured: median / p95 | busiest - least, measured'
           ' | busiest / (M/N), uniform random model | busiest - least, model |')
     print('|---|---|---|---|---|---|')
     for workers in chosen['workers']:
-        server = Server(chosen['build'], workers)
+        server = Server(chosen['build'], workers, chosen['balance'])
         try:
             for connections in chosen['connections']:
                 real = [measured(server, connections) for _ in range(chosen['trials'])]

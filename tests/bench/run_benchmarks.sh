@@ -6,8 +6,10 @@
 #   tests/bench/run_benchmarks.sh [--quick] [--rounds N] [--build DIR] [--server-cpu N] [--client-cpu N]
 #                                 [--only SCENARIO] [--server-cpu-limit PERCENT]
 #                                 [--engine-flags "FLAGS"] [--peer-engine "FLAGS"] [--peer-poll-loop] [--no-syscalls]
-#                                 [--scenario "NAME|GENERATOR ARGUMENTS"] [--open-loop]
+#                                 [--scenario "NAME|GENERATOR ARGUMENTS"] [--open-loop] [--listeners N]
 #
+# --listeners N runs epoll-server (the peer engine too) with N workers instead of one, all on the
+# server's core: with --peer-engine, two spreads of the connections compared (--balance).
 # --engine-flags passes more flags to epoll-server (e.g. "--high-water 65536"); --no-syscalls
 # skips the extra system-call run of each scenario and server. --peer-engine runs epoll-server with
 # FLAGS (may be "") as the second server instead of the Asio peer: the engine against itself, an
@@ -43,6 +45,7 @@ peer_poll_loop=
 custom_scenario=
 syscall_runs=1
 open_loop=
+listeners=1
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) rounds=1; warmup=0.3; duration=1 ;;
@@ -58,6 +61,7 @@ while [ $# -gt 0 ]; do
         --scenario) custom_scenario=$2; shift ;;
         --no-syscalls) syscall_runs= ;;
         --open-loop) open_loop=1 ;;
+        --listeners) listeners=$2; shift ;;
         -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "run_benchmarks.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -161,7 +165,7 @@ start_server() {
         local flags=$engine_flags
         [ "$1" = engine ] || flags=$peer_engine_flags
         # shellcheck disable=SC2086
-        "${limit[@]}" taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners 1 \
+        "${limit[@]}" taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners "$listeners" \
             --stats-format json $flags >"$server_out" 2>"$server_log" &
     elif [ -n "$peer_poll_loop" ]; then
         "${limit[@]}" taskset -c "$server_cpu" "$bin/example_poll_loop" "$bin/libepoll_echo.so" --serve 0 \
