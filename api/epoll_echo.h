@@ -387,7 +387,11 @@ int epoll_echo_export_listener(const epoll_echo_engine_t* engine, uint32_t index
  * `pending` is not NULL, also copies the connection's pending bytes into it; if pending_capacity
  * is smaller than state->pending_bytes nothing is copied and EINVAL is returned, with *state
  * filled so the caller can retry with a larger buffer. With `pending` NULL only *state is
- * filled. The engine keeps owning the descriptor. ERANGE, ESTATE, ESIZE. [control] */
+ * filled. The engine keeps owning the descriptor. Since ABI 1.5 the caller may keep a dup of it
+ * and resume() the engine: an exported connection is taken out of its worker's epoll set before
+ * the engine closes it, so a copy held elsewhere cannot wake the engine for a connection it has
+ * closed (earlier engines must not be resumed while such a copy is open). ERANGE, ESTATE, ESIZE.
+ * [control] */
 int epoll_echo_export_connection(const epoll_echo_engine_t* engine, uint32_t index,
                                  epoll_echo_connection_state_t* state, void* pending, size_t pending_capacity);
 
@@ -419,6 +423,16 @@ int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
  * ESTATE unless CREATED, ENOMEM. [control] */
 int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_connection_state_t* state,
                                  const void* pending);
+
+/* Takes back a connection imported into a CREATED engine [ABI 1.5]: the engine closes its
+ * duplicate and will not serve it; the caller's descriptor is untouched. `fd` is any descriptor
+ * of the socket (the one passed to import_connection, or a dup of it). This lets a host import
+ * connections ahead of a hand-over, while their exporter still serves them, and in the pause
+ * drop those the exporter closed meanwhile, or drop and import again one whose pending bytes or
+ * flags changed (an import is refused for a socket the engine holds). EINVAL when `fd` is not
+ * an open descriptor or not a connection this engine holds (never imported, or already dropped:
+ * a second drop of one socket fails); ESTATE unless CREATED. [control] */
+int epoll_echo_drop_connection(epoll_echo_engine_t* engine, int32_t fd);
 
 /* ------------------------------------------------------------------------------------------------
  * External event loop [ABI 1.4]
@@ -501,7 +515,8 @@ int epoll_echo_loop_run(epoll_echo_engine_t* engine, int32_t* next_timeout_ms);
   X(import_listener, 1)              \
   X(import_connection, 1)            \
   X(loop_fd, 4)                      \
-  X(loop_run, 4)
+  X(loop_run, 4)                     \
+  X(drop_connection, 5)
 
 #ifdef __cplusplus
 } /* extern "C" */

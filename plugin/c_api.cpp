@@ -297,6 +297,10 @@ EPOLL_ECHO_EXPORT int epoll_echo_import_connection(epoll_echo_engine_t* engine,
   });
 }
 
+EPOLL_ECHO_EXPORT int epoll_echo_drop_connection(epoll_echo_engine_t* engine, int32_t fd) {
+  return runOnEngine(engine, "drop_connection", [&](Engine& e) { e.dropConnection(fd); });
+}
+
 EPOLL_ECHO_EXPORT int epoll_echo_loop_fd(const epoll_echo_engine_t* engine, int32_t* fd) {
   return runOnEngine(engine, "loop_fd", [&](const Engine& e) {
     if (fd == nullptr) refuseNull("loop_fd", "fd");

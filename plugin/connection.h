@@ -31,7 +31,7 @@ struct Connection {
   bool queued = false;        // waits in the worker's ReadRotation for its next read
   bool batched = false;       // has an echo in the worker's batch, not sent yet
   bool closed = false;        // closed in this batch; events still in the batch are stale
-  bool shared = false;        // adopted: another engine may still hold a copy of the descriptor
+  bool shared = false;        // adopted or exported: another engine or host may hold a copy of the descriptor
 };
 
 }  // namespace epoll_echo

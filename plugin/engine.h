@@ -7,8 +7,8 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +63,7 @@ class Engine {
   void importListener(int fd) EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
   void importConnection(const epoll_echo_connection_state_t& state, const void* pending)
       EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
+  void dropConnection(int fd) EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
 
   // External-loop mode (engine_loop.cpp). loopFd() returns the loop's epoll fd; loopRun() does
   // one pass of every worker that has work and returns when to call it again (-1, 0, > 0 ms).
@@ -83,7 +84,7 @@ class Engine {
 
  private:
   struct ImportedConnection {
-    UniqueFd fd;
+    UniqueFd fd;  // empty once dropped
     std::string pending;
     uint32_t worker = 0;
     bool peerClosed = false;
@@ -124,9 +125,9 @@ class Engine {
   WorkerList workers_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
   std::vector<UniqueFd> importedListeners_ EPOLL_ECHO_GUARDED_BY(controlMutex_);              // until start()
   std::vector<ImportedConnection> importedConnections_ EPOLL_ECHO_GUARDED_BY(controlMutex_);  // until start()
-  // Theirs, so a second import of one socket is found without a scan: an upgrade imports
-  // thousands while the clients wait.
-  std::set<SocketIdentity> importedIdentities_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
+  // Theirs, each with its index in importedConnections_, so a second import or a drop of one
+  // socket is found without a scan: an upgrade imports thousands while the clients wait.
+  std::map<SocketIdentity, size_t> importedIdentities_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
   // External-loop mode: the epoll instance holding every worker's, from start() to stop(), and
   // which workers it reported ready in the current loopRun().
   UniqueFd loop_ EPOLL_ECHO_GUARDED_BY(controlMutex_);

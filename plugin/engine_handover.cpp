@@ -113,7 +113,9 @@ const Connection& Engine::connectionAt(uint32_t index, uint32_t& worker) const {
   size_t remaining = index;
   for (worker = 0; worker < workers_.size(); ++worker) {
     const size_t count = workers_[worker]->connectionCount();
-    if (remaining < count) return workers_[worker]->connectionAt(remaining);
+    // The workers are mutable through their pointers: marking a connection shared changes how
+    // it will be closed, nothing a caller of this const query sees.
+    if (remaining < count) return workers_[worker]->exportConnectionAt(remaining);
     remaining -= count;
   }
   throw EngineError(EPOLL_ECHO_ERANGE,
@@ -187,7 +189,7 @@ void Engine::importConnection(const epoll_echo_connection_state_t& state, const 
   }
   imported.worker = state.worker;
   imported.peerClosed = (state.flags & EPOLL_ECHO_CONNECTION_PEER_CLOSED) != 0;
-  const auto remembered = importedIdentities_.insert(identity).first;
+  const auto remembered = importedIdentities_.emplace(identity, importedConnections_.size()).first;
   try {
     importedConnections_.push_back(std::move(imported));
   } catch (...) {
@@ -196,8 +198,28 @@ void Engine::importConnection(const epoll_echo_connection_state_t& state, const 
   }
 }
 
+void Engine::dropConnection(int fd) {
+  MutexLock control(controlMutex_);
+  requireState(EPOLL_ECHO_STATE_CREATED, "drop_connection");
+  struct stat status {};
+  if (fd < 0 || ::fstat(fd, &status) != 0) {
+    throw EngineError(EPOLL_ECHO_EINVAL, "drop_connection: fd " + std::to_string(fd) + " is not an open descriptor");
+  }
+  const auto found = importedIdentities_.find({status.st_dev, status.st_ino});
+  if (found == importedIdentities_.end()) {
+    throw EngineError(EPOLL_ECHO_EINVAL, "drop_connection: fd " + std::to_string(fd) +
+                                             " is not a connection this engine holds (never imported, or dropped)");
+  }
+  // Left in place, empty, so the other entries keep their indices; start() skips it.
+  ImportedConnection& dropped = importedConnections_[found->second];
+  dropped.fd.reset();
+  std::string().swap(dropped.pending);
+  importedIdentities_.erase(found);
+}
+
 void Engine::adoptImportedConnections(WorkerList& workers) {
   for (ImportedConnection& imported : importedConnections_) {
+    if (!imported.fd) continue;  // dropped
     EventWorker& worker = *workers[imported.worker % workers.size()];
     worker.adoptConnection(std::move(imported.fd), imported.pending.data(), imported.pending.size(),
                            imported.peerClosed);

@@ -44,7 +44,10 @@ class EventWorker {
   // Hand-over, only while the thread is not running: before start() or after join().
   virtual int listenerFd() const noexcept = 0;
   virtual size_t connectionCount() const noexcept = 0;
-  virtual const Connection& connectionAt(size_t index) const = 0;
+  // Connection `index`, marked shared: once exported, a copy of its descriptor may outlive this
+  // worker's (a host that keeps one while the engine is resumed), so closing it must remove it
+  // from the epoll set explicitly.
+  virtual const Connection& exportConnectionAt(size_t index) = 0;
   // Takes a connection from a previous engine with the bytes still owed to it. Throws.
   virtual void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) = 0;
   // With the exact balance, after join(): registers the connections other workers accepted and

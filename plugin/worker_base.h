@@ -62,8 +62,9 @@ class WorkerBase : public EventWorker {
     assert(!running());
     return connections_.size();
   }
-  const Connection& connectionAt(size_t index) const final {
+  const Connection& exportConnectionAt(size_t index) final {
     assert(!running());
+    connections_[index]->shared = true;
     return *connections_[index];
   }
 

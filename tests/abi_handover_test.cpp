@@ -1,6 +1,6 @@
-// abi_handover_test.cpp — misuse of the ABI 1.1 hand-over functions: NULL and garbage arguments,
-// calls in the wrong state, and the rollback path (pause, then resume) losing no connection or
-// byte. The full old-to-new-engine hand-over is exercised by the host's hot-swap tests.
+// abi_handover_test.cpp — misuse of the ABI 1.1 hand-over functions (and 1.5's drop_connection):
+// NULL and garbage arguments, calls in the wrong state, and the rollback path (pause, then resume)
+// losing no connection or byte. The full old-to-new-engine hand-over is exercised by the host's hot-swap tests.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -78,6 +78,7 @@ TEST_F(AbiHandoverTest, NullArgumentsAreRejected) {
   EXPECT_EQ(api().handover_complete(nullptr), EPOLL_ECHO_EINVAL);
   EXPECT_EQ(api().import_listener(nullptr, 0), EPOLL_ECHO_EINVAL);
   EXPECT_EQ(api().import_connection(nullptr, &state, nullptr), EPOLL_ECHO_EINVAL);
+  EXPECT_EQ(api().drop_connection(nullptr, 0), EPOLL_ECHO_EINVAL);
 
   TestEngine engine(api());
   std::string error;
@@ -207,6 +208,66 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesTheSameSocketTwice) {
   ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
   EXPECT_EQ(engine.stats().total.adopted, 1u);
   expectEcho(pair.client.get(), std::string(20000, 'e'));
+}
+
+// A host imports connections before a hand-over and drops, in the pause, those the exporter
+// closed meanwhile: a dropped connection is not served (its client sees the close once every
+// other copy is gone), and one dropped may be imported again, with new pending bytes.
+TEST_F(AbiHandoverTest, DropConnectionForgetsAnImportedConnection) {
+  TestEngine engine(api());
+  ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine, 2));
+  ConnectedPair dropped = connectPair();
+  ConnectedPair reimported = connectPair();
+  ConnectedPair kept = connectPair();
+  ASSERT_TRUE(dropped.server && reimported.server && kept.server);
+  for (const ConnectedPair* pair : {&dropped, &reimported, &kept}) {
+    epoll_echo_connection_state_t state = stateFor(pair->server.get(), 1);
+    ASSERT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_OK) << engine.lastError();
+  }
+  UniqueFd copy(::fcntl(dropped.server.get(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(api().drop_connection(engine.handle(), copy.get()), EPOLL_ECHO_OK) << "any descriptor of the socket";
+  copy.reset();
+  ASSERT_EQ(api().drop_connection(engine.handle(), reimported.server.get()), EPOLL_ECHO_OK) << engine.lastError();
+  const std::string pending = "pending bytes";
+  epoll_echo_connection_state_t state = stateFor(reimported.server.get(), 0, pending.size());
+  ASSERT_EQ(api().import_connection(engine.handle(), &state, pending.data()), EPOLL_ECHO_OK) << engine.lastError();
+
+  ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(engine.stats().total.adopted, 2u);
+  expectEcho(kept.client.get(), std::string(20000, 'k'));
+  std::string error;
+  ASSERT_TRUE(sendAll(reimported.client.get(), "x", deadlineIn(kIoTimeout), &error)) << error;
+  std::string echoed(pending.size() + 1, '\0');
+  ASSERT_TRUE(receiveExactly(reimported.client.get(), echoed.data(), echoed.size(), deadlineIn(kIoTimeout), &error))
+      << error;
+  EXPECT_EQ(echoed, pending + "x");
+  // The dropped one is the caller's alone: once the caller closes it, its client reads EOF.
+  dropped.server.reset();
+  EXPECT_TRUE(waitForEof(dropped.client.get(), deadlineIn(kIoTimeout), &error)) << error;
+}
+
+TEST_F(AbiHandoverTest, DropConnectionRefusesWhatTheEngineDoesNotHold) {
+  TestEngine engine(api());
+  ASSERT_NO_FATAL_FAILURE(createSmallEngine(engine));
+  ConnectedPair imported = connectPair();
+  ConnectedPair stranger = connectPair();
+  ASSERT_TRUE(imported.server && stranger.server);
+  EXPECT_EQ(api().drop_connection(engine.handle(), -1), EPOLL_ECHO_EINVAL);
+  EXPECT_NE(engine.lastError().find("not an open descriptor"), std::string::npos) << engine.lastError();
+  EXPECT_EQ(api().drop_connection(engine.handle(), stranger.server.get()), EPOLL_ECHO_EINVAL) << "never imported";
+  EXPECT_NE(engine.lastError().find("not a connection this engine holds"), std::string::npos) << engine.lastError();
+  epoll_echo_connection_state_t state = stateFor(imported.server.get());
+  ASSERT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_OK) << engine.lastError();
+  ASSERT_EQ(api().drop_connection(engine.handle(), imported.server.get()), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(api().drop_connection(engine.handle(), imported.server.get()), EPOLL_ECHO_EINVAL) << "twice";
+  EXPECT_NE(engine.lastError().find("not a connection this engine holds"), std::string::npos) << engine.lastError();
+
+  ASSERT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_OK) << engine.lastError();
+  ASSERT_EQ(engine.start(), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(api().drop_connection(engine.handle(), imported.server.get()), EPOLL_ECHO_ESTATE) << "needs CREATED";
+  EXPECT_NE(engine.lastError().find("drop_connection"), std::string::npos) << engine.lastError();
+  expectEcho(imported.client.get(), "still served");
 }
 
 // An unbound or merely bound socket is not a connection: the engine would adopt and close it.
