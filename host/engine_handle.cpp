@@ -146,6 +146,10 @@ void EngineHandle::importConnection(const ExportedConnection& connection) {
   check("import a connection into", functions_.import_connection(engine_, &connection.state, pending));
 }
 
+void EngineHandle::dropConnection(int fd) {
+  check("drop an imported connection from", functions_.drop_connection(engine_, fd));
+}
+
 void EngineHandle::check(const char* call, int code) const {
   if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure(call, code, lastError()));
 }

@@ -57,6 +57,9 @@ class EngineHandle {
   ExportedConnection exportConnection(uint32_t index) const;
   void importListener(int fd);
   void importConnection(const ExportedConnection& connection);
+  // ABI 1.5 (the plugin must supportsDrop()): forget an imported connection again.
+  void dropConnection(int fd);
+  bool canDropConnections() const { return functions_.drop_connection != nullptr; }
 
  private:
   std::string describeFailure(const char* call, int code, const std::string& detail) const;

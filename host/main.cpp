@@ -93,6 +93,7 @@ std::unique_ptr<LoadedEngine> takeOver(const std::filesystem::path& path, const 
       throw PluginError("an upgrade needs a plugin with ABI 1.1 or later; " + path.string() + " has ABI " +
                         formatAbiVersion(serving->library().abiVersion()));
     }
+    succession.receiveAhead(serving->engine());
     succession.receiveState();
     const auto received = std::chrono::steady_clock::now();
     succession.importInto(serving->engine());
@@ -100,8 +101,10 @@ std::unique_ptr<LoadedEngine> takeOver(const std::filesystem::path& path, const 
     serving->engine().start();
     const auto started = std::chrono::steady_clock::now();
     succession.awaitGo();
-    timings = "state received " + formatMilliseconds(succession.stateWait()) + " after prepared, imported in " +
-              formatMilliseconds(imported - received) + ", started in " + formatMilliseconds(started - imported);
+    timings = "sent ahead and imported " + formatMilliseconds(succession.aheadWait()) +
+              " after prepared, the pause's state received " + formatMilliseconds(succession.stateWait()) +
+              " after, imported in " + formatMilliseconds(imported - received) + ", started in " +
+              formatMilliseconds(started - imported);
     return serving;
   } catch (const std::exception& error) {
     succession.fail(error.what());

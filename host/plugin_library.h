@@ -42,6 +42,10 @@ class PluginLibrary {
   uint32_t abiVersion() const { return abiVersion_; }
   // True for ABI 1.1 and later: the hand-over functions are resolved and a hot-swap may use it.
   bool supportsHandover() const { return functions_.pause != nullptr; }
+  // True for ABI 1.5 and later: an imported connection can be dropped again before start, and an
+  // exported one leaves its worker's epoll set before it is closed, so a copy may be kept while
+  // the engine is resumed. An upgrade then sends the connections ahead of the pause.
+  bool supportsDrop() const { return functions_.drop_connection != nullptr; }
   const char* buildId() const;  // never null: "unknown" when the plugin returns null
 
   // "version 1.0.0, ABI 1.0, build id 3f2a…": for the start log line and --version.

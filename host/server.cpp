@@ -255,7 +255,8 @@ void Server::upgradeOnSignal() {
           countOf(outcome.moved.listeners, "listener") + ", " + countOf(outcome.moved.connections, "connection") +
           " (" + countOf(outcome.pendingBytes, "pending byte") + ") handed over in a pause of " +
           describePause(outcome.pause) + ", the new process prepared in " + formatMilliseconds(outcome.prepare) +
-          "; pid " + std::to_string(::getpid()) + " exits");
+          (outcome.ahead.connections > 0 ? ", " + describeSentAhead(outcome.ahead) : "") + "; pid " +
+          std::to_string(::getpid()) + " exits");
 }
 
 CarriedStats Server::carriedStats() const {

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +17,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <system_error>
+#include <utility>
 
 #include "log.h"
 
@@ -119,18 +122,78 @@ std::string SuccessorProcess::killAndReap() noexcept {
   return how;
 }
 
-CarriedState exportState(const EngineHandle& engine, const CarriedStats& stats) {
+// A socket as the kernel knows it, whichever descriptor names it (sockfs device and inode).
+using SocketIdentity = std::pair<dev_t, ino_t>;
+
+SocketIdentity identify(int fd) {
+  struct stat status {};
+  if (::fstat(fd, &status) != 0) throw std::system_error(errno, std::generic_category(), "fstat of a connection");
+  return {status.st_dev, status.st_ino};
+}
+
+// What the successor holds since the state sent ahead: our copy of each connection's descriptor
+// (it keeps the socket, and so its identity, alive: a closed connection's inode cannot be taken
+// by a new one) and where each is in that state. Empty when nothing was sent ahead.
+struct AheadCopies {
+  std::vector<UniqueFd> copies;
+  std::map<SocketIdentity, uint32_t> indexOf;
+};
+
+// The listeners and a copy of every connection, taken in a pause as short as the copies: the
+// engine serves on while they cross. `paused` tells a failure whether the engine must be resumed.
+CarriedState copyAhead(EngineHandle& engine, AheadCopies& ahead, bool& paused) {
+  engine.pause();
+  paused = true;
+  CarriedState state;
+  uint32_t listeners = 0;
+  uint32_t connections = 0;
+  engine.handoverCounts(listeners, connections);
+  for (uint32_t index = 0; index < listeners; ++index) state.listeners.push_back(engine.exportListener(index));
+  ahead.copies.reserve(connections);
+  for (uint32_t index = 0; index < connections; ++index) {
+    const ExportedConnection exported = engine.exportConnection(index);
+    UniqueFd copy(::fcntl(exported.state.fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy) throw std::system_error(errno, std::generic_category(), "fcntl F_DUPFD_CLOEXEC of a connection");
+    state.connections.push_back({copy.get(), exported.state.worker, 0, {}});
+    ahead.copies.push_back(std::move(copy));
+  }
+  engine.resume();
+  paused = false;
+  for (uint32_t index = 0; index < ahead.copies.size(); ++index) ahead.indexOf[identify(ahead.copies[index].get())] = index;
+  return state;
+}
+
+// The state of the pause: everything when nothing was sent ahead, else what changed since.
+CarriedState exportState(const EngineHandle& engine, const CarriedStats& stats, const AheadCopies& ahead,
+                         SentAhead& counts) {
   CarriedState state;
   state.stats = stats;
   uint32_t listeners = 0;
   uint32_t connections = 0;
   engine.handoverCounts(listeners, connections);
-  for (uint32_t index = 0; index < listeners; ++index) state.listeners.push_back(engine.exportListener(index));
+  if (ahead.copies.empty()) {
+    for (uint32_t index = 0; index < listeners; ++index) state.listeners.push_back(engine.exportListener(index));
+  }
+  std::vector<char> stillOpen(ahead.copies.size(), 0);
   for (uint32_t index = 0; index < connections; ++index) {
     ExportedConnection exported = engine.exportConnection(index);
-    state.connections.push_back(
-        {exported.state.fd, exported.state.worker, exported.state.flags, std::move(exported.pending)});
+    const auto sent = ahead.indexOf.empty() ? ahead.indexOf.end() : ahead.indexOf.find(identify(exported.state.fd));
+    if (sent == ahead.indexOf.end()) {
+      state.connections.push_back(
+          {exported.state.fd, exported.state.worker, exported.state.flags, std::move(exported.pending)});
+      continue;
+    }
+    stillOpen[sent->second] = 1;
+    if (exported.state.flags != 0 || !exported.pending.empty()) {
+      state.revised.push_back({sent->second, exported.state.flags, std::move(exported.pending)});
+    }
   }
+  for (uint32_t index = 0; index < stillOpen.size(); ++index) {
+    if (!stillOpen[index]) state.dropped.push_back(index);
+  }
+  counts.dropped = static_cast<uint32_t>(state.dropped.size());
+  counts.revised = static_cast<uint32_t>(state.revised.size());
+  counts.added = static_cast<uint32_t>(state.connections.size());
   return state;
 }
 
@@ -164,17 +227,39 @@ UpgradeChannel prepareSuccessor(const Program& program, SuccessorProcess& succes
   return std::move(ours);
 }
 
+// Before the pause, with a plugin that allows it (ABI 1.5): the listeners and a copy of every
+// connection go to the successor, which imports them while `current` serves on. Sends an empty
+// state otherwise, so the successor's sequence is the same either way.
+void sendAhead(LoadedEngine& current, UpgradeChannel& channel, UpgradeDeadline deadline, AheadCopies& ahead,
+               UpgradeOutcome& outcome, bool& paused) {
+  CarriedState state;
+  if (current.library().supportsDrop()) {
+    Clock::time_point mark = Clock::now();
+    state = copyAhead(current.engine(), ahead, paused);
+    outcome.ahead.pause = since(mark);
+    outcome.ahead.connections = static_cast<uint32_t>(state.connections.size());
+  }
+  Clock::time_point mark = Clock::now();
+  channel.sendState(state, deadline);
+  expectReply(channel, UpgradeReply::kPresented, deadline);
+  outcome.ahead.import = since(mark);
+}
+
 // The pause: from stopping `current`'s workers to the successor serving its sockets.
 // `paused` tells a failure whether the engine must be resumed.
 void handOver(LoadedEngine& current, const std::function<CarriedStats()>& carried, UpgradeChannel& channel,
-              UpgradeDeadline deadline, UpgradeOutcome& outcome, bool& paused) {
+              UpgradeDeadline deadline, const AheadCopies& ahead, UpgradeOutcome& outcome, bool& paused) {
   Clock::time_point mark = Clock::now();
   current.engine().pause();
   paused = true;
   outcome.pause.stopWorkers = since(mark);
-  CarriedState state = exportState(current.engine(), carried());
-  outcome.moved = {static_cast<uint32_t>(state.listeners.size()), static_cast<uint32_t>(state.connections.size())};
+  CarriedState state = exportState(current.engine(), carried(), ahead, outcome.ahead);
+  uint32_t listeners = 0;
+  uint32_t connections = 0;
+  current.engine().handoverCounts(listeners, connections);
+  outcome.moved = {listeners, connections};
   for (const CarriedConnection& connection : state.connections) outcome.pendingBytes += connection.pending.size();
+  for (const RevisedConnection& revised : state.revised) outcome.pendingBytes += revised.pending.size();
   outcome.pause.exportState = since(mark);
   channel.sendState(state, deadline);
   outcome.pause.sendState = since(mark);
@@ -220,6 +305,14 @@ std::string formatMilliseconds(std::chrono::nanoseconds duration) {
   return text;
 }
 
+std::string describeSentAhead(const SentAhead& ahead) {
+  if (ahead.connections == 0) return "";
+  return "ahead of the pause, " + std::to_string(ahead.connections) + " connections copied in a pause of " +
+         formatMilliseconds(ahead.pause) + " and imported by the new process in " + formatMilliseconds(ahead.import) +
+         "; since then " + std::to_string(ahead.dropped) + " closed, " + std::to_string(ahead.revised) +
+         " revised, " + std::to_string(ahead.added) + " new";
+}
+
 std::string describePause(const PausePhases& pause) {
   return formatMilliseconds(pause.total()) + " (workers stopped " + formatMilliseconds(pause.stopWorkers) +
          ", state exported " + formatMilliseconds(pause.exportState) + ", sent " + formatMilliseconds(pause.sendState) +
@@ -237,11 +330,15 @@ UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
   SuccessorProcess successor;
   const UpgradeDeadline deadline = Clock::now() + timeout;
   bool paused = false;
+  // Declared before the channel and the successor's kill: a failure closes our copies only once
+  // the successor is gone, so the old engine is again the only one holding its sockets.
+  AheadCopies ahead;
   try {
     Clock::time_point mark = Clock::now();
     UpgradeChannel channel = prepareSuccessor(program, successor, metricsListener, deadline);
     outcome.prepare = since(mark);
-    handOver(current, carried, channel, deadline, outcome, paused);
+    sendAhead(current, channel, deadline, ahead, outcome, paused);
+    handOver(current, carried, channel, deadline, ahead, outcome, paused);
     channel.sendReply(UpgradeReply::kGo, deadline);
     expectReply(channel, UpgradeReply::kServing, deadline);
   } catch (const std::exception& error) {
@@ -293,28 +390,87 @@ std::optional<Succession> Succession::fromEnvironment(std::chrono::milliseconds 
   return std::optional<Succession>(std::move(succession));
 }
 
-void Succession::receiveState() {
+namespace {
+
+void importCarried(EngineHandle& engine, int fd, uint32_t worker, uint32_t flags, std::vector<unsigned char> pending) {
+  ExportedConnection connection;
+  connection.state.size = sizeof connection.state;
+  connection.state.fd = fd;
+  connection.state.worker = worker;
+  connection.state.flags = flags;
+  connection.state.pending_bytes = pending.size();
+  connection.pending = std::move(pending);
+  engine.importConnection(connection);
+}
+
+}  // namespace
+
+void Succession::receiveAhead(EngineHandle& engine) {
   channel_.sendReply(UpgradeReply::kPrepared, deadline_, static_cast<uint32_t>(::getpid()));
+  Clock::time_point mark = Clock::now();
+  ahead_ = channel_.receiveState(deadline_);
+  for (int fd : ahead_.listeners) engine.importListener(fd);
+  aheadImported_.assign(ahead_.connections.size(), 0);
+  if (engine.canDropConnections()) {
+    for (std::size_t index = 0; index < ahead_.connections.size(); ++index) {
+      const CarriedConnection& carried = ahead_.connections[index];
+      try {
+        importCarried(engine, carried.fd, carried.worker, 0, {});
+        aheadImported_[index] = 1;
+      } catch (const PluginCallError&) {
+        // Its client is gone already (the predecessor serves it meanwhile): the pause's state
+        // either drops it or carries it again, and its import decides then.
+      }
+    }
+  }
+  channel_.sendReply(UpgradeReply::kPresented, deadline_);
+  aheadWait_ = since(mark);
+}
+
+void Succession::receiveState() {
   Clock::time_point mark = Clock::now();
   state_ = channel_.receiveState(deadline_);
   stateWait_ = since(mark);
 }
 
 HandoverCounts Succession::counts() const {
-  return {static_cast<uint32_t>(state_.listeners.size()), static_cast<uint32_t>(state_.connections.size())};
+  return {static_cast<uint32_t>(ahead_.listeners.size() + state_.listeners.size()),
+          static_cast<uint32_t>(ahead_.connections.size() - state_.dropped.size() + state_.connections.size())};
+}
+
+void Succession::importAhead(EngineHandle& engine, uint32_t index, uint32_t flags, std::vector<unsigned char> pending) {
+  const CarriedConnection& carried = ahead_.connections[index];
+  if (aheadImported_[index]) engine.dropConnection(carried.fd);
+  aheadImported_[index] = 0;
+  importCarried(engine, carried.fd, carried.worker, flags, std::move(pending));
+  aheadImported_[index] = 1;
 }
 
 void Succession::importInto(EngineHandle& engine) {
   for (int fd : state_.listeners) engine.importListener(fd);
+  // 0: kept as sent ahead, 1: dropped, 2: revised. Each index at most once.
+  std::vector<char> fate(ahead_.connections.size(), 0);
+  const auto claim = [&](uint32_t index, char what) {
+    if (index >= fate.size() || fate[index] != 0) {
+      throw UpgradeProtocolError("upgrade state: connection " + std::to_string(index) +
+                                 " of the state sent ahead is out of range or named twice");
+    }
+    fate[index] = what;
+  };
+  for (uint32_t index : state_.dropped) {
+    claim(index, 1);
+    if (aheadImported_[index]) engine.dropConnection(ahead_.connections[index].fd);
+    aheadImported_[index] = 0;
+  }
+  for (RevisedConnection& revised : state_.revised) {
+    claim(revised.index, 2);
+    importAhead(engine, revised.index, revised.flags, std::move(revised.pending));
+  }
+  for (uint32_t index = 0; index < fate.size(); ++index) {
+    if (fate[index] == 0 && !aheadImported_[index]) importAhead(engine, index, 0, {});
+  }
   for (CarriedConnection& carried : state_.connections) {
-    ExportedConnection connection;
-    connection.state.size = sizeof connection.state;
-    connection.state.fd = carried.fd;
-    connection.state.worker = carried.worker;
-    connection.state.flags = carried.flags;
-    connection.state.pending_bytes = carried.pending.size();
-    connection.pending = std::move(carried.pending);
-    engine.importConnection(connection);
+    importCarried(engine, carried.fd, carried.worker, carried.flags, std::move(carried.pending));
   }
 }
 
@@ -334,6 +490,7 @@ void Succession::confirmServing() noexcept {
             "); serving anyway");
   }
   channel_.releaseSocket().reset();
+  ahead_.received.clear();
   state_.received.clear();
   metricsListener_.reset();  // passed, but this process has no --metrics-listen to serve it
 }

@@ -121,6 +121,15 @@ std::vector<unsigned char> encodeState(const CarriedState& state) {
     writer.put(static_cast<uint64_t>(connection.pending.size()));
     writer.putBytes(connection.pending);
   }
+  writer.put(static_cast<uint32_t>(state.dropped.size()));
+  for (uint32_t index : state.dropped) writer.put(index);
+  writer.put(static_cast<uint32_t>(state.revised.size()));
+  for (const RevisedConnection& revised : state.revised) {
+    writer.put(revised.index);
+    writer.put(revised.flags);
+    writer.put(static_cast<uint64_t>(revised.pending.size()));
+    writer.putBytes(revised.pending);
+  }
   return std::move(writer.bytes());
 }
 
@@ -136,6 +145,17 @@ void decodeState(const std::vector<unsigned char>& bytes, std::size_t connection
     connection.worker = reader.get<uint32_t>();
     connection.flags = reader.get<uint32_t>();
     connection.pending = reader.getBytes(reader.get<uint64_t>());
+  }
+  const auto dropped = reader.get<uint32_t>();
+  if (dropped > reader.remaining() / sizeof(uint32_t)) throw UpgradeProtocolError("upgrade state: dropped list beyond the message");
+  for (uint32_t count = 0; count < dropped; ++count) state.dropped.push_back(reader.get<uint32_t>());
+  const auto revised = reader.get<uint32_t>();
+  if (revised > reader.remaining()) throw UpgradeProtocolError("upgrade state: revised list beyond the message");
+  for (uint32_t count = 0; count < revised; ++count) {
+    RevisedConnection& revision = state.revised.emplace_back();
+    revision.index = reader.get<uint32_t>();
+    revision.flags = reader.get<uint32_t>();
+    revision.pending = reader.getBytes(reader.get<uint64_t>());
   }
   if (reader.remaining() != 0) {
     throw UpgradeProtocolError("upgrade state: " + std::to_string(reader.remaining()) + " bytes past its end");
@@ -160,6 +180,8 @@ const char* typeName(uint16_t type) {
       return "hello";
     case static_cast<uint16_t>(UpgradeReply::kPrepared):
       return "prepared";
+    case static_cast<uint16_t>(UpgradeReply::kPresented):
+      return "presented";
     case static_cast<uint16_t>(UpgradeReply::kReady):
       return "ready";
     case static_cast<uint16_t>(UpgradeReply::kGo):
@@ -378,6 +400,7 @@ std::optional<ReceivedReply> UpgradeChannel::receiveReply(UpgradeDeadline deadli
       received.reason.assign(message->payload.begin(), message->payload.end());
       break;
     case UpgradeReply::kHello:
+    case UpgradeReply::kPresented:
     case UpgradeReply::kReady:
     case UpgradeReply::kGo:
     case UpgradeReply::kServing:

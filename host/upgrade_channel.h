@@ -37,10 +37,25 @@ struct CarriedConnection {
   std::vector<unsigned char> pending;
 };
 
-// Everything the successor takes over.
+// A connection sent ahead of the pause whose pending bytes or flags were not zero in the pause:
+// `index` is its place in the state sent ahead.
+struct RevisedConnection {
+  uint32_t index = 0;
+  uint32_t flags = 0;  // EPOLL_ECHO_CONNECTION_*
+  std::vector<unsigned char> pending;
+};
+
+// What the successor takes over, in two parts. Sent ahead, while the predecessor still serves:
+// the listeners and the connections' descriptors with their workers (no stats, no bytes). Sent in
+// the pause: the connections accepted since (whole), the indices of those sent ahead that have
+// closed since (`dropped`), the pending bytes and flags of those sent ahead that have any
+// (`revised`), and the stats. A predecessor that cannot send ahead sends an empty first part and
+// everything in the second, as connections accepted since.
 struct CarriedState {
   std::vector<int> listeners;  // borrowed when sent; into `received` once received
   std::vector<CarriedConnection> connections;
+  std::vector<uint32_t> dropped;
+  std::vector<RevisedConnection> revised;
   CarriedStats stats;
   std::vector<UniqueFd> received;  // the receiving side owns every descriptor it got, here
 };
@@ -51,6 +66,7 @@ enum class UpgradeReply : uint16_t {
   kHello = 8,     // predecessor -> successor, first: the protocol version it speaks (in the header),
                   // with the --metrics-listen listening socket when it has one (sendHello)
   kPrepared = 9,  // successor -> predecessor: plugin loaded, engine created, send the state (payload: its pid)
+  kPresented = 10,  // successor -> predecessor: the state sent ahead is imported; pause and send the rest
   kReady = 4,     // successor -> predecessor: imported everything and serving
   kGo = 5,        // predecessor -> successor: the predecessor will not resume; tell the service manager
   kServing = 6,   // successor -> predecessor: service manager told, the predecessor may exit
@@ -69,7 +85,9 @@ class UpgradeChannel {
  public:
   // 2: the successor prepares (kHello, kPrepared) before the predecessor pauses.
   // 3: the hello carries the metrics listening socket, so the successor serves /metrics on it.
-  static constexpr uint16_t kProtocolVersion = 3;
+  // 4: the descriptors cross before the pause (a state sent ahead, kPresented), the pause sends
+  //    what changed since.
+  static constexpr uint16_t kProtocolVersion = 4;
   // SCM_RIGHTS caps one message at SCM_MAX_FD (253) descriptors.
   static constexpr std::size_t kDescriptorsPerMessage = 250;
 

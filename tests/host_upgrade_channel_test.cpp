@@ -57,6 +57,8 @@ TEST(UpgradeChannelTest, AStateOfManyDescriptorsAndLongPendingBytesArrivesWhole)
     }
     sent.connections.push_back(std::move(connection));
   }
+  sent.dropped = {4, 0, 9};
+  sent.revised = {{1, 1, std::vector<unsigned char>(70000, 'r')}, {8, 0, {'a'}}};
   sent.stats.reloads = 3;
   sent.stats.total.accepted = 42;
   sent.stats.total.idle_closed = 5;
@@ -86,6 +88,13 @@ TEST(UpgradeChannelTest, AStateOfManyDescriptorsAndLongPendingBytesArrivesWhole)
     EXPECT_EQ(got.pending, sent.connections[index].pending) << "connection " << index;
     EXPECT_NE(got.fd, sent.connections[index].fd);  // a descriptor of its own
     EXPECT_TRUE(samePipe(got.fd, pipes[index + 2].read.get())) << "connection " << index;
+  }
+  EXPECT_EQ(received.dropped, sent.dropped);
+  ASSERT_EQ(received.revised.size(), 2u);
+  for (std::size_t index = 0; index < 2; ++index) {
+    EXPECT_EQ(received.revised[index].index, sent.revised[index].index);
+    EXPECT_EQ(received.revised[index].flags, sent.revised[index].flags);
+    EXPECT_EQ(received.revised[index].pending, sent.revised[index].pending);
   }
   EXPECT_EQ(received.stats.reloads, 3u);
   EXPECT_EQ(received.stats.total.accepted, 42u);
@@ -153,6 +162,21 @@ TEST(UpgradeChannelTest, AForeignOrMislabelledMessageIsRefused) {
   EXPECT_EQ(receiveStateError(receiver), "upgrade: state header message of the wrong length");
   sendRaw(sender.fd(), kMagic, kVersion, kStateHeaderType, 3, {1, 2, 3});  // too short for a state header
   EXPECT_EQ(receiveStateError(receiver), "upgrade: state header of the wrong length");
+}
+
+// The state's own stream: a dropped list announcing more entries than the bytes that follow.
+TEST(UpgradeChannelTest, ADroppedListLongerThanTheStateIsRefused) {
+  auto [sender, receiver] = UpgradeChannel::pair();
+  std::vector<unsigned char> stream(8 + 4 + 4, 0);  // reloads; no counters; no workers
+  const uint32_t dropped = 1000;
+  stream.insert(stream.end(), reinterpret_cast<const unsigned char*>(&dropped),
+                reinterpret_cast<const unsigned char*>(&dropped) + 4);
+  const uint64_t stateBytes = stream.size();
+  std::vector<unsigned char> header(16, 0);
+  std::memcpy(header.data(), &stateBytes, 8);
+  sendRaw(sender.fd(), kMagic, kVersion, kStateHeaderType, 16, header);
+  sendRaw(sender.fd(), kMagic, kVersion, 3, static_cast<uint32_t>(stream.size()), stream);
+  EXPECT_NE(receiveStateError(receiver).find("dropped list beyond the message"), std::string::npos);
 }
 
 TEST(UpgradeChannelTest, AStateCutShortByAClosedChannelIsRefused) {

@@ -1,7 +1,9 @@
 // upgrade_failing_successor.cpp — a new process that speaks the upgrade protocol up to a point
 // and then fails there, for upgrade_test: "exit" says it is prepared and exits at once, "hang"
-// says it is prepared and never reads the state, "refuse" reads the whole state and gives up.
-// Usage: upgrade_failing_successor exit|hang|refuse (the channel named by EPOLL_ECHO_UPGRADE_FD).
+// says it is prepared and never reads the state, "refuse" reads the state sent ahead of the
+// pause and gives up; "exit-paused" and "refuse-paused" take the state sent ahead, say they have
+// imported it (the old process pauses), then exit, or read the pause's state and give up.
+// Usage: upgrade_failing_successor MODE (the channel named by EPOLL_ECHO_UPGRADE_FD).
 #include <unistd.h>
 
 #include <chrono>
@@ -52,10 +54,19 @@ int main(int argc, char** argv) {
       channel.sendReply(UpgradeReply::kFailed, deadline, 0, "refused by the test");
       return 6;
     }
+    if (mode == "exit-paused" || mode == "refuse-paused") {
+      UpgradeChannel channel = sayPrepared(deadline);
+      channel.receiveState(deadline);
+      channel.sendReply(UpgradeReply::kPresented, deadline);
+      if (mode == "exit-paused") return 7;
+      channel.receiveState(deadline);
+      channel.sendReply(UpgradeReply::kFailed, deadline, 0, "refused in the pause by the test");
+      return 8;
+    }
   } catch (const std::exception& error) {
     std::fprintf(stderr, "upgrade_failing_successor: %s\n", error.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: upgrade_failing_successor exit|hang|refuse\n");
+  std::fprintf(stderr, "usage: upgrade_failing_successor exit|hang|refuse|exit-paused|refuse-paused\n");
   return 2;
 }

@@ -34,6 +34,7 @@
 #include "support/server_process.h"
 #include "support/temporary_directory.h"
 #include "support/timeouts.h"
+#include "upgrade_channel.h"
 
 namespace epoll_echo::test {
 namespace {
@@ -382,6 +383,8 @@ TEST_F(UpgradeTest, ASuccessorThatFailsAfterItIsPreparedLeavesTheOldProcessServi
   const std::vector<std::pair<std::string, std::string>> failures = {
       {"exit", "closed the channel"},
       {"refuse", "the new process gave up: refused by the test"},
+      {"exit-paused", "closed the channel"},
+      {"refuse-paused", "the new process gave up: refused in the pause by the test"},
       {"hang", "upgrade: timed out waiting for the other process"},
   };
   std::size_t seen = 0;
@@ -401,6 +404,78 @@ TEST_F(UpgradeTest, ASuccessorThatFailsAfterItIsPreparedLeavesTheOldProcessServi
   installBuild();
   ASSERT_NO_FATAL_FAILURE(upgrade(1));
   ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
+// The new process's side of the sequence, with this test as the old process: of the connections
+// sent ahead of the pause, the one closed since is dropped (its client sees EOF once the last
+// copy closes), the one that has pending bytes since gets them echoed first, the one unchanged is
+// served as it is; one accepted since arrives whole in the pause.
+TEST_F(UpgradeTest, TheSuccessorTakesWhatChangedBetweenTheStateSentAheadAndThePause) {
+  using host::CarriedState;
+  using host::UpgradeReply;
+  std::string error;
+  UniqueFd listener = listenTcp("127.0.0.1", 0, 16, &error);
+  ASSERT_TRUE(listener) << error;
+  constexpr std::size_t kConnections = 4;  // closed, revised, unchanged: sent ahead; then a new one
+  std::vector<UniqueFd> clients, accepted;
+  for (std::size_t index = 0; index < kConnections; ++index) {
+    clients.push_back(connectLoopback(localPort(listener.get()), deadlineIn(kIoTimeout), &error));
+    ASSERT_TRUE(clients.back()) << error;
+    accepted.emplace_back(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(accepted.back()) << std::strerror(errno);
+  }
+  auto [ours, theirs] = host::UpgradeChannel::pair();
+  {
+    // The successor's end, inherited (not close-on-exec) at a number of its own, as an upgrade passes it.
+    UniqueFd inherited(::fcntl(theirs.fd(), F_DUPFD, 10));
+    ASSERT_TRUE(inherited) << std::strerror(errno);
+    ServerCommand command;
+    command.program = program_;
+    command.environment = {std::string(host::kUpgradeFdVariable) + "=" + std::to_string(inherited.get())};
+    server_.spawn(loopbackFlags({"--maxListeners", "1", "--plugin", EPOLL_ECHO_PLUGIN_PATH}), command);
+  }
+  theirs.releaseSocket().reset();
+  const Deadline deadline = deadlineIn(kServerTimeout);
+  ours.sendHello(deadline);
+  std::optional<host::ReceivedReply> reply = ours.receiveReply(deadline);
+  ASSERT_TRUE(reply && reply->reply == UpgradeReply::kPrepared) << server_.log();
+  EXPECT_EQ(static_cast<pid_t>(reply->pid), server_.pid());
+
+  CarriedState ahead;
+  ahead.listeners = {listener.get()};
+  for (std::size_t index = 0; index < 3; ++index) ahead.connections.push_back({accepted[index].get(), 0, 0, {}});
+  ours.sendState(ahead, deadline);
+  reply = ours.receiveReply(deadline);
+  ASSERT_TRUE(reply && reply->reply == UpgradeReply::kPresented) << server_.log();
+
+  const std::string revisedBytes = "owed to the revised one";
+  const std::string newBytes = "owed to the new one";
+  CarriedState pause;
+  pause.dropped = {0};
+  pause.revised = {{1, 0, std::vector<unsigned char>(revisedBytes.begin(), revisedBytes.end())}};
+  pause.connections = {{accepted[3].get(), 0, 0, std::vector<unsigned char>(newBytes.begin(), newBytes.end())}};
+  ours.sendState(pause, deadline);
+  reply = ours.receiveReply(deadline);
+  ASSERT_TRUE(reply && reply->reply == UpgradeReply::kReady) << server_.log();
+  ours.sendReply(UpgradeReply::kGo, deadline);
+  reply = ours.receiveReply(deadline);
+  ASSERT_TRUE(reply && reply->reply == UpgradeReply::kServing) << server_.log();
+  EXPECT_TRUE(server_.waitForLog("took over 1 listener and 3 connections"));
+  accepted.clear();  // as the old process does once the successor serves
+
+  EXPECT_TRUE(waitForEof(clients[0].get(), deadlineIn(kIoTimeout), &error)) << error;
+  for (const auto& [client, owed] : {std::pair{1, revisedBytes}, std::pair{3, newBytes}}) {
+    ASSERT_TRUE(sendAll(clients[client].get(), "!", deadlineIn(kIoTimeout), &error)) << error;
+    std::string echoed(owed.size() + 1, '\0');
+    ASSERT_TRUE(receiveExactly(clients[client].get(), echoed.data(), echoed.size(), deadlineIn(kIoTimeout), &error))
+        << error;
+    EXPECT_EQ(echoed, owed + "!");
+  }
+  expectEcho(clients[2].get(), std::string(10000, 'u'));
+  UniqueFd late = connectLoopback(localPort(listener.get()), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(late) << error;
+  expectEcho(late.get(), "the listener sent ahead serves");
+  ASSERT_TRUE(server_.stop());
 }
 
 TEST_F(UpgradeTest, SigtermWhileTheSuccessorHangsStopsTheOldProcessAndTheSuccessor) {
