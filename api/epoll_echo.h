@@ -351,6 +351,13 @@ int epoll_echo_last_error(const epoll_echo_engine_t* engine, char* buffer, size_
  * epoll_echo_resume(old); nothing was lost, since a socket stays open while any copy of it is.
  * Listening sockets are never closed and reopened: closing a SO_REUSEPORT listener resets the
  * connections waiting in its accept queue. Clients see a pause, never a reset.
+ *
+ * Ahead of the pause [ABI 1.5, both engines]: to shorten it, pause the old engine only to dup()
+ * every exported connection's descriptor, resume it, and import the copies (no pending bytes,
+ * no flags) into the new engine while the old one serves on; then, in the real pause, export
+ * again, epoll_echo_drop_connection() the copies whose socket the old engine has closed since,
+ * drop and import again those with pending bytes or flags, import the ones accepted since, and
+ * start the new engine. Close your copies once the hand-over is complete or given up.
  * ---------------------------------------------------------------------------------------------- */
 
 /* A connection exported for a hand-over. */

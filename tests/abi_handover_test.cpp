@@ -10,7 +10,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -345,6 +348,58 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesAbsurdPendingBytesAndUnknownFlags
   EXPECT_TRUE(counted);
   EXPECT_EQ(stats.total.bytes_in, 0u);
   EXPECT_EQ(stats.total.bytes_out, kSmallEngineBound);
+}
+
+// The epoll registrations of this process's epoll instances that name descriptor `fd`, from
+// /proc/self/fdinfo ("tfd: N events: ..."): an epoll set keeps an entry until the socket's last
+// descriptor closes, whatever happened to the number it was added under.
+int epollEntriesFor(int fd) {
+  int entries = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fdinfo", error)) {
+    std::ifstream info(entry.path());
+    for (std::string line; std::getline(info, line);) {
+      std::istringstream fields(line);  // "tfd:        7 events:       19 data: ..."
+      std::string label;
+      int number = -1;
+      if (fields >> label >> number && label == "tfd:" && number == fd) ++entries;
+    }
+  }
+  return entries;
+}
+
+// A host may keep a copy of an exported connection and resume the engine (an upgrade sends the
+// copies ahead of its pause): when the engine then closes the connection, it must leave the
+// epoll set too, or a later event on the socket would name a connection the worker has freed.
+TEST_F(AbiHandoverTest, AConnectionClosedAfterExportAndResumeLeavesTheEpollSet) {
+  TestEngine engine(api());
+  ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
+  std::string error;
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  expectEcho(client.get(), "before the export");
+  ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  epoll_echo_connection_state_t state{};
+  state.size = sizeof state;
+  ASSERT_EQ(api().export_connection(engine.handle(), 0, &state, nullptr, 0), EPOLL_ECHO_OK) << engine.lastError();
+  const int exported = state.fd;
+  UniqueFd copy(::fcntl(exported, F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(copy);
+  ASSERT_EQ(api().resume(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(epollEntriesFor(exported), engine.stats().backend == EPOLL_ECHO_BACKEND_EPOLL ? 1 : 0)
+      << "io_uring registers no connection in an epoll set";
+
+  ASSERT_EQ(::shutdown(client.get(), SHUT_WR), 0);  // the engine echoes nothing more and closes
+  engine.waitForStats([](const epoll_echo_stats_t& s) { return s.total.closed == 1; }, deadlineIn(kIoTimeout));
+  EXPECT_EQ(engine.stats().total.closed, 1u);
+  EXPECT_EQ(epollEntriesFor(exported), 0) << "the engine closed its descriptor but left the socket in its epoll set";
+  // The socket lives on in the copy; events on it reach no worker.
+  ASSERT_TRUE(sendAll(copy.get(), "from the copy", deadlineIn(kIoTimeout), &error)) << error;
+  client.reset();
+  UniqueFd next = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(next) << error;
+  expectEcho(next.get(), "still serving");
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
 }
 
 // The rollback path: pause keeps every socket and pending byte, resume serves them again.
