@@ -95,8 +95,8 @@ UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
                               int metricsListener = -1);
 
 // The new process's side: present when $EPOLL_ECHO_UPGRADE_FD names a predecessor's channel.
-// Its steps, in order: fromEnvironment, receiveState (once the engine exists), importInto, the
-// engine's start, awaitGo, confirmServing; fail() at any point before the last.
+// Its steps, in order: fromEnvironment, receiveAhead (once the engine exists), receiveState,
+// importInto, the engine's start, awaitGo, confirmServing; fail() at any point before the last.
 class Succession {
  public:
   // Takes the descriptor named by the variable (and unsets it) and reads the predecessor's hello
