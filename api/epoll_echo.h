@@ -412,7 +412,8 @@ int epoll_echo_handover_complete(epoll_echo_engine_t* engine);
  * listeners binds nothing (config.port and bind_address are ignored) and runs
  * max(config.listeners, imported count) workers; worker i serves imported socket i % count, so
  * one inherited socket (systemd socket activation) can feed every worker.
- * EINVAL when fd is not a listening TCP socket, ESTATE unless CREATED. [control] */
+ * EINVAL when fd is not a listening TCP socket, or is one this engine has already imported
+ * through any descriptor (dup() included); ESTATE unless CREATED. [control] */
 int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
 
 /* Gives a CREATED engine a live connection with the bytes still to be echoed to it (copied;

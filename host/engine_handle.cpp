@@ -1,8 +1,13 @@
 // engine_handle.cpp — the engine lifecycle through the plugin's function pointers.
 #include "engine_handle.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <set>
+#include <system_error>
 #include <vector>
 
 namespace epoll_echo::host {
@@ -116,6 +121,21 @@ void EngineHandle::handoverComplete() { check("complete the hand-over of", funct
 
 void EngineHandle::handoverCounts(uint32_t& listeners, uint32_t& connections) const {
   check("count the sockets of", functions_.handover_counts(engine_, &listeners, &connections));
+}
+
+std::vector<int> EngineHandle::exportDistinctListeners(uint32_t count) const {
+  std::vector<int> listeners;
+  std::set<uint64_t> seen;  // SO_COOKIE: the socket, whichever descriptor names it
+  for (uint32_t index = 0; index < count; ++index) {
+    const int fd = exportListener(index);
+    uint64_t cookie = 0;
+    socklen_t length = sizeof cookie;
+    if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length) != 0) {
+      throw std::system_error(errno, std::generic_category(), "getsockopt SO_COOKIE of a listener");
+    }
+    if (seen.insert(cookie).second) listeners.push_back(fd);
+  }
+  return listeners;
 }
 
 int EngineHandle::exportListener(uint32_t index) const {

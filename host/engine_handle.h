@@ -54,6 +54,9 @@ class EngineHandle {
   void handoverComplete();
   void handoverCounts(uint32_t& listeners, uint32_t& connections) const;
   int exportListener(uint32_t index) const;  // borrowed: the fd stays owned by this engine
+  // Each listening socket of the `count` once (borrowed): workers sharing one socket (socket
+  // activation) export it each, and an engine refuses a listener it holds already.
+  std::vector<int> exportDistinctListeners(uint32_t count) const;
   ExportedConnection exportConnection(uint32_t index) const;
   void importListener(int fd);
   void importConnection(const ExportedConnection& connection);

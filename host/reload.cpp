@@ -30,7 +30,7 @@ std::unique_ptr<LoadedEngine> loadCopy(const std::filesystem::path& pluginPath, 
 HandoverCounts handOver(const EngineHandle& from, EngineHandle& to) {
   HandoverCounts counts;
   from.handoverCounts(counts.listeners, counts.connections);
-  for (uint32_t index = 0; index < counts.listeners; ++index) to.importListener(from.exportListener(index));
+  for (int fd : from.exportDistinctListeners(counts.listeners)) to.importListener(fd);
   for (uint32_t index = 0; index < counts.connections; ++index) to.importConnection(from.exportConnection(index));
   return counts;
 }

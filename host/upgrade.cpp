@@ -127,7 +127,7 @@ using SocketIdentity = std::pair<dev_t, ino_t>;
 
 SocketIdentity identify(int fd) {
   struct stat status {};
-  if (::fstat(fd, &status) != 0) throw std::system_error(errno, std::generic_category(), "fstat of a connection");
+  if (::fstat(fd, &status) != 0) throw std::system_error(errno, std::generic_category(), "fstat of a socket");
   return {status.st_dev, status.st_ino};
 }
 
@@ -135,6 +135,7 @@ SocketIdentity identify(int fd) {
 // (it keeps the socket, and so its identity, alive: a closed connection's inode cannot be taken
 // by a new one) and where each is in that state. Empty when nothing was sent ahead.
 struct AheadCopies {
+  bool listenersSent = false;  // an idle server sends its listeners ahead with no connection
   std::vector<UniqueFd> copies;
   std::map<SocketIdentity, uint32_t> indexOf;
 };
@@ -148,7 +149,8 @@ CarriedState copyAhead(EngineHandle& engine, AheadCopies& ahead, bool& paused) {
   uint32_t listeners = 0;
   uint32_t connections = 0;
   engine.handoverCounts(listeners, connections);
-  for (uint32_t index = 0; index < listeners; ++index) state.listeners.push_back(engine.exportListener(index));
+  state.listeners = engine.exportDistinctListeners(listeners);
+  ahead.listenersSent = true;
   ahead.copies.reserve(connections);
   for (uint32_t index = 0; index < connections; ++index) {
     const ExportedConnection exported = engine.exportConnection(index);
@@ -171,9 +173,7 @@ CarriedState exportState(const EngineHandle& engine, const CarriedStats& stats, 
   uint32_t listeners = 0;
   uint32_t connections = 0;
   engine.handoverCounts(listeners, connections);
-  if (ahead.copies.empty()) {
-    for (uint32_t index = 0; index < listeners; ++index) state.listeners.push_back(engine.exportListener(index));
-  }
+  if (!ahead.listenersSent) state.listeners = engine.exportDistinctListeners(listeners);
   std::vector<char> stillOpen(ahead.copies.size(), 0);
   for (uint32_t index = 0; index < connections; ++index) {
     ExportedConnection exported = engine.exportConnection(index);
@@ -447,6 +447,9 @@ void Succession::importAhead(EngineHandle& engine, uint32_t index, uint32_t flag
 }
 
 void Succession::importInto(EngineHandle& engine) {
+  if (!ahead_.listeners.empty() && !state_.listeners.empty()) {
+    throw UpgradeProtocolError("upgrade state: the listeners were sent ahead and again in the pause");
+  }
   for (int fd : state_.listeners) engine.importListener(fd);
   // 0: kept as sent ahead, 1: dropped, 2: revised. Each index at most once.
   std::vector<char> fate(ahead_.connections.size(), 0);

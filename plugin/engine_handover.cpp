@@ -80,9 +80,9 @@ UniqueFd duplicateSocket(int fd, const char* what) {
 }
 
 // The socket itself, whatever descriptor refers to it: dup() and SCM_RIGHTS copies share it.
-SocketIdentity identify(int fd) {
+SocketIdentity identify(int fd, const char* what) {
   struct stat status {};
-  if (::fstat(fd, &status) != 0) throwErrno(EPOLL_ECHO_ESYSTEM, "import_connection: fstat of fd " + std::to_string(fd));
+  if (::fstat(fd, &status) != 0) throwErrno(EPOLL_ECHO_ESYSTEM, std::string(what) + ": fstat of fd " + std::to_string(fd));
   return {status.st_dev, status.st_ino};
 }
 
@@ -153,6 +153,14 @@ void Engine::importListener(int fd) {
     throw EngineError(EPOLL_ECHO_EINVAL, "import_listener: more than " + std::to_string(kMaxWorkers) + " listeners");
   }
   requireTcpSocket(fd, true, "import_listener");
+  // A listener imported twice would get twice the workers; a host that sends one twice is wrong.
+  const SocketIdentity identity = identify(fd, "import_listener");
+  for (const UniqueFd& imported : importedListeners_) {
+    if (identify(imported.get(), "import_listener") == identity) {
+      throw EngineError(EPOLL_ECHO_EINVAL,
+                        "import_listener: fd " + std::to_string(fd) + " is a listener this engine has already imported");
+    }
+  }
   importedListeners_.push_back(duplicateSocket(fd, "import_listener"));
 }
 
@@ -176,7 +184,7 @@ void Engine::importConnection(const epoll_echo_connection_state_t& state, const 
                       "import_connection: pending is NULL with pending_bytes " + std::to_string(state.pending_bytes));
   }
   requireConnectedTcpSocket(state.fd);
-  const SocketIdentity identity = identify(state.fd);
+  const SocketIdentity identity = identify(state.fd, "import_connection");
   // Two workers serving one socket would interleave its reads and reorder the echo.
   if (importedIdentities_.count(identity) != 0) {
     throw EngineError(EPOLL_ECHO_EINVAL, "import_connection: fd " + std::to_string(state.fd) +

@@ -213,6 +213,26 @@ TEST_F(AbiHandoverTest, ImportConnectionRefusesTheSameSocketTwice) {
   expectEcho(pair.client.get(), std::string(20000, 'e'));
 }
 
+// Each imported listener gets at least one worker: one imported twice would double them, so the
+// second import of a listening socket is refused, through any descriptor.
+TEST_F(AbiHandoverTest, ImportListenerRefusesTheSameSocketTwice) {
+  TestEngine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(loopbackConfig(), &error), EPOLL_ECHO_OK) << error;
+  UniqueFd listener = listenTcp("127.0.0.1", 0, 4, &error);
+  ASSERT_TRUE(listener) << error;
+  ASSERT_EQ(api().import_listener(engine.handle(), listener.get()), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(api().import_listener(engine.handle(), listener.get()), EPOLL_ECHO_EINVAL);
+  EXPECT_NE(engine.lastError().find("already imported"), std::string::npos) << engine.lastError();
+  UniqueFd copy(::fcntl(listener.get(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(api().import_listener(engine.handle(), copy.get()), EPOLL_ECHO_EINVAL) << "a dup() of it";
+  UniqueFd other = listenTcp("127.0.0.1", 0, 4, &error);
+  ASSERT_TRUE(other) << error;
+  EXPECT_EQ(api().import_listener(engine.handle(), other.get()), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_CREATED);
+}
+
 // A host imports connections before a hand-over and drops, in the pause, those the exporter
 // closed meanwhile: a dropped connection is not served (its client sees the close once every
 // other copy is gone), and one dropped may be imported again, with new pending bytes.
