@@ -144,6 +144,13 @@ int EngineHandle::exportListener(uint32_t index) const {
   return fd;
 }
 
+epoll_echo_connection_state_t EngineHandle::exportConnectionState(uint32_t index) const {
+  epoll_echo_connection_state_t state{};
+  state.size = sizeof state;
+  check("export a connection of", functions_.export_connection(engine_, index, &state, nullptr, 0));
+  return state;
+}
+
 ExportedConnection EngineHandle::exportConnection(uint32_t index) const {
   // Two calls: the first learns pending_bytes, the second copies them (EINVAL from the first
   // only means the buffer was too small, and the state is filled regardless).

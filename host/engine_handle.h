@@ -58,6 +58,8 @@ class EngineHandle {
   // activation) export it each, and an engine refuses a listener it holds already.
   std::vector<int> exportDistinctListeners(uint32_t count) const;
   ExportedConnection exportConnection(uint32_t index) const;
+  // Its descriptor, worker and flags without the pending bytes (pending_bytes tells how many).
+  epoll_echo_connection_state_t exportConnectionState(uint32_t index) const;
   void importListener(int fd);
   void importConnection(const ExportedConnection& connection);
   // ABI 1.5 (the plugin must supportsDrop()): forget an imported connection again.

@@ -153,10 +153,11 @@ CarriedState copyAhead(EngineHandle& engine, AheadCopies& ahead, bool& paused) {
   ahead.listenersSent = true;
   ahead.copies.reserve(connections);
   for (uint32_t index = 0; index < connections; ++index) {
-    const ExportedConnection exported = engine.exportConnection(index);
-    UniqueFd copy(::fcntl(exported.state.fd, F_DUPFD_CLOEXEC, 0));
+    // The descriptor only: pending bytes and flags cross in the pause, where they are final.
+    const epoll_echo_connection_state_t exported = engine.exportConnectionState(index);
+    UniqueFd copy(::fcntl(exported.fd, F_DUPFD_CLOEXEC, 0));
     if (!copy) throw std::system_error(errno, std::generic_category(), "fcntl F_DUPFD_CLOEXEC of a connection");
-    state.connections.push_back({copy.get(), exported.state.worker, 0, {}});
+    state.connections.push_back({copy.get(), exported.worker, 0, {}});
     ahead.copies.push_back(std::move(copy));
   }
   engine.resume();
