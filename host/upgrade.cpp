@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -122,18 +121,21 @@ std::string SuccessorProcess::killAndReap() noexcept {
   return how;
 }
 
-// A socket as the kernel knows it, whichever descriptor names it (sockfs device and inode).
-using SocketIdentity = std::pair<dev_t, ino_t>;
+// A socket as the kernel knows it, whichever descriptor names it: its SO_COOKIE, 64 bits never
+// reused while the system runs (an inode number is: sockfs counts them in 32 bits and wraps).
+using SocketIdentity = uint64_t;
 
 SocketIdentity identify(int fd) {
-  struct stat status {};
-  if (::fstat(fd, &status) != 0) throw std::system_error(errno, std::generic_category(), "fstat of a socket");
-  return {status.st_dev, status.st_ino};
+  SocketIdentity cookie = 0;
+  socklen_t length = sizeof cookie;
+  if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length) != 0) {
+    throw std::system_error(errno, std::generic_category(), "getsockopt SO_COOKIE");
+  }
+  return cookie;
 }
 
 // What the successor holds since the state sent ahead: our copy of each connection's descriptor
-// (it keeps the socket, and so its identity, alive: a closed connection's inode cannot be taken
-// by a new one) and where each is in that state. Empty when nothing was sent ahead.
+// and where each is in that state. Empty when nothing was sent ahead.
 struct AheadCopies {
   bool listenersSent = false;  // an idle server sends its listeners ahead with no connection
   std::vector<UniqueFd> copies;

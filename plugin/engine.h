@@ -23,15 +23,9 @@
 
 namespace epoll_echo {
 
-// A socket as the kernel knows it (sockfs device and inode), whichever descriptor refers to it.
-struct SocketIdentity {
-  dev_t device = 0;
-  ino_t inode = 0;
-  bool operator==(const SocketIdentity& other) const { return device == other.device && inode == other.inode; }
-  bool operator<(const SocketIdentity& other) const {
-    return device != other.device ? device < other.device : inode < other.inode;
-  }
-};
+// A socket as the kernel knows it, whichever descriptor refers to it: its SO_COOKIE, 64 bits
+// never reused while the system runs (a socket's inode number is: sockfs counts in 32 bits).
+using SocketIdentity = uint64_t;
 
 // Control calls (start, stop, pause, resume, the hand-over) may come from any thread; each holds
 // controlMutex_ throughout, so they run one at a time. stats, workerCounters and the error record

@@ -4,7 +4,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -81,9 +80,12 @@ UniqueFd duplicateSocket(int fd, const char* what) {
 
 // The socket itself, whatever descriptor refers to it: dup() and SCM_RIGHTS copies share it.
 SocketIdentity identify(int fd, const char* what) {
-  struct stat status {};
-  if (::fstat(fd, &status) != 0) throwErrno(EPOLL_ECHO_ESYSTEM, std::string(what) + ": fstat of fd " + std::to_string(fd));
-  return {status.st_dev, status.st_ino};
+  uint64_t cookie = 0;
+  socklen_t length = sizeof cookie;
+  if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length) != 0) {
+    throwErrno(EPOLL_ECHO_ESYSTEM, std::string(what) + ": getsockopt SO_COOKIE of fd " + std::to_string(fd));
+  }
+  return cookie;
 }
 
 constexpr uint32_t kKnownConnectionFlags = EPOLL_ECHO_CONNECTION_PEER_CLOSED;
@@ -157,8 +159,8 @@ void Engine::importListener(int fd) {
   const SocketIdentity identity = identify(fd, "import_listener");
   for (const UniqueFd& imported : importedListeners_) {
     if (identify(imported.get(), "import_listener") == identity) {
-      throw EngineError(EPOLL_ECHO_EINVAL,
-                        "import_listener: fd " + std::to_string(fd) + " is a listener this engine has already imported");
+      throw EngineError(EPOLL_ECHO_EINVAL, "import_listener: fd " + std::to_string(fd) +
+                                               " is a listener this engine has already imported");
     }
   }
   importedListeners_.push_back(duplicateSocket(fd, "import_listener"));
@@ -209,11 +211,13 @@ void Engine::importConnection(const epoll_echo_connection_state_t& state, const 
 void Engine::dropConnection(int fd) {
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_CREATED, "drop_connection");
-  struct stat status {};
-  if (fd < 0 || ::fstat(fd, &status) != 0) {
-    throw EngineError(EPOLL_ECHO_EINVAL, "drop_connection: fd " + std::to_string(fd) + " is not an open descriptor");
+  uint64_t cookie = 0;
+  socklen_t length = sizeof cookie;
+  if (fd < 0 || ::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length) != 0) {
+    throw EngineError(EPOLL_ECHO_EINVAL,
+                      "drop_connection: fd " + std::to_string(fd) + " is not an open descriptor of a socket");
   }
-  const auto found = importedIdentities_.find({status.st_dev, status.st_ino});
+  const auto found = importedIdentities_.find(cookie);
   if (found == importedIdentities_.end()) {
     throw EngineError(EPOLL_ECHO_EINVAL, "drop_connection: fd " + std::to_string(fd) +
                                              " is not a connection this engine holds (never imported, or dropped)");
