@@ -142,6 +142,20 @@ struct AheadCopies {
   std::map<SocketIdentity, uint32_t> indexOf;
 };
 
+// Out of descriptors for the copies (they double the connections' count): the upgrade goes on
+// without them, with everything in the pause, as before connections were sent ahead.
+CarriedState sendNothingAhead(EngineHandle& engine, AheadCopies& ahead, bool& paused, uint32_t copied,
+                              uint32_t connections) {
+  const int error = errno;
+  ahead = AheadCopies{};
+  engine.resume();
+  paused = false;
+  logLine("upgrade: fcntl F_DUPFD_CLOEXEC: " + std::string(std::strerror(error)) + " after copying " +
+          std::to_string(copied) + " of " + std::to_string(connections) +
+          " connections; sending nothing ahead, everything in the pause");
+  return {};
+}
+
 // The listeners and a copy of every connection, taken in a pause as short as the copies: the
 // engine serves on while they cross. `paused` tells a failure whether the engine must be resumed.
 CarriedState copyAhead(EngineHandle& engine, AheadCopies& ahead, bool& paused) {
@@ -158,6 +172,7 @@ CarriedState copyAhead(EngineHandle& engine, AheadCopies& ahead, bool& paused) {
     // The descriptor only: pending bytes and flags cross in the pause, where they are final.
     const epoll_echo_connection_state_t exported = engine.exportConnectionState(index);
     UniqueFd copy(::fcntl(exported.fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy && (errno == EMFILE || errno == ENFILE)) return sendNothingAhead(engine, ahead, paused, index, connections);
     if (!copy) throw std::system_error(errno, std::generic_category(), "fcntl F_DUPFD_CLOEXEC of a connection");
     state.connections.push_back({copy.get(), exported.worker, 0, {}});
     ahead.copies.push_back(std::move(copy));
