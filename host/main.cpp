@@ -105,6 +105,11 @@ std::unique_ptr<LoadedEngine> takeOver(const std::filesystem::path& path, const 
               " after prepared, the pause's state received " + formatMilliseconds(succession.stateWait()) +
               " after, imported in " + formatMilliseconds(imported - received) + ", started in " +
               formatMilliseconds(started - imported);
+    if (succession.aheadDeferred() != 0) {
+      timings += "; " + countOf(succession.aheadDeferred(), "connection") +
+                 " sent ahead could not be imported then, left to the pause (first: " +
+                 succession.aheadDeferredReason() + ")";
+    }
     return serving;
   } catch (const std::exception& error) {
     succession.fail(error.what());

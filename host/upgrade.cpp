@@ -435,9 +435,10 @@ void Succession::receiveAhead(EngineHandle& engine) {
       try {
         importCarried(engine, carried.fd, carried.worker, 0, {});
         aheadImported_[index] = 1;
-      } catch (const PluginCallError&) {
+      } catch (const PluginCallError& error) {
         // Its client is gone already (the predecessor serves it meanwhile): the pause's state
-        // either drops it or carries it again, and its import decides then.
+        // either drops it or carries it again, and its import decides then. Counted and logged.
+        if (aheadDeferred_++ == 0) aheadDeferredReason_ = error.what();
       }
     }
   }

@@ -114,6 +114,10 @@ class Succession {
   void receiveAhead(EngineHandle& engine);
   // How long that took, from "prepared" to "presented".
   std::chrono::microseconds aheadWait() const { return aheadWait_; }
+  // The connections sent ahead that could not be imported then (left to the pause's state), and
+  // the plugin's reason for the first of them ("" when none).
+  uint32_t aheadDeferred() const { return aheadDeferred_; }
+  const std::string& aheadDeferredReason() const { return aheadDeferredReason_; }
   // Receives the state sent in the pause: returns when all of it is here. Throws UpgradeProtocolError.
   void receiveState();
   // How long the predecessor took to pause and send it, once presented.
@@ -149,6 +153,8 @@ class Succession {
   CarriedState state_;
   UpgradeDeadline deadline_;
   std::chrono::microseconds aheadWait_{0};
+  uint32_t aheadDeferred_ = 0;
+  std::string aheadDeferredReason_;
   std::chrono::microseconds stateWait_{0};
   UniqueFd metricsListener_;
 };
