@@ -35,28 +35,20 @@ inline constexpr uint32_t kCounterEnds[] = {EPOLL_ECHO_COUNTER_TABLE(EPOLL_ECHO_
 // The same inside epoll_echo_uring_counters_t, from EPOLL_ECHO_URING_COUNTER_TABLE.
 inline constexpr uint32_t kUringCounterEnds[] = {EPOLL_ECHO_URING_COUNTER_TABLE(EPOLL_ECHO_URING_COUNTER_END)};
 
-// The table lists every field of epoll_echo_counters_t in declaration order: each entry ends one
+// A counter table lists every field of its struct in declaration order: each entry ends one
 // uint64_t after the previous, and the last at the end of the struct.
-constexpr bool counterTableMatchesStruct() {
+template <typename Counters, size_t Count>
+constexpr bool counterTableMatches(const uint32_t (&ends)[Count]) {
   uint32_t expected = 0;
-  for (uint32_t end : kCounterEnds) {
+  for (uint32_t end : ends) {
     expected += sizeof(uint64_t);
     if (end != expected) return false;
   }
-  return expected == sizeof(epoll_echo_counters_t);
+  return expected == sizeof(Counters);
 }
-static_assert(counterTableMatchesStruct(),
+static_assert(counterTableMatches<epoll_echo_counters_t>(kCounterEnds),
               "EPOLL_ECHO_COUNTER_TABLE must list epoll_echo_counters_t's fields in order");
-
-constexpr bool uringCounterTableMatchesStruct() {
-  uint32_t expected = 0;
-  for (uint32_t end : kUringCounterEnds) {
-    expected += sizeof(uint64_t);
-    if (end != expected) return false;
-  }
-  return expected == sizeof(epoll_echo_uring_counters_t);
-}
-static_assert(uringCounterTableMatchesStruct(),
+static_assert(counterTableMatches<epoll_echo_uring_counters_t>(kUringCounterEnds),
               "EPOLL_ECHO_URING_COUNTER_TABLE must list epoll_echo_uring_counters_t's fields in order");
 
 // The ends of the io_uring counters (the last field of both stats structs) at `offset`.
