@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/injected_fault.h"
 #include "support/plugin.h"
 #include "support/timeouts.h"
 
@@ -18,17 +19,6 @@ namespace epoll_echo::test {
 namespace {
 
 constexpr unsigned kRingEntries = 16;
-
-// Sets the injection variable for the test's lifetime (read when a worker sets up its ring, on
-// the control thread, after it is set).
-class SmallRing {
- public:
-  SmallRing() { ::setenv(kName, std::to_string(kRingEntries).c_str(), 1); }
-  ~SmallRing() { ::unsetenv(kName); }
-
- private:
-  static constexpr const char* kName = "EPOLL_ECHO_FAULT_URING_RING_ENTRIES";
-};
 
 class UringCompletionOverflowTest : public ::testing::Test {
  protected:
@@ -39,7 +29,7 @@ class UringCompletionOverflowTest : public ::testing::Test {
 // Four times as many connections as the completion queue has entries, each with a message waiting
 // when the worker resumes: its first pass arms a recv on each, and each recv completes at once.
 TEST_F(UringCompletionOverflowTest, OverflowedCompletionsAreCountedAndLoseNothing) {
-  SmallRing small;
+  const InjectedFault smallRing("EPOLL_ECHO_FAULT_URING_RING_ENTRIES", std::to_string(kRingEntries));
   epoll_echo_config_t config = loopbackConfig(1);
   config.backend = EPOLL_ECHO_BACKEND_IO_URING;
   TestEngine engine(faulty_.api());

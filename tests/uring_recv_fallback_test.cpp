@@ -11,22 +11,12 @@
 #include <gtest/gtest.h>
 
 #include "support/echo_traffic.h"
+#include "support/injected_fault.h"
 #include "support/plugin.h"
 #include "support/timeouts.h"
 
 namespace epoll_echo::test {
 namespace {
-
-// Sets the injection variable for the test's lifetime (read by the plugin's worker threads, which
-// exist only inside the test, after it is set).
-class RefusedRecvLimit {
- public:
-  RefusedRecvLimit() { ::setenv(kName, "1", 1); }
-  ~RefusedRecvLimit() { ::unsetenv(kName); }
-
- private:
-  static constexpr const char* kName = "EPOLL_ECHO_FAULT_REFUSE_RECV_LIMIT";
-};
 
 class UringRecvFallbackTest : public ::testing::Test {
  protected:
@@ -37,7 +27,7 @@ class UringRecvFallbackTest : public ::testing::Test {
 // Small budgets, so that each client's stream takes many recvs, each one armed after a refusal
 // would have closed the connection or stalled it.
 TEST_F(UringRecvFallbackTest, RefusedMultishotRecvFallsBackAndEchoesEveryByte) {
-  RefusedRecvLimit refused;
+  const InjectedFault refused("EPOLL_ECHO_FAULT_REFUSE_RECV_LIMIT", "1");
   epoll_echo_config_t config = loopbackConfig(1);
   config.backend = EPOLL_ECHO_BACKEND_IO_URING;
   config.high_water_bytes = 16 * 1024;

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "support/expect_echo.h"
+#include "support/injected_fault.h"
 #include "support/plugin.h"
 #include "support/process.h"
 #include "support/server_process.h"
@@ -20,12 +21,10 @@
 namespace epoll_echo::test {
 namespace {
 
-// Sets the injection variable for the test's lifetime (read by the plugin's worker threads, which
-// exist only inside the test, after it is set).
-class InjectedEpollWaitFailure {
+// epoll_wait fails with `error` in this process for the test's lifetime.
+class InjectedEpollWaitFailure : public InjectedFault {
  public:
-  explicit InjectedEpollWaitFailure(int error) { ::setenv(kName, std::to_string(error).c_str(), 1); }
-  ~InjectedEpollWaitFailure() { ::unsetenv(kName); }
+  explicit InjectedEpollWaitFailure(int error) : InjectedFault(kName, std::to_string(error)) {}
 
   // The same injection for a child process's environment.
   static std::string environmentEntry(int error) { return std::string(kName) + "=" + std::to_string(error); }
