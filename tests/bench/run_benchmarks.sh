@@ -138,6 +138,7 @@ fi
 raw=$build/bench-results.jsonl
 : >"$raw"
 server_pid=
+server_kind=  # set by start_server
 server_nofile=  # set for idle scenarios: the servers' RLIMIT_NOFILE (soft and hard)
 server_log=$(mktemp)
 server_out=$(mktemp)
@@ -152,7 +153,8 @@ if [ -n "$cpu_limit" ]; then
     trap 'cleanup; rmdir "$cgroup_dir" 2>/dev/null' EXIT
 fi
 
-# start_server engine|asio — sets server_pid and port. With server_nofile set, prlimit raises the
+# start_server engine|asio — sets server_pid, port and server_kind (epoll-server for the engine
+# and an engine peer, else asio or poll-loop). With server_nofile set, prlimit raises the
 # server's descriptor limit first (prlimit execs the server, so $! is still the server).
 start_server() {
     : >"$server_log"
@@ -161,13 +163,16 @@ start_server() {
     [ -n "$server_nofile" ] && limit=(prlimit --nofile="$server_nofile")
     # shellcheck disable=SC2016
     [ -n "$cgroup_procs" ] && limit+=(sh -c 'echo $$ >"$0" && exec "$@"' "$cgroup_procs")
+    server_kind=$1
     if [ "$1" = engine ] || [ -n "$peer_engine" ]; then
+        server_kind=epoll-server
         local flags=$engine_flags
         [ "$1" = engine ] || flags=$peer_engine_flags
         # shellcheck disable=SC2086
         "${limit[@]}" taskset -c "$server_cpu" "$bin/epoll-server" --port 0 --bind 127.0.0.1 --maxListeners "$listeners" \
             --stats-format json $flags >"$server_out" 2>"$server_log" &
     elif [ -n "$peer_poll_loop" ]; then
+        server_kind=poll-loop
         "${limit[@]}" taskset -c "$server_cpu" "$bin/example_poll_loop" "$bin/libepoll_echo.so" --serve 0 \
             >"$server_out" 2>"$server_log" &
     else
@@ -187,7 +192,8 @@ stop_server() {
     server_pid=
 }
 
-# run_generator LABEL ARGS... — one measured run, its JSON line appended to the raw file.
+# run_generator LABEL ARGS... — one measured run, its JSON line appended to the raw file, with the
+# io_uring counters of an epoll-server added (server_counters).
 run_generator() {
     local label=$1; shift
     local line
@@ -195,8 +201,37 @@ run_generator() {
             --warmup "$warmup" --duration "$duration" --json --label "$label" "$@"); then
         echo "run_benchmarks.sh: $label: the generator reported an error (see its JSON)" >&2
     fi
+    local counters
+    counters=$(server_counters)
+    [ -n "$counters" ] && [ "${line: -1}" = "}" ] && line="${line%\}},$counters}"
     echo "$line" >>"$raw"
     echo "$line"
+}
+
+stats_lines() { grep -c '"event":"stats"' "$server_out" || true; }
+
+# server_counters — for an epoll-server (its stats JSON on $server_out), the io_uring counters
+# since it started, warm-up included, as JSON members: "recv_buffer_waits":N,"completion_overflows":N
+# (0 under the epoll backend). Empty for the other servers, and (with a message) when the server
+# printed no stats line within 2 s of SIGUSR1.
+server_counters() {
+    [ "$server_kind" = epoll-server ] || return 0
+    local before attempt
+    before=$(stats_lines)
+    kill -USR1 "$server_pid"
+    for attempt in $(seq 200); do
+        [ "$(stats_lines)" -gt "$before" ] && break
+        [ "$attempt" -lt 200 ] && sleep 0.01
+    done
+    if [ "$(stats_lines)" -le "$before" ]; then
+        echo "run_benchmarks.sh: no stats line from the server after SIGUSR1: no io_uring counters for this run" >&2
+        return 0
+    fi
+    local waits overflows
+    waits=$(last_stat recv_buffer_waits)
+    overflows=$(last_stat completion_overflows)
+    [ -n "$waits" ] && [ -n "$overflows" ] || return 0
+    echo "\"recv_buffer_waits\":$waits,\"completion_overflows\":$overflows"
 }
 
 # Engine system calls in the window: the engine's own counter when the host prints it (stats

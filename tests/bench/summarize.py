@@ -43,6 +43,17 @@ def median(side, key):
     return statistics.median(values) if values else None
 
 
+# The io_uring counters an epoll-server reports (run_benchmarks.sh adds them to each of its runs),
+# since the server started: each run starts its own server.
+URING_COUNTERS = ('recv_buffer_waits', 'completion_overflows')
+
+
+def counter(side, key):
+    """Median and max over the rounds of one server; None when its runs do not carry the counter."""
+    values = [record[key] for record in side.values() if record.get(key) is not None]
+    return {'median': statistics.median(values), 'max': max(values)} if values else None
+
+
 def per_message(record):
     if not record or not record.get('syscalls_per_s') or not record.get('messages_per_s'):
         return None
@@ -67,6 +78,8 @@ def summarize(order, runs, syscalls):
                     'max_per_connection', 'rate', 'late_sends', 'scheduled_sends', 'send_lag_p99_us',
                     'client_cpu_s'):
             row[key] = {'engine': median(engine, key), 'asio': median(asio, key), 'ratio': ratios(engine, asio, key)}
+        for key in URING_COUNTERS:
+            row[key] = {'engine': counter(engine, key), 'asio': counter(asio, key)}
         row['syscalls_per_message'] = {s: per_message(syscalls[scenario].get(s)) for s in ('engine', 'asio')}
         row['syscall_source'] = syscalls[scenario].get('engine', {}).get('source')
         row['errors'] = sum(r['errors'] + r['mismatches'] for side in (engine, asio) for r in side.values())
@@ -105,6 +118,8 @@ def print_table(summary, peer):
                  str(row['errors']))
         print('| ' + ' | '.join(cells) + ' |')
     print_fairness_table([row for row in summary if 'idle_bytes_per_connection' not in row], short)
+    print_uring_table([row for row in summary if any(row.get(key, {}).get(server) for key in URING_COUNTERS
+                                                     for server in ('engine', 'asio'))], short)
     print_open_loop_table([row for row in summary if row.get('rate', {}).get('engine')], short)
     sources = {row.get('syscall_source') for row in summary if row.get('syscall_source')}
     print('system calls counted by: ' + (', '.join(sorted(sources)) or 'nothing (perf unavailable)'))
@@ -131,6 +146,27 @@ def print_fairness_table(rows, peer):
                  fmt(row['spread_pct']['engine'], '%.2f'), fmt(row['spread_pct']['asio'], '%.2f'),
                  fmt(row['jain_index']['engine'], '%.5f'), fmt(row['jain_index']['asio'], '%.5f'),
                  served('engine'), served('asio'))
+        print('| ' + ' | '.join(cells) + ' |')
+
+
+def print_uring_table(rows, peer):
+    """Per scenario, what each epoll-server's runs counted (a server that reports none shows -)."""
+    if not rows:
+        return
+    print()
+    print('io_uring counters of each server run, since its start (warm-up included), median (max) over the'
+          ' rounds; 0 under the epoll backend: recv buffer waits = recvs that found every provided buffer taken,'
+          ' CQ overflows = loop passes whose completions overflowed the completion queue')
+    header = ('scenario', 'recv buffer waits eng', 'recv buffer waits ' + peer, 'CQ overflows eng',
+              'CQ overflows ' + peer)
+
+    def cell(value):
+        return '-' if value is None else '%.0f (%.0f)' % (value['median'], value['max'])
+    print('| ' + ' | '.join(header) + ' |')
+    print('|' + '---|' * len(header))
+    for row in rows:
+        cells = (row['scenario'], cell(row['recv_buffer_waits']['engine']), cell(row['recv_buffer_waits']['asio']),
+                 cell(row['completion_overflows']['engine']), cell(row['completion_overflows']['asio']))
         print('| ' + ' | '.join(cells) + ' |')
 
 
