@@ -25,6 +25,8 @@ if ! $server_only; then
   # The container image test: a Debian base made with debootstrap, the image built and run with
   # podman; runc because crun refuses hosts with hybrid cgroups (v1 plus a v2 mount).
   packages+=(podman runc debootstrap)
+  # The benchmark report's own test (tests/bench/summarize_test.py) runs summarize.py.
+  packages+=(python3)
 fi
 missing=()
 for package in "${packages[@]}"; do
