@@ -157,6 +157,9 @@ fi
 # and an engine peer, else asio or poll-loop). With server_nofile set, prlimit raises the
 # server's descriptor limit first (prlimit execs the server, so $! is still the server).
 start_server() {
+    # Dirty pages (a build that just ended, earlier runs' files) are written back by kernel workers
+    # within seconds; flushed now, that block I/O does not pause the server or generator mid-window.
+    sync
     : >"$server_log"
     : >"$server_out"
     local limit=()
