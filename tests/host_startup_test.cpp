@@ -148,6 +148,15 @@ TEST(HostStartupTest, ConnectionLimitsOnAnOlderPluginAreRefusedNamingTheFlag) {
                        {"--idle-timeout needs a plugin with ABI 1.3 or later", HOST_FAKE_PLUGIN_SLOW_STOP});
 }
 
+// Likewise the later config fields, each with the minor that added it; their defaults are served.
+TEST(HostStartupTest, BackendAndBalanceOnAnOlderPluginAreRefusedNamingTheFlag) {
+  expectOneLineFailure(
+      runServer({"--port", "0", "--plugin", HOST_FAKE_PLUGIN_SLOW_STOP, "--backend", "io_uring"}),
+      {"--backend needs a plugin with ABI 1.4 or later", "has ABI 1.0"});
+  expectOneLineFailure(runServer({"--port", "0", "--plugin", HOST_FAKE_PLUGIN_SLOW_STOP, "--balance", "exact"}),
+                       {"--balance needs a plugin with ABI 1.5 or later", "has ABI 1.0"});
+}
+
 TEST(HostStartupTest, MissingSymbolIsNamedWithThePath) {
   expectOneLineFailure(runServer({"--plugin", HOST_FAKE_PLUGIN_NO_STATS}),
                        {HOST_FAKE_PLUGIN_NO_STATS, "symbol epoll_echo_stats not found", "undefined symbol"});
