@@ -33,45 +33,35 @@ epoll_echo_config_t makeConfig(const Options& options) {
   return config;
 }
 
-// A plugin older than ABI 1.3 would refuse the non-zero tail of the config with ESIZE, a message
-// about struct sizes; name the flag instead. Without those flags the tail is zero: it is served.
-void requireConnectionLimits(const PluginLibrary& plugin, const Options& options) {
-  constexpr uint32_t kLimitsMinor = 3;
-  if (EPOLL_ECHO_ABI_MINOR_OF(plugin.abiVersion()) >= kLimitsMinor) return;
-  const char* flag = options.maxConnections != 0  ? "--max-connections"
-                     : options.idleTimeoutMs != 0 ? "--idle-timeout"
-                                                  : nullptr;
-  if (flag == nullptr) return;
-  throw PluginCallError(std::string(flag) + " needs a plugin with ABI 1.3 or later, and " + plugin.path().string() +
-                        " has ABI " + formatAbiVersion(plugin.abiVersion()));
-}
+// The flags that set config fields newer than ABI 1.0, with the minor that added each. A plugin
+// older than that would refuse the non-zero tail of the config with ESIZE, a message about struct
+// sizes; the flag is named instead. Without those flags the tail is zero: any 1.x plugin serves it.
+struct ConfigFieldFlag {
+  const char* flag;
+  uint32_t minor;
+  bool (*given)(const Options&);
+};
+constexpr ConfigFieldFlag kConfigFieldFlags[] = {
+    {"--max-connections", 3, [](const Options& options) { return options.maxConnections != 0; }},
+    {"--idle-timeout", 3, [](const Options& options) { return options.idleTimeoutMs != 0; }},
+    {"--backend", 4, [](const Options& options) { return options.backend != EPOLL_ECHO_BACKEND_EPOLL; }},
+    {"--balance", 5, [](const Options& options) { return options.balance != EPOLL_ECHO_BALANCE_KERNEL; }},
+};
 
-// Likewise for --backend, which needs ABI 1.4.
-void requireBackendField(const PluginLibrary& plugin, const Options& options) {
-  constexpr uint32_t kBackendMinor = 4;
-  if (options.backend == EPOLL_ECHO_BACKEND_EPOLL || EPOLL_ECHO_ABI_MINOR_OF(plugin.abiVersion()) >= kBackendMinor) {
-    return;
+void requireConfigFields(const PluginLibrary& plugin, const Options& options) {
+  const uint32_t minor = EPOLL_ECHO_ABI_MINOR_OF(plugin.abiVersion());
+  for (const ConfigFieldFlag& field : kConfigFieldFlags) {
+    if (minor >= field.minor || !field.given(options)) continue;
+    throw PluginCallError(std::string(field.flag) + " needs a plugin with ABI 1." + std::to_string(field.minor) +
+                          " or later, and " + plugin.path().string() + " has ABI " +
+                          formatAbiVersion(plugin.abiVersion()));
   }
-  throw PluginCallError("--backend needs a plugin with ABI 1.4 or later, and " + plugin.path().string() + " has ABI " +
-                        formatAbiVersion(plugin.abiVersion()));
-}
-
-// Likewise for --balance exact, which needs ABI 1.5.
-void requireBalanceField(const PluginLibrary& plugin, const Options& options) {
-  constexpr uint32_t kBalanceMinor = 5;
-  if (options.balance == EPOLL_ECHO_BALANCE_KERNEL || EPOLL_ECHO_ABI_MINOR_OF(plugin.abiVersion()) >= kBalanceMinor) {
-    return;
-  }
-  throw PluginCallError("--balance needs a plugin with ABI 1.5 or later, and " + plugin.path().string() + " has ABI " +
-                        formatAbiVersion(plugin.abiVersion()));
 }
 
 }  // namespace
 
 EngineHandle::EngineHandle(const PluginLibrary& plugin, const Options& options) : functions_(plugin.functions()) {
-  requireConnectionLimits(plugin, options);
-  requireBackendField(plugin, options);
-  requireBalanceField(plugin, options);
+  requireConfigFields(plugin, options);
   const epoll_echo_config_t config = makeConfig(options);
   char detail[kDetailSize] = "";
   const int code = functions_.create(&config, &engine_, detail, sizeof detail);
