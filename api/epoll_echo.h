@@ -19,7 +19,7 @@ extern "C" {
  * number grows when functions or trailing struct fields are added; an older host keeps working.
  * ---------------------------------------------------------------------------------------------- */
 #define EPOLL_ECHO_ABI_MAJOR 1
-#define EPOLL_ECHO_ABI_MINOR 5
+#define EPOLL_ECHO_ABI_MINOR 6
 
 /* Packs a major/minor pair the way epoll_echo_abi_version() returns it. */
 #define EPOLL_ECHO_ABI_PACK(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor)&0xffffu))
@@ -377,8 +377,9 @@ typedef struct epoll_echo_connection_state {
 int epoll_echo_pause(epoll_echo_engine_t* engine);
 
 /* Restarts the workers of a PAUSED engine on the sockets it kept: the rollback of a failed
- * hand-over. ESTATE unless PAUSED; ESYSTEM if a thread cannot start (the engine then stays
- * PAUSED and may be resumed again or stopped). [control] */
+ * hand-over, or [1.6] the first run of an engine brought up by epoll_echo_start_paused().
+ * ESTATE unless PAUSED; ESYSTEM if a thread cannot start (the engine then stays PAUSED and may
+ * be resumed again or stopped). [control] */
 int epoll_echo_resume(epoll_echo_engine_t* engine);
 
 /* Number of listening sockets and of live connections of a PAUSED engine (ESTATE otherwise).
@@ -419,7 +420,9 @@ int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
 /* Gives a CREATED engine a live connection with the bytes still to be echoed to it (copied;
  * `pending` may be NULL when state->pending_bytes is 0). The engine duplicates state->fd; the
  * caller keeps ownership of its descriptor. The connection goes to worker
- * state->worker modulo the worker count. EINVAL for:
+ * state->worker modulo the worker count. Since ABI 1.6 an engine brought up by
+ * epoll_echo_start_paused() takes connections too until its first resume(): its worker adopts
+ * the duplicate at once (registered, not read until resume()). EINVAL for:
  *  - a descriptor that is not a connected TCP socket: unbound, only bound, listening, or still
  *    connecting (a socket whose connection failed and holds the error, say one its client reset
  *    during a hand-over, is taken: its worker closes it at once, and the hand-over goes on);
@@ -428,7 +431,8 @@ int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
  *  - flags bits this plugin does not know (EPOLL_ECHO_CONNECTION_* only);
  *  - pending_bytes above this engine's high_water_bytes + read_budget_bytes, the most an engine
  *    ever holds for one connection: engines configured alike always hand over within it.
- * ESTATE unless CREATED, ENOMEM. [control] */
+ * ESTATE unless CREATED or [1.6] PAUSED by start_paused() and not resumed since (an engine
+ * that has run takes no connection), ENOMEM. [control] */
 int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_connection_state_t* state,
                                  const void* pending);
 
@@ -437,10 +441,31 @@ int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_c
  * of the socket (the one passed to import_connection, or a dup of it). This lets a host import
  * connections ahead of a hand-over, while their exporter still serves them, and in the pause
  * drop those the exporter closed meanwhile, or drop and import again one whose pending bytes or
- * flags changed (an import is refused for a socket the engine holds). EINVAL when `fd` is not
- * an open descriptor or not a connection this engine holds (never imported, or already dropped:
- * a second drop of one socket fails); ESTATE unless CREATED. [control] */
+ * flags changed (an import is refused for a socket the engine holds). Since ABI 1.6 an engine
+ * brought up by start_paused() drops too until its first resume(): the connection leaves its
+ * worker's table and epoll set, the engine's duplicate is closed, and it counts as handed_over
+ * (its import counted it adopted). EINVAL when `fd` is not an open descriptor or not a
+ * connection this engine holds (never imported, or already dropped: a second drop of one
+ * socket fails); ESTATE unless CREATED or PAUSED by start_paused() and not resumed since.
+ * [control] */
 int epoll_echo_drop_connection(epoll_echo_engine_t* engine, int32_t fd);
+
+/* Does all of epoll_echo_start() but run the workers [ABI 1.6]: binds or takes the imported
+ * listeners, creates every worker with its epoll instance and eventfd, gives each imported
+ * connection to its worker (registered in its epoll set; io_uring arms nothing), and leaves the
+ * engine PAUSED with no thread started. epoll_echo_resume() then starts the threads (external
+ * mode: the loop fd exists from here on and stays quiet until resume). The point is a hand-over
+ * whose pause holds only the threads' start: start_paused the new engine on the connections sent
+ * ahead while their exporter still serves them, then in the pause drop and import the changes
+ * (both accept an engine brought up paused, until it resumes) and resume. Registering a socket
+ * the exporter still reads is sound: no one waits on the new engine until resume, and a byte the exporter leaves unread
+ * either arrived before the registration (reported by it) or after (an edge in both engines), so
+ * at worst a worker wakes once to find nothing. A paused engine with its own listeners (nothing
+ * imported) already accepts into the kernel's queues: clients connect and wait until resume, and
+ * a stop without resume resets them, as for any paused engine. stop() and destroy() without
+ * resume close everything; no thread ever ran. Failures, and the state afterwards, as start();
+ * ESTATE unless CREATED. [control] */
+int epoll_echo_start_paused(epoll_echo_engine_t* engine);
 
 /* ------------------------------------------------------------------------------------------------
  * External event loop [ABI 1.4]
@@ -524,7 +549,8 @@ int epoll_echo_loop_run(epoll_echo_engine_t* engine, int32_t* next_timeout_ms);
   X(import_connection, 1)            \
   X(loop_fd, 4)                      \
   X(loop_run, 4)                     \
-  X(drop_connection, 5)
+  X(drop_connection, 5)              \
+  X(start_paused, 6)
 
 #ifdef __cplusplus
 } /* extern "C" */

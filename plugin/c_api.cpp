@@ -189,6 +189,10 @@ EPOLL_ECHO_EXPORT int epoll_echo_start(epoll_echo_engine_t* engine) {
   return runOnEngine(engine, "start", [](Engine& e) { e.start(); });
 }
 
+EPOLL_ECHO_EXPORT int epoll_echo_start_paused(epoll_echo_engine_t* engine) {
+  return runOnEngine(engine, "start_paused", [](Engine& e) { e.startPaused(); });
+}
+
 EPOLL_ECHO_EXPORT int epoll_echo_stop(epoll_echo_engine_t* engine) {
   return runOnEngine(engine, "stop", [](Engine& e) { e.stop(); });
 }

@@ -40,6 +40,16 @@ void Engine::requireState(uint32_t expected, const char* operation) const {
                     std::string(operation) + ": the engine is " + stateName(state_) + ", not " + stateName(expected));
 }
 
+// An engine that has run is not given connections while paused: the caller could not know
+// which sockets it holds (an import of one of them would have two workers read it).
+uint32_t Engine::requireConnectionImportState(const char* operation) const {
+  MutexLock lock(stateMutex_);
+  if (state_ == EPOLL_ECHO_STATE_CREATED || (state_ == EPOLL_ECHO_STATE_PAUSED && startedPaused_)) return state_;
+  throw EngineError(EPOLL_ECHO_ESTATE, std::string(operation) + ": the engine is " + stateName(state_) +
+                                           (state_ == EPOLL_ECHO_STATE_PAUSED ? " after running" : "") +
+                                           ", not created or brought up by start_paused");
+}
+
 void Engine::setState(uint32_t state) {
   MutexLock lock(stateMutex_);
   state_ = state;
@@ -102,9 +112,20 @@ Engine::WorkerList Engine::createWorkers(std::vector<UniqueFd> listeners, Connec
   return workers;
 }
 
-void Engine::start() {
+void Engine::start() { bringUp("start", true); }
+
+// Everything start() does that can fail or costs time per connection (workers, epoll instances,
+// one registration per connection) runs here, ahead of a hand-over's pause: resume() then only
+// starts the threads. A socket registered with EPOLLET while its exporter still reads it is sound:
+// no one waits on this engine's epoll instances until resume(), and a byte the exporter leaves
+// unread arrived either before the registration (which reports it) or after (an edge here too).
+// io_uring arms nothing until its ring is set up at resume(): an early recv would take bytes the
+// exporter still owes.
+void Engine::startPaused() { bringUp("start_paused", false); }
+
+void Engine::bringUp(const char* operation, bool run) {
   MutexLock control(controlMutex_);
-  requireState(EPOLL_ECHO_STATE_CREATED, "start");
+  requireState(EPOLL_ECHO_STATE_CREATED, operation);
   const uint32_t backend = chooseBackend();
   ListenerSet listeners = importedListeners_.empty() ? openListeners(config_) : shareImportedListeners();
   // One count for every worker: max_connections caps the engine, adopted connections included.
@@ -118,20 +139,26 @@ void Engine::start() {
   // On failure the workers close their copies of any imported socket; the exporting engine
   // still holds its own, so nothing reaches the clients. They go before the budget they use.
   WorkerList workers = createWorkers(std::move(listeners.sockets), *budget, balancer.get(), backend);
-  adoptImportedConnections(workers);
+  UnservedConnections unserved = adoptImportedConnections(workers, !run);
   // Built before any thread starts: once they run, nothing here may fail.
   std::vector<const WorkerCounters*> counters;
   counters.reserve(workers.size());
   for (const auto& worker : workers) counters.push_back(&worker->counters());
-  runWorkers(workers);
+  if (run) {
+    runWorkers(workers);
+  } else if (config_.externalLoop) {
+    openLoop(workers);  // the loop fd exists while PAUSED, quiet until resume() adds the workers
+  }
   budget_ = std::move(budget);
   balancer_ = std::move(balancer);
   workers_ = std::move(workers);
+  unserved_ = std::move(unserved);
+  startedPaused_ = !run;
   MutexLock lock(stateMutex_);
   counters_ = std::move(counters);
   port_ = listeners.port;
   backend_ = backend;
-  state_ = EPOLL_ECHO_STATE_RUNNING;
+  state_ = run ? EPOLL_ECHO_STATE_RUNNING : EPOLL_ECHO_STATE_PAUSED;
 }
 
 void Engine::stop() noexcept {
@@ -144,6 +171,8 @@ void Engine::stop() noexcept {
   importedListeners_.clear();
   importedConnections_.clear();
   importedIdentities_.clear();
+  unserved_.clear();
+  startedPaused_ = false;
   setState(EPOLL_ECHO_STATE_STOPPED);
 }
 
@@ -164,6 +193,8 @@ void Engine::resume() {
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "resume");
   runWorkers(workers_);
+  unserved_.clear();  // served from now on: no longer the caller's to drop
+  startedPaused_ = false;
   setState(EPOLL_ECHO_STATE_RUNNING);
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "config.h"
@@ -41,6 +42,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   void start() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
+  // All of start() but running the workers: sockets registered, nothing read until resume().
+  void startPaused() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
   // Idempotent; joins every worker thread before it returns.
   void stop() noexcept EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
   void pause() EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
@@ -82,10 +85,24 @@ class Engine {
     std::string pending;
     uint32_t worker = 0;
     bool peerClosed = false;
+    SocketIdentity identity = 0;
   };
+  // A connection adopted by a worker that has not run since (start_paused, or an import while
+  // paused), which drop_connection may still take back: its worker and that worker's descriptor.
+  struct UnservedConnection {
+    uint32_t worker = 0;
+    int fd = -1;
+  };
+  using UnservedConnections = std::unordered_map<SocketIdentity, UnservedConnection>;
   using WorkerList = std::vector<std::unique_ptr<EventWorker>>;
 
   void requireState(uint32_t expected, const char* operation) const EPOLL_ECHO_EXCLUDES(stateMutex_);
+  // CREATED, or PAUSED by startPaused() and not resumed since: the states that take
+  // connections; returns which.
+  uint32_t requireConnectionImportState(const char* operation) const EPOLL_ECHO_REQUIRES(controlMutex_)
+      EPOLL_ECHO_EXCLUDES(stateMutex_);
+  // start() and startPaused(): `run` tells whether the workers run at once.
+  void bringUp(const char* operation, bool run) EPOLL_ECHO_EXCLUDES(controlMutex_, stateMutex_);
   void setState(uint32_t state) EPOLL_ECHO_EXCLUDES(stateMutex_);
   ListenerSet shareImportedListeners() EPOLL_ECHO_REQUIRES(controlMutex_);
   // The backend the workers will use: the configured one, AUTO resolved. Throws EngineError
@@ -93,7 +110,11 @@ class Engine {
   uint32_t chooseBackend() const;
   WorkerList createWorkers(std::vector<UniqueFd> listeners, ConnectionBudget& budget, ConnectionBalancer* balancer,
                            uint32_t backend);
-  void adoptImportedConnections(WorkerList& workers) EPOLL_ECHO_REQUIRES(controlMutex_);
+  // Gives each imported connection to its worker; returns them by socket when `remember`.
+  UnservedConnections adoptImportedConnections(WorkerList& workers, bool remember) EPOLL_ECHO_REQUIRES(controlMutex_);
+  void adoptWhilePaused(SocketIdentity identity, UniqueFd socket, const epoll_echo_connection_state_t& state,
+                        const void* pending) EPOLL_ECHO_REQUIRES(controlMutex_);
+  void dropUnserved(SocketIdentity identity, int fd) EPOLL_ECHO_REQUIRES(controlMutex_);
   static void startAll(WorkerList& workers);
   // The threaded mode starts each worker's thread; the external-loop mode readies the workers and
   // puts their epoll instances in the loop's, which it creates on the first call.
@@ -122,6 +143,10 @@ class Engine {
   // Theirs, each with its index in importedConnections_, so a second import or a drop of one
   // socket is found without a scan: an upgrade imports thousands while the clients wait.
   std::map<SocketIdentity, size_t> importedIdentities_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
+  // From startPaused() to the first resume(): the engine takes connections into its workers
+  // directly, and unserved_ holds them so that a drop finds them.
+  bool startedPaused_ EPOLL_ECHO_GUARDED_BY(controlMutex_) = false;
+  UnservedConnections unserved_ EPOLL_ECHO_GUARDED_BY(controlMutex_);
   // External-loop mode: the epoll instance holding every worker's, from start() to stop(), and
   // which workers it reported ready in the current loopRun().
   UniqueFd loop_ EPOLL_ECHO_GUARDED_BY(controlMutex_);

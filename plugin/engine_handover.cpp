@@ -168,7 +168,7 @@ void Engine::importListener(int fd) {
 
 void Engine::importConnection(const epoll_echo_connection_state_t& state, const void* pending) {
   MutexLock control(controlMutex_);
-  requireState(EPOLL_ECHO_STATE_CREATED, "import_connection");
+  const uint32_t current = requireConnectionImportState("import_connection");
   if ((state.flags & ~kKnownConnectionFlags) != 0) {
     throw EngineError(EPOLL_ECHO_EINVAL,
                       "import_connection: flags " + std::to_string(state.flags) +
@@ -188,17 +188,23 @@ void Engine::importConnection(const epoll_echo_connection_state_t& state, const 
   requireConnectedTcpSocket(state.fd);
   const SocketIdentity identity = identify(state.fd, "import_connection");
   // Two workers serving one socket would interleave its reads and reorder the echo.
-  if (importedIdentities_.count(identity) != 0) {
+  if (importedIdentities_.count(identity) != 0 || unserved_.count(identity) != 0) {
     throw EngineError(EPOLL_ECHO_EINVAL, "import_connection: fd " + std::to_string(state.fd) +
                                              " is a connection this engine has already imported");
   }
+  UniqueFd copy = duplicateSocket(state.fd, "import_connection");
+  if (current == EPOLL_ECHO_STATE_PAUSED) {
+    adoptWhilePaused(identity, std::move(copy), state, pending);
+    return;
+  }
   ImportedConnection imported;
-  imported.fd = duplicateSocket(state.fd, "import_connection");
+  imported.fd = std::move(copy);
   if (state.pending_bytes > 0) {
     imported.pending.assign(static_cast<const char*>(pending), static_cast<size_t>(state.pending_bytes));
   }
   imported.worker = state.worker;
   imported.peerClosed = (state.flags & EPOLL_ECHO_CONNECTION_PEER_CLOSED) != 0;
+  imported.identity = identity;
   const auto remembered = importedIdentities_.emplace(identity, importedConnections_.size()).first;
   try {
     importedConnections_.push_back(std::move(imported));
@@ -208,14 +214,34 @@ void Engine::importConnection(const epoll_echo_connection_state_t& state, const 
   }
 }
 
+// Straight into its worker's table (and epoll set): the worker does not run until resume().
+void Engine::adoptWhilePaused(SocketIdentity identity, UniqueFd socket, const epoll_echo_connection_state_t& state,
+                              const void* pending) {
+  const uint32_t worker = static_cast<uint32_t>(state.worker % workers_.size());
+  const int fd = socket.get();
+  const auto remembered = unserved_.emplace(identity, UnservedConnection{worker, fd}).first;
+  try {
+    workers_[worker]->adoptConnection(std::move(socket), static_cast<const char*>(pending),
+                                      static_cast<size_t>(state.pending_bytes),
+                                      (state.flags & EPOLL_ECHO_CONNECTION_PEER_CLOSED) != 0);
+  } catch (...) {
+    unserved_.erase(remembered);
+    throw;
+  }
+}
+
 void Engine::dropConnection(int fd) {
   MutexLock control(controlMutex_);
-  requireState(EPOLL_ECHO_STATE_CREATED, "drop_connection");
+  const uint32_t current = requireConnectionImportState("drop_connection");
   uint64_t cookie = 0;
   socklen_t length = sizeof cookie;
   if (fd < 0 || ::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length) != 0) {
     throw EngineError(EPOLL_ECHO_EINVAL,
                       "drop_connection: fd " + std::to_string(fd) + " is not an open descriptor of a socket");
+  }
+  if (current == EPOLL_ECHO_STATE_PAUSED) {
+    dropUnserved(cookie, fd);
+    return;
   }
   const auto found = importedIdentities_.find(cookie);
   if (found == importedIdentities_.end()) {
@@ -229,15 +255,33 @@ void Engine::dropConnection(int fd) {
   importedIdentities_.erase(found);
 }
 
-void Engine::adoptImportedConnections(WorkerList& workers) {
+void Engine::dropUnserved(SocketIdentity identity, int fd) {
+  const auto found = unserved_.find(identity);
+  if (found == unserved_.end()) {
+    throw EngineError(EPOLL_ECHO_EINVAL, "drop_connection: fd " + std::to_string(fd) +
+                                             " is not a connection this engine holds unserved (never imported, "
+                                             "dropped, or served since a start or resume)");
+  }
+  if (!workers_[found->second.worker]->releaseConnection(found->second.fd)) {
+    throw EngineError(EPOLL_ECHO_EINTERNAL, "drop_connection: worker " + std::to_string(found->second.worker) +
+                                                " no longer holds fd " + std::to_string(fd));
+  }
+  unserved_.erase(found);
+}
+
+Engine::UnservedConnections Engine::adoptImportedConnections(WorkerList& workers, bool remember) {
+  UnservedConnections unserved;
+  if (remember) unserved.reserve(importedIdentities_.size());
   for (ImportedConnection& imported : importedConnections_) {
     if (!imported.fd) continue;  // dropped
-    EventWorker& worker = *workers[imported.worker % workers.size()];
-    worker.adoptConnection(std::move(imported.fd), imported.pending.data(), imported.pending.size(),
-                           imported.peerClosed);
+    const uint32_t index = static_cast<uint32_t>(imported.worker % workers.size());
+    if (remember) unserved.emplace(imported.identity, UnservedConnection{index, imported.fd.get()});
+    workers[index]->adoptConnection(std::move(imported.fd), imported.pending.data(), imported.pending.size(),
+                                    imported.peerClosed);
   }
   importedConnections_.clear();
   importedIdentities_.clear();
+  return unserved;
 }
 
 }  // namespace epoll_echo

@@ -50,6 +50,10 @@ class EventWorker {
   virtual const Connection& exportConnectionAt(size_t index) = 0;
   // Takes a connection from a previous engine with the bytes still owed to it. Throws.
   virtual void adoptConnection(UniqueFd socket, const char* pending, size_t pendingBytes, bool peerClosed) = 0;
+  // Gives back an adopted connection that has not been served since (the engine's drop while
+  // paused): takes the one whose descriptor is `fd` out of the table (and the epoll set), closes
+  // this worker's copy and counts it as handed over. Returns false when no connection has `fd`.
+  virtual bool releaseConnection(int fd) noexcept = 0;
   // With the exact balance, after join(): registers the connections other workers accepted and
   // queued for this one after its thread stopped taking them (it takes them itself when woken),
   // so that a pause, a hand-over or a stop finds every connection in a worker's table. A socket it

@@ -135,6 +135,11 @@ void UringWorker::releaseBackendState() noexcept {
   retryList_.clear();
 }
 
+// Between runs the ring holds nothing for it: only the retry list may still name it.
+void UringWorker::forgetConnection(UringConnection& connection) noexcept {
+  retryList_.erase(std::remove(retryList_.begin(), retryList_.end(), &connection), retryList_.end());
+}
+
 void UringWorker::run() noexcept {
   if (!enableRing()) return;
   try {

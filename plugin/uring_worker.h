@@ -88,6 +88,7 @@ class UringWorker final : public WorkerBase<UringConnection> {
   };
 
   void releaseBackendState() noexcept override;
+  void forgetConnection(UringConnection& connection) noexcept override;
   void run() noexcept;
   bool enableRing() noexcept;
   void loop();

@@ -99,6 +99,13 @@ void Worker::releaseBackendState() noexcept {
   epoll_.reset();
 }
 
+void Worker::forgetConnection(Connection& connection) noexcept {
+  rotation_.remove(connection);
+  // Adopted, so shared: the caller's copy of the socket keeps it in the epoll set after ours closes.
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection.fd.get(), nullptr);
+  counters_.syscalls.add(1);
+}
+
 void Worker::run() noexcept {
   while (step(nextTimeoutMs())) {
   }

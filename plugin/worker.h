@@ -51,6 +51,7 @@ class Worker final : public WorkerBase<Connection> {
 
  private:
   void releaseBackendState() noexcept override;
+  void forgetConnection(Connection& connection) noexcept override;
   void run() noexcept;
   void dispatch(const epoll_event& event);
   void onWakeup();

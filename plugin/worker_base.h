@@ -68,6 +68,20 @@ class WorkerBase : public EventWorker {
     return *connections_[index];
   }
 
+  // A scan of the table: drops are few (the connections a hand-over's pause revises), and the
+  // table's order changes as connections leave, so no index of it would stay true.
+  bool releaseConnection(int fd) noexcept final {
+    assert(!running());
+    for (const auto& connection : connections_) {
+      if (connection->fd.get() != fd) continue;
+      forgetConnection(*connection);
+      const std::unique_ptr<ConnectionType> released = untrack(*connection);  // our copy closes with it
+      counters_.handed_over.add(1);
+      return true;
+    }
+    return false;
+  }
+
   const WorkerCounters& counters() const noexcept final { return counters_; }
 
  protected:
@@ -227,6 +241,9 @@ class WorkerBase : public EventWorker {
   // dropAll's part for the backend's own state: what it tracks besides connections_, and the
   // descriptors it owns besides the listener and the eventfd. Control side, after join().
   virtual void releaseBackendState() noexcept = 0;
+  // releaseConnection's part for the backend: whatever it holds for the connection besides the
+  // table (an epoll registration, a queue entry). Control side, the thread not running.
+  virtual void forgetConnection(ConnectionType& connection) noexcept = 0;
 
   const uint32_t index_;
   const EngineConfig config_;

@@ -288,6 +288,48 @@ TEST_F(AbiExternalLoopTest, PausedEngineKeepsItsLoopFdQuietUntilResume) {
   EXPECT_EQ(driver.error(), "");
 }
 
+// start_paused (ABI 1.6): the loop fd exists from then on and stays quiet, whatever waits on the
+// listener or on an adopted connection, until resume() makes it readable.
+TEST_F(AbiExternalLoopTest, StartPausedKeepsItsLoopFdQuietUntilResume) {
+  TestEngine engine(api());
+  std::string error;
+  ASSERT_EQ(engine.create(externalConfig(2), &error), EPOLL_ECHO_OK) << error;
+  UniqueFd listener = listenTcp("127.0.0.1", 0, 4, &error);
+  ASSERT_TRUE(listener) << error;
+  UniqueFd adoptedClient = connectLoopback(localPort(listener.get()), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(adoptedClient) << error;
+  UniqueFd adopted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(adopted);
+  epoll_echo_connection_state_t state{};
+  state.size = sizeof state;
+  state.fd = adopted.get();
+  ASSERT_EQ(api().import_connection(engine.handle(), &state, nullptr), EPOLL_ECHO_OK) << engine.lastError();
+  adopted.reset();
+  ASSERT_EQ(api().start_paused(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  const int32_t fd = loopFd(engine);
+  UniqueFd client = connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(client) << error;
+  for (int socket : {client.get(), adoptedClient.get()}) {
+    ASSERT_TRUE(sendAll(socket, "before resume", deadlineIn(kIoTimeout), &error)) << error;
+    ASSERT_TRUE(waitUntilSent(socket, deadlineIn(kIoTimeout)));
+  }
+  EXPECT_FALSE(readable(fd)) << "an engine that never ran must not wake the host's loop";
+  int32_t next = 0;
+  EXPECT_EQ(api().loop_run(engine.handle(), &next), EPOLL_ECHO_ESTATE);
+  ASSERT_EQ(api().resume(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(loopFd(engine), fd) << "the same fd from start_paused on";
+  EXPECT_TRUE(readable(fd)) << "resume makes the fd readable, so the host's loop runs";
+  LoopDriver driver;
+  ASSERT_TRUE(driver.start(api(), engine.handle())) << driver.error();
+  for (int socket : {client.get(), adoptedClient.get()}) {
+    std::string echoed(13, '\0');
+    EXPECT_TRUE(receiveExactly(socket, echoed.data(), echoed.size(), deadlineIn(kIoTimeout), &error)) << error;
+    EXPECT_EQ(echoed, "before resume");
+  }
+  driver.stop();
+  EXPECT_EQ(driver.error(), "");
+}
+
 // Two threads calling loop_run() at once: one works, the other is refused with ESTATE instead of
 // waiting (or corrupting the engine); the engine keeps serving. Overlap is not forced, so the test
 // accepts runs without any refusal, but a refusal must carry its reason.
