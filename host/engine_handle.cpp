@@ -78,6 +78,11 @@ void EngineHandle::start() {
   if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure("start", code, lastError()));
 }
 
+void EngineHandle::startPaused() {
+  const int code = functions_.start_paused(engine_);
+  if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure("start", code, lastError()));
+}
+
 void EngineHandle::stop() {
   const int code = functions_.stop(engine_);
   if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure("stop", code, lastError()));

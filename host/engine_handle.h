@@ -40,6 +40,9 @@ class EngineHandle {
   ~EngineHandle();  // epoll_echo_destroy(): stops the engine first if it still runs
 
   void start();  // binds and starts every listener; throws PluginCallError ("bind ...: Address already in use")
+  // ABI 1.6 (canStartPaused()): all of start() but the threads; resume() runs them. Throws PluginCallError.
+  void startPaused();
+  bool canStartPaused() const { return functions_.start_paused != nullptr; }
   void stop();   // joins every plugin thread; throws PluginCallError
   epoll_echo_stats_t stats() const;  // zeroed counters if the call fails: stats are advisory
   std::string lastError() const;     // epoll_echo_last_error(): why the last call or a worker failed

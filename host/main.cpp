@@ -98,13 +98,19 @@ std::unique_ptr<LoadedEngine> takeOver(const std::filesystem::path& path, const 
     const auto received = std::chrono::steady_clock::now();
     succession.importInto(serving->engine());
     const auto imported = std::chrono::steady_clock::now();
-    serving->engine().start();
+    if (succession.startedPaused()) {
+      serving->engine().resume();
+    } else {
+      serving->engine().start();
+    }
     const auto started = std::chrono::steady_clock::now();
     succession.awaitGo();
-    timings = "sent ahead and imported " + formatMilliseconds(succession.aheadWait()) +
-              " after prepared, the pause's state received " + formatMilliseconds(succession.stateWait()) +
-              " after, imported in " + formatMilliseconds(imported - received) + ", started in " +
-              formatMilliseconds(started - imported);
+    timings = "sent ahead and imported " + formatMilliseconds(succession.aheadWait()) + " after prepared" +
+              (succession.startedPaused()
+                   ? " (the engine brought up paused on them in " + formatMilliseconds(succession.startPausedTime()) + ")"
+                   : "") +
+              ", the pause's state received " + formatMilliseconds(succession.stateWait()) + " after, imported in " +
+              formatMilliseconds(imported - received) + ", started in " + formatMilliseconds(started - imported);
     if (succession.aheadDeferred() != 0) {
       timings += "; " + countOf(succession.aheadDeferred(), "connection") +
                  " sent ahead could not be imported then, left to the pause (first: " +

@@ -11,12 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <system_error>
 #include <utility>
 
@@ -137,10 +137,28 @@ SocketIdentity identify(int fd) {
 // What the successor holds since the state sent ahead: our copy of each connection's descriptor
 // and where each is in that state. Empty when nothing was sent ahead.
 struct AheadCopies {
+  static constexpr uint32_t kNotSent = UINT32_MAX;
   bool listenersSent = false;  // an idle server sends its listeners ahead with no connection
   std::vector<UniqueFd> copies;
-  std::map<SocketIdentity, uint32_t> indexOf;
+  // The engine's connections accepted and adopted when the copies were taken; empty when its
+  // stats could not be read.
+  std::optional<uint64_t> openedAtCopy;
+  // Each connection's index in that state by the engine's descriptor number (kNotSent: none).
+  // A number names the same socket in the pause as long as the engine accepted and adopted
+  // nothing since: every connection it then holds was in its table at the copy, with the
+  // descriptor it has now, and no two held one number at once.
+  std::vector<uint32_t> indexByFd;
+  // By SO_COOKIE, sorted, for a pause after the engine took new connections (a closed one's number
+  // may name a new one by then). Built after the resume, outside both pauses.
+  std::vector<std::pair<SocketIdentity, uint32_t>> indexByIdentity;
 };
+
+// The connections the engine has ever taken (accepted and adopted), while it is paused: exact.
+std::optional<uint64_t> connectionsOpened(const EngineHandle& engine) {
+  const epoll_echo_stats_t stats = engine.stats();
+  if (stats.size == 0) return std::nullopt;  // the call failed (advisory stats): prove nothing with it
+  return stats.total.accepted + stats.total.adopted;
+}
 
 // Out of descriptors for the copies (they double the connections' count): the upgrade goes on
 // without them, with everything in the pause, as before connections were sent ahead.
@@ -156,6 +174,14 @@ CarriedState sendNothingAhead(EngineHandle& engine, AheadCopies& ahead, bool& pa
   return {};
 }
 
+void indexByIdentity(AheadCopies& ahead) {
+  ahead.indexByIdentity.reserve(ahead.copies.size());
+  for (uint32_t index = 0; index < ahead.copies.size(); ++index) {
+    ahead.indexByIdentity.emplace_back(identify(ahead.copies[index].get()), index);
+  }
+  std::sort(ahead.indexByIdentity.begin(), ahead.indexByIdentity.end());
+}
+
 // The listeners and a copy of every connection, taken in a pause as short as the copies: the
 // engine serves on while they cross. `paused` tells a failure whether the engine must be resumed.
 CarriedState copyAhead(EngineHandle& engine, AheadCopies& ahead, bool& paused) {
@@ -167,20 +193,39 @@ CarriedState copyAhead(EngineHandle& engine, AheadCopies& ahead, bool& paused) {
   engine.handoverCounts(listeners, connections);
   state.listeners = engine.exportDistinctListeners(listeners);
   ahead.listenersSent = true;
+  ahead.openedAtCopy = connectionsOpened(engine);
   ahead.copies.reserve(connections);
+  state.connections.reserve(connections);
   for (uint32_t index = 0; index < connections; ++index) {
     // The descriptor only: pending bytes and flags cross in the pause, where they are final.
     const epoll_echo_connection_state_t exported = engine.exportConnectionState(index);
     UniqueFd copy(::fcntl(exported.fd, F_DUPFD_CLOEXEC, 0));
     if (!copy && (errno == EMFILE || errno == ENFILE)) return sendNothingAhead(engine, ahead, paused, index, connections);
     if (!copy) throw std::system_error(errno, std::generic_category(), "fcntl F_DUPFD_CLOEXEC of a connection");
+    if (static_cast<std::size_t>(exported.fd) >= ahead.indexByFd.size()) {
+      ahead.indexByFd.resize(static_cast<std::size_t>(exported.fd) + 1, AheadCopies::kNotSent);
+    }
+    ahead.indexByFd[static_cast<std::size_t>(exported.fd)] = index;
     state.connections.push_back({copy.get(), exported.worker, 0, {}});
     ahead.copies.push_back(std::move(copy));
   }
   engine.resume();
   paused = false;
-  for (uint32_t index = 0; index < ahead.copies.size(); ++index) ahead.indexOf[identify(ahead.copies[index].get())] = index;
+  indexByIdentity(ahead);
   return state;
+}
+
+// Where the paused engine's connection `fd` is in the state sent ahead, or kNotSent.
+uint32_t sentIndex(const AheadCopies& ahead, int fd, bool byNumber) {
+  if (byNumber) {
+    return fd >= 0 && static_cast<std::size_t>(fd) < ahead.indexByFd.size() ? ahead.indexByFd[fd]
+                                                                            : AheadCopies::kNotSent;
+  }
+  if (ahead.indexByIdentity.empty()) return AheadCopies::kNotSent;
+  const SocketIdentity identity = identify(fd);
+  const auto found = std::lower_bound(ahead.indexByIdentity.begin(), ahead.indexByIdentity.end(),
+                                      std::pair<SocketIdentity, uint32_t>(identity, 0));
+  return found != ahead.indexByIdentity.end() && found->first == identity ? found->second : AheadCopies::kNotSent;
 }
 
 // The state of the pause: everything when nothing was sent ahead, else what changed since.
@@ -192,18 +237,20 @@ CarriedState exportState(const EngineHandle& engine, const CarriedStats& stats, 
   uint32_t connections = 0;
   engine.handoverCounts(listeners, connections);
   if (!ahead.listenersSent) state.listeners = engine.exportDistinctListeners(listeners);
+  const std::optional<uint64_t> opened = connectionsOpened(engine);
+  counts.matchedByNumber = ahead.openedAtCopy && opened == ahead.openedAtCopy;
   std::vector<char> stillOpen(ahead.copies.size(), 0);
   for (uint32_t index = 0; index < connections; ++index) {
     ExportedConnection exported = engine.exportConnection(index);
-    const auto sent = ahead.indexOf.empty() ? ahead.indexOf.end() : ahead.indexOf.find(identify(exported.state.fd));
-    if (sent == ahead.indexOf.end()) {
+    const uint32_t sent = sentIndex(ahead, exported.state.fd, counts.matchedByNumber);
+    if (sent == AheadCopies::kNotSent) {
       state.connections.push_back(
           {exported.state.fd, exported.state.worker, exported.state.flags, std::move(exported.pending)});
       continue;
     }
-    stillOpen[sent->second] = 1;
+    stillOpen[sent] = 1;
     if (exported.state.flags != 0 || !exported.pending.empty()) {
-      state.revised.push_back({sent->second, exported.state.flags, std::move(exported.pending)});
+      state.revised.push_back({sent, exported.state.flags, std::move(exported.pending)});
     }
   }
   for (uint32_t index = 0; index < stillOpen.size(); ++index) {
@@ -328,7 +375,8 @@ std::string describeSentAhead(const SentAhead& ahead) {
   return "ahead of the pause, " + std::to_string(ahead.connections) + " connections copied in a pause of " +
          formatMilliseconds(ahead.pause) + " and imported by the new process in " + formatMilliseconds(ahead.import) +
          "; since then " + std::to_string(ahead.dropped) + " closed, " + std::to_string(ahead.revised) +
-         " revised, " + std::to_string(ahead.added) + " new";
+         " revised, " + std::to_string(ahead.added) + " new (matched by " +
+         (ahead.matchedByNumber ? "descriptor number" : "socket cookie") + ")";
 }
 
 std::string describePause(const PausePhases& pause) {
@@ -441,6 +489,15 @@ void Succession::receiveAhead(EngineHandle& engine) {
         if (aheadDeferred_++ == 0) aheadDeferredReason_ = error.what();
       }
     }
+  }
+  // Before "presented", so none of it falls in the pause: the workers, their epoll instances and
+  // one registration per connection. Only on listeners sent ahead: an engine brought up without
+  // them would bind listeners of its own.
+  if (engine.canStartPaused() && engine.canDropConnections() && !ahead_.listeners.empty()) {
+    Clock::time_point started = Clock::now();
+    engine.startPaused();
+    startedPaused_ = true;
+    startPausedTime_ = since(started);
   }
   channel_.sendReply(UpgradeReply::kPresented, deadline_);
   aheadWait_ = since(mark);

@@ -55,6 +55,9 @@ struct SentAhead {
   uint32_t dropped = 0;
   uint32_t revised = 0;
   uint32_t added = 0;
+  // The pause matched them by descriptor number (the engine took no connection since), not by
+  // getsockopt(SO_COOKIE) each.
+  bool matchedByNumber = false;
 };
 
 struct UpgradeOutcome {
@@ -96,7 +99,8 @@ UpgradeOutcome upgradeProcess(LoadedEngine& current, const Program& program,
 
 // The new process's side: present when $EPOLL_ECHO_UPGRADE_FD names a predecessor's channel.
 // Its steps, in order: fromEnvironment, receiveAhead (once the engine exists), receiveState,
-// importInto, the engine's start, awaitGo, confirmServing; fail() at any point before the last.
+// importInto, the engine's start (its resume when startedPaused()), awaitGo, confirmServing;
+// fail() at any point before the last.
 class Succession {
  public:
   // Takes the descriptor named by the variable (and unsets it) and reads the predecessor's hello
@@ -108,12 +112,16 @@ class Succession {
 
   // Tells the predecessor this process is prepared (its engine created), receives the state it
   // sends ahead while it still serves, imports it into `engine` (connections only when the engine
-  // can drop them again: ABI 1.5) and says so, which pauses the predecessor. A connection that
+  // can drop them again: ABI 1.5), brings the engine up paused on them when it can (ABI 1.6, and
+  // the listeners came ahead) and says so, which pauses the predecessor. A connection that
   // cannot be imported yet (its client already gone) waits for the pause's state. Throws
-  // UpgradeProtocolError or PluginCallError (a listener).
+  // UpgradeProtocolError or PluginCallError (a listener, start_paused).
   void receiveAhead(EngineHandle& engine);
   // How long that took, from "prepared" to "presented".
   std::chrono::microseconds aheadWait() const { return aheadWait_; }
+  // The engine was brought up paused ahead (then resume() it, not start()), and how long that took.
+  bool startedPaused() const { return startedPaused_; }
+  std::chrono::microseconds startPausedTime() const { return startPausedTime_; }
   // The connections sent ahead that could not be imported then (left to the pause's state), and
   // the plugin's reason for the first of them ("" when none).
   uint32_t aheadDeferred() const { return aheadDeferred_; }
@@ -153,6 +161,8 @@ class Succession {
   CarriedState state_;
   UpgradeDeadline deadline_;
   std::chrono::microseconds aheadWait_{0};
+  bool startedPaused_ = false;
+  std::chrono::microseconds startPausedTime_{0};
   uint32_t aheadDeferred_ = 0;
   std::string aheadDeferredReason_;
   std::chrono::microseconds stateWait_{0};

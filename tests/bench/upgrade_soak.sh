@@ -89,7 +89,8 @@ run() {
         summarize "upgrade pauses as the old process timed them" "handed over in a pause of"
         # The phases, as the two processes timed them (their "upgraded:" and "took over" lines).
         for phase in "workers stopped" "state exported" "sent" "imported and started by the new process" \
-            "imported in" "started in" "copied in a pause of" "imported by the new process in"; do
+            "imported in" "started in" "copied in a pause of" "imported by the new process in" \
+            "brought up paused on them in"; do
             summarize "  phase '$phase'" "$phase"
         done
         grep "handed over in a pause of" "$work/log" | tail -1 | sed "s/^/last upgrade: /"
