@@ -419,6 +419,48 @@ TEST_F(UpgradeTest, ASuccessorThatFailsAfterItIsPreparedLeavesTheOldProcessServi
   ASSERT_NO_FATAL_FAILURE(stopServing());
 }
 
+// The old process matches its connections in the pause with the copies sent ahead by descriptor
+// number only when its engine took no connection since the copy. Here one closes and a new one
+// is accepted in between (given the closed one's number, the lowest free): matched by socket,
+// that is one closed and one new, never the new one taken for the closed one.
+TEST_F(UpgradeTest, AConnectionAcceptedBetweenTheCopyAndThePauseIsNotTakenForAClosedOne) {
+  ASSERT_NO_FATAL_FAILURE(startServer({"--upgrade-timeout", "60"}));
+  std::string error;
+  UniqueFd closing = connectLoopback(server_.port(), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(closing) << error;
+  expectEcho(closing.get(), "copied ahead, then closed");
+  UniqueFd kept = connectLoopback(server_.port(), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(kept) << error;
+  expectEcho(kept.get(), "copied ahead");
+  const std::string gate = (directory_.path() / "gate").string();
+  installScript(std::string("#!/bin/sh\nexec ") + UPGRADE_FAILING_SUCCESSOR + " report-changes " + gate + "\n");
+  ASSERT_EQ(::kill(serving_, SIGUSR2), 0);
+  const Deadline aheadDeadline = deadlineIn(kServerTimeout);
+  while (!fs::exists(gate + ".ahead") && Clock::now() < aheadDeadline) ::poll(nullptr, 0, 5);
+  ASSERT_TRUE(fs::exists(gate + ".ahead")) << "the successor never received the state sent ahead";
+  // The old process waits for the successor now; only its engine opens and closes descriptors.
+  const std::string descriptors = "/proc/" + std::to_string(serving_) + "/fd";
+  const int held = countDirectoryEntries(descriptors);
+  closing.reset();
+  const auto heldNow = [&](int expected) {
+    const Deadline deadline = deadlineIn(kIoTimeout);
+    while (countDirectoryEntries(descriptors) != expected && Clock::now() < deadline) ::poll(nullptr, 0, 5);
+    return countDirectoryEntries(descriptors) == expected;
+  };
+  ASSERT_TRUE(heldNow(held - 1)) << "the engine never closed the connection";
+  UniqueFd added = connectLoopback(server_.port(), deadlineIn(kIoTimeout), &error);
+  ASSERT_TRUE(added) << error;
+  expectEcho(added.get(), "accepted since the copy");
+  ASSERT_TRUE(heldNow(held));
+  std::ofstream(gate).close();
+  ASSERT_TRUE(server_.waitForLog(kUpgradeFailed));
+  EXPECT_NE(server_.log().find("the new process gave up: changes: 1 closed, 0 revised, 1 new"), std::string::npos)
+      << server_.log();
+  expectEcho(kept.get(), "served on");
+  expectEcho(added.get(), "served on");
+  ASSERT_NO_FATAL_FAILURE(stopServing());
+}
+
 // The new process's side of the sequence, with this test as the old process: of the connections
 // sent ahead of the pause, the one closed since is dropped (its client sees EOF once the last
 // copy closes), the one that has pending bytes since gets them echoed first, the one unchanged is
