@@ -378,8 +378,10 @@ int epoll_echo_pause(epoll_echo_engine_t* engine);
 
 /* Restarts the workers of a PAUSED engine on the sockets it kept: the rollback of a failed
  * hand-over, or [1.6] the first run of an engine brought up by epoll_echo_start_paused().
- * ESTATE unless PAUSED; ESYSTEM if a thread cannot start (the engine then stays PAUSED and may
- * be resumed again or stopped). [control] */
+ * ESTATE unless PAUSED; ESYSTEM if a worker cannot start (the workers started before it are
+ * joined again: the engine then stays PAUSED with no thread, and may be resumed again or
+ * stopped; an engine brought up paused counts as having run from the first resume() on, failed
+ * or not). [control] */
 int epoll_echo_resume(epoll_echo_engine_t* engine);
 
 /* Number of listening sockets and of live connections of a PAUSED engine (ESTATE otherwise).
@@ -431,8 +433,8 @@ int epoll_echo_import_listener(epoll_echo_engine_t* engine, int32_t fd);
  *  - flags bits this plugin does not know (EPOLL_ECHO_CONNECTION_* only);
  *  - pending_bytes above this engine's high_water_bytes + read_budget_bytes, the most an engine
  *    ever holds for one connection: engines configured alike always hand over within it.
- * ESTATE unless CREATED or [1.6] PAUSED by start_paused() and not resumed since (an engine
- * that has run takes no connection), ENOMEM. [control] */
+ * ESTATE unless CREATED or [1.6] PAUSED by start_paused() and not resumed since, even by a
+ * resume() that failed (an engine that has run takes no connection), ENOMEM. [control] */
 int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_connection_state_t* state,
                                  const void* pending);
 
@@ -446,8 +448,8 @@ int epoll_echo_import_connection(epoll_echo_engine_t* engine, const epoll_echo_c
  * worker's table and epoll set, the engine's duplicate is closed, and it counts as handed_over
  * (its import counted it adopted). EINVAL when `fd` is not an open descriptor or not a
  * connection this engine holds (never imported, or already dropped: a second drop of one
- * socket fails); ESTATE unless CREATED or PAUSED by start_paused() and not resumed since.
- * [control] */
+ * socket fails); ESTATE unless CREATED or PAUSED by start_paused() and not resumed since, even
+ * by a resume() that failed. [control] */
 int epoll_echo_drop_connection(epoll_echo_engine_t* engine, int32_t fd);
 
 /* Does all of epoll_echo_start() but run the workers [ABI 1.6]: binds or takes the imported

@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "engine_error.h"
+#include "fault_injection.h"
 #include "listener.h"
 #include "socket_address.h"
 #include "state_name.h"
@@ -55,13 +56,19 @@ void Engine::setState(uint32_t state) {
   state_ = state;
 }
 
+// All or none: when worker i cannot start, the ones before it are stopped and joined again, so
+// no thread outlives a failed start or resume.
 void Engine::startAll(WorkerList& workers) {
   for (size_t i = 0; i < workers.size(); ++i) {
     try {
+      fault::workerStart(i);
       workers[i]->start();
     } catch (const std::system_error& error) {
       joinAll(workers);
       throw EngineError(EPOLL_ECHO_ESYSTEM, "cannot start worker thread " + std::to_string(i) + ": " + error.what());
+    } catch (...) {  // EngineError (an io_uring ring that cannot be set up), bad_alloc
+      joinAll(workers);
+      throw;
     }
   }
 }
@@ -192,9 +199,11 @@ void Engine::pause() {
 void Engine::resume() {
   MutexLock control(controlMutex_);
   requireState(EPOLL_ECHO_STATE_PAUSED, "resume");
-  runWorkers(workers_);
-  unserved_.clear();  // served from now on: no longer the caller's to drop
+  // Served from now on, no longer the caller's to drop; even if this resume fails, since the
+  // workers that started before the one that failed may have read, echoed and closed some.
+  unserved_.clear();
   startedPaused_ = false;
+  runWorkers(workers_);
   setState(EPOLL_ECHO_STATE_RUNNING);
 }
 

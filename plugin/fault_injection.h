@@ -1,8 +1,8 @@
 // Fault injection for tests: builds compiled with EPOLL_ECHO_FAULT_INJECTION (never the shipped
 // plugin, see plugin/CMakeLists.txt) can make the worker's epoll_wait fail, to check that the
 // failure is reported, make the kernel refuse the io_uring worker's limited multishot recv, to
-// check its one-shot fallback, and shrink the io_uring worker's queues, to check completions that
-// overflow. Other builds call raw::epollWait and add no flag.
+// check its one-shot fallback, shrink the io_uring worker's queues, to check completions that
+// overflow, and fail a worker's start, to check that the workers started before it are joined. Other builds call raw::epollWait and add no flag.
 #pragma once
 
 #include <sys/epoll.h>
@@ -15,6 +15,9 @@
 #ifdef EPOLL_ECHO_FAULT_INJECTION
 #include <cerrno>
 #include <cstdlib>
+#include <string>
+
+#include "engine_error.h"
 #endif
 
 namespace epoll_echo::fault {
@@ -58,6 +61,21 @@ inline unsigned uringRingEntries(unsigned entries) noexcept {
   }
 #endif
   return entries;
+}
+
+// Nothing, except in a fault-injection build with EPOLL_ECHO_FAULT_WORKER_START=<i> in the
+// environment: there the start of worker i fails as an io_uring worker's does when its ring cannot
+// be set up (ENOMEM, the memlock limit), after the workers before it started.
+inline void workerStart(size_t index) {
+#ifdef EPOLL_ECHO_FAULT_INJECTION
+  if (const char* injected = std::getenv("EPOLL_ECHO_FAULT_WORKER_START")) {
+    if (std::strtoul(injected, nullptr, 10) == index) {
+      throw EngineError(EPOLL_ECHO_ESYSTEM, "worker " + std::to_string(index) + ": injected start failure");
+    }
+  }
+#else
+  (void)index;
+#endif
 }
 
 }  // namespace epoll_echo::fault

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "support/expect_echo.h"
+#include "support/injected_fault.h"
 #include "support/plugin.h"
 #include "support/timeouts.h"
 
@@ -234,6 +235,50 @@ TEST_F(AbiStartPausedTest, OwnListenersQueueClientsUntilResume) {
   EXPECT_EQ(unresumed.stop(), EPOLL_ECHO_OK);
   EXPECT_EQ(waitForClose(waiting.get(), deadlineIn(kIoTimeout)), PeerClose::Reset)
       << "a client queued on a listener that closed is reset";
+}
+
+// Threads of this process (/proc/self/task).
+size_t threadCount() {
+  std::error_code error;
+  size_t count = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/task", error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    ++count;
+  }
+  return count;
+}
+
+// A resume whose second worker cannot start (the test-only plugin build fails it on request, as a
+// ring that cannot be set up fails an io_uring worker) joins the first again, and the engine then
+// counts as having run: the first worker may have served and closed connections, so the caller
+// can no longer drop or import. A resume after that serves every connection.
+TEST_F(AbiStartPausedTest, AFailedResumeJoinsTheWorkersThatStartedAndEndsImports) {
+  Plugin faulty(EPOLL_ECHO_FAULT_PLUGIN_PATH);
+  ASSERT_TRUE(faulty.loaded()) << faulty.error();
+  const PluginApi& faultyApi = faulty.api();
+  TestEngine engine(faultyApi);
+  std::string detail;
+  ASSERT_EQ(engine.create(loopbackConfig(2), &detail), EPOLL_ECHO_OK) << detail;
+  ConnectedPair waiting = connectPair();
+  send(waiting.client.get(), "hello");
+  ASSERT_EQ(importInto(faultyApi, engine, waiting.server.get(), 0), EPOLL_ECHO_OK) << engine.lastError();
+  ASSERT_EQ(faultyApi.start_paused(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  const size_t threadsBefore = threadCount();
+  {
+    const InjectedFault secondWorkerFails("EPOLL_ECHO_FAULT_WORKER_START", "1");
+    EXPECT_EQ(faultyApi.resume(engine.handle()), EPOLL_ECHO_ESYSTEM);
+  }
+  EXPECT_NE(engine.lastError().find("injected start failure"), std::string::npos) << engine.lastError();
+  EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_PAUSED);
+  EXPECT_EQ(threadCount(), threadsBefore) << "a worker thread outlived the failed resume";
+  EXPECT_EQ(faultyApi.drop_connection(engine.handle(), waiting.server.get()), EPOLL_ECHO_ESTATE)
+      << "the first worker may have served it";
+  ConnectedPair later = connectPair();
+  EXPECT_EQ(importInto(faultyApi, engine, later.server.get(), 0), EPOLL_ECHO_ESTATE);
+  ASSERT_EQ(faultyApi.resume(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
+  EXPECT_EQ(receive(waiting.client.get(), 5), "hello");
+  expectEcho(waiting.client.get(), "still served");
+  EXPECT_EQ(engine.stop(), EPOLL_ECHO_OK);
 }
 
 }  // namespace
