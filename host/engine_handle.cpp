@@ -80,7 +80,7 @@ void EngineHandle::start() {
 
 void EngineHandle::startPaused() {
   const int code = functions_.start_paused(engine_);
-  if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure("start", code, lastError()));
+  if (code != EPOLL_ECHO_OK) throw PluginCallError(describeFailure("start_paused", code, lastError()));
 }
 
 void EngineHandle::stop() {
