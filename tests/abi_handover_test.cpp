@@ -39,22 +39,12 @@ class AbiHandoverTest : public PluginTest {
 
 constexpr uint64_t kSmallEngineBound = 8192;
 
-// Both ends of a loopback TCP connection, as an embedder holding a client's socket would have.
-struct ConnectedPair {
-  UniqueFd client;
-  UniqueFd server;
-};
+using ConnectedPair = LoopbackPair;
 
 ConnectedPair connectPair() {
   std::string error;
-  ConnectedPair pair;
-  UniqueFd listener = listenTcp("127.0.0.1", 0, 4, &error);
-  EXPECT_TRUE(listener) << error;
-  if (!listener) return pair;
-  pair.client = connectLoopback(localPort(listener.get()), deadlineIn(kIoTimeout), &error);
-  EXPECT_TRUE(pair.client) << error;
-  pair.server.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  EXPECT_TRUE(pair.server) << "accept4: " << std::strerror(errno);
+  ConnectedPair pair = connectLoopbackPair(0, &error);
+  EXPECT_TRUE(pair.client && pair.server) << error;
   return pair;
 }
 

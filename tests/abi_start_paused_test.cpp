@@ -26,22 +26,12 @@ namespace {
 
 using AbiStartPausedTest = PluginTest;
 
-// Both ends of a loopback TCP connection, as a host holding a client's socket would have.
-struct ConnectedPair {
-  UniqueFd client;
-  UniqueFd server;
-};
+using ConnectedPair = LoopbackPair;
 
 ConnectedPair connectPair() {
   std::string error;
-  ConnectedPair pair;
-  UniqueFd listener = listenTcp("127.0.0.1", 0, 4, &error);
-  EXPECT_TRUE(listener) << error;
-  if (!listener) return pair;
-  pair.client = connectLoopback(localPort(listener.get()), deadlineIn(kIoTimeout), &error);
-  EXPECT_TRUE(pair.client) << error;
-  pair.server.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-  EXPECT_TRUE(pair.server) << "accept4: " << std::strerror(errno);
+  ConnectedPair pair = connectLoopbackPair(SOCK_NONBLOCK, &error);
+  EXPECT_TRUE(pair.client && pair.server) << error;
   return pair;
 }
 
@@ -237,17 +227,6 @@ TEST_F(AbiStartPausedTest, OwnListenersQueueClientsUntilResume) {
       << "a client queued on a listener that closed is reset";
 }
 
-// Threads of this process (/proc/self/task).
-size_t threadCount() {
-  std::error_code error;
-  size_t count = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/task", error);
-       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
-    ++count;
-  }
-  return count;
-}
-
 // A resume whose second worker cannot start (the test-only plugin build fails it on request, as a
 // ring that cannot be set up fails an io_uring worker) joins the first again, and the engine then
 // counts as having run: the first worker may have served and closed connections, so the caller
@@ -263,14 +242,14 @@ TEST_F(AbiStartPausedTest, AFailedResumeJoinsTheWorkersThatStartedAndEndsImports
   send(waiting.client.get(), "hello");
   ASSERT_EQ(importInto(faultyApi, engine, waiting.server.get(), 0), EPOLL_ECHO_OK) << engine.lastError();
   ASSERT_EQ(faultyApi.start_paused(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
-  const size_t threadsBefore = threadCount();
+  const int threadsBefore = countDirectoryEntries("/proc/self/task");
   {
     const InjectedFault secondWorkerFails("EPOLL_ECHO_FAULT_WORKER_START", "1");
     EXPECT_EQ(faultyApi.resume(engine.handle()), EPOLL_ECHO_ESYSTEM);
   }
   EXPECT_NE(engine.lastError().find("injected start failure"), std::string::npos) << engine.lastError();
   EXPECT_EQ(engine.stats().state, EPOLL_ECHO_STATE_PAUSED);
-  EXPECT_EQ(threadCount(), threadsBefore) << "a worker thread outlived the failed resume";
+  EXPECT_EQ(countDirectoryEntries("/proc/self/task"), threadsBefore) << "a worker thread outlived the failed resume";
   EXPECT_EQ(faultyApi.drop_connection(engine.handle(), waiting.server.get()), EPOLL_ECHO_ESTATE)
       << "the first worker may have served it";
   ConnectedPair later = connectPair();

@@ -137,6 +137,17 @@ uint16_t localPort(int fd) {
   return 0;
 }
 
+LoopbackPair connectLoopbackPair(int acceptFlags, std::string* error) {
+  LoopbackPair pair;
+  UniqueFd listener = listenTcp("127.0.0.1", 0, 4, error);
+  if (!listener) return pair;
+  pair.client = connectLoopback(localPort(listener.get()), deadlineIn(std::chrono::seconds(10)), error);
+  if (!pair.client) return pair;
+  pair.server.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | acceptFlags));
+  if (!pair.server && error != nullptr) *error = std::string("accept4: ") + std::strerror(errno);
+  return pair;
+}
+
 bool setNonBlocking(int fd, bool nonBlocking) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return false;

@@ -35,6 +35,15 @@ UniqueFd listenTcp(const std::string& host, uint16_t port, int backlog = 16, std
 // The local port of a bound socket, 0 on failure.
 uint16_t localPort(int fd);
 
+// Both ends of a loopback TCP connection, as a host holding a client's socket would have: the
+// client connected, the server's end accepted with SOCK_CLOEXEC | `acceptFlags` (SOCK_NONBLOCK).
+// On failure either may be invalid and `error` says why.
+struct LoopbackPair {
+  UniqueFd client;
+  UniqueFd server;
+};
+LoopbackPair connectLoopbackPair(int acceptFlags = 0, std::string* error = nullptr);
+
 bool setNonBlocking(int fd, bool nonBlocking);
 
 // Makes the next close() send RST instead of FIN (SO_LINGER with a zero timeout).
