@@ -397,16 +397,9 @@ TEST_F(EngineLimitsTest, RecvsBeyondTheProvidedBuffersWaitAPassAndAreCounted) {
   const size_t clientCount = kUringBuffers + 32;
   TestEngine engine(api());
   ASSERT_TRUE(engine.createAndStart(loopbackConfig(1)));
-  std::vector<UniqueFd> clients;
+  std::vector<UniqueFd> clients = connectClients(engine.port(), clientCount, kTimeout);
+  ASSERT_TRUE(waitUntilAccepted(engine, clientCount, kTimeout));
   std::string error;
-  for (size_t i = 0; i < clientCount; ++i) {
-    clients.push_back(connectLoopback(engine.port(), deadlineIn(kTimeout), &error));
-    ASSERT_TRUE(clients.back()) << "client " << i << ": " << error;
-  }
-  bool accepted = false;
-  engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.accepted == clientCount; },
-                      deadlineIn(kTimeout), &accepted);
-  ASSERT_TRUE(accepted);
 
   ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
   const std::string message(64, 'm');

@@ -147,16 +147,6 @@ void sendAllThenFinAndCheckEchoes(const TestEngine& engine, std::vector<UniqueFd
   expectSettled(engine, clients.size(), std::accumulate(sizes.begin(), sizes.end(), uint64_t{0}));
 }
 
-std::vector<UniqueFd> connectClients(uint16_t port, size_t count) {
-  std::vector<UniqueFd> clients;
-  std::string error;
-  for (size_t i = 0; i < count; ++i) {
-    clients.push_back(connectLoopback(port, deadlineIn(kIoTimeout), &error));
-    EXPECT_TRUE(clients.back()) << error;
-  }
-  return clients;
-}
-
 // Data and FIN already queued together when the worker reads: it reads the FIN while the echo
 // still waits in its unsent batch, and must send the echo before it closes. 300 connections, some
 // larger than one full read (the batch is then sent early, mid-connection).
@@ -183,10 +173,7 @@ TEST_F(EngineTest, MoreReadyConnectionsThanOneBatchHoldsLoseNothing) {
   TestEngine engine(api());
   ASSERT_TRUE(engine.createAndStart(config));
   std::vector<UniqueFd> clients = connectClients(engine.port(), 300);
-  bool accepted = false;
-  engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.accepted == clients.size(); },
-                      deadlineIn(kIoTimeout), &accepted);
-  ASSERT_TRUE(accepted) << "the engine did not accept all " << clients.size() << " connections";
+  ASSERT_TRUE(waitUntilAccepted(engine, clients.size()));
   ASSERT_EQ(api().pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();
   std::vector<size_t> sizes;
   for (size_t i = 0; i < clients.size(); ++i) {

@@ -37,16 +37,9 @@ TEST_F(UringCompletionOverflowTest, OverflowedCompletionsAreCountedAndLoseNothin
   ASSERT_EQ(engine.stats().backend, EPOLL_ECHO_BACKEND_IO_URING);
 
   const size_t clientCount = 4 * kRingEntries;
-  std::vector<UniqueFd> clients;
+  std::vector<UniqueFd> clients = connectClients(engine.port(), clientCount);
+  ASSERT_TRUE(waitUntilAccepted(engine, clientCount));
   std::string error;
-  for (size_t i = 0; i < clientCount; ++i) {
-    clients.push_back(connectLoopback(engine.port(), deadlineIn(kIoTimeout), &error));
-    ASSERT_TRUE(clients.back()) << "client " << i << ": " << error;
-  }
-  bool accepted = false;
-  engine.waitForStats([&](const epoll_echo_stats_t& s) { return s.total.accepted == clientCount; },
-                      deadlineIn(kIoTimeout), &accepted);
-  ASSERT_TRUE(accepted);
 
   const PluginApi& api = faulty_.api();
   ASSERT_EQ(api.pause(engine.handle()), EPOLL_ECHO_OK) << engine.lastError();

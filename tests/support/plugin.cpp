@@ -187,6 +187,26 @@ epoll_echo_stats_t TestEngine::waitForStats(const std::function<bool(const epoll
   }
 }
 
+std::vector<UniqueFd> connectClients(uint16_t port, size_t count, std::chrono::milliseconds timeout) {
+  std::vector<UniqueFd> clients;
+  std::string error;
+  for (size_t i = 0; i < count; ++i) {
+    clients.push_back(connectLoopback(port, deadlineIn(timeout), &error));
+    EXPECT_TRUE(clients.back()) << "client " << i << ": " << error;
+  }
+  return clients;
+}
+
+::testing::AssertionResult waitUntilAccepted(const TestEngine& engine, size_t count,
+                                             std::chrono::milliseconds timeout) {
+  bool accepted = false;
+  const epoll_echo_stats_t stats = engine.waitForStats(
+      [count](const epoll_echo_stats_t& s) { return s.total.accepted == count; }, deadlineIn(timeout), &accepted);
+  if (accepted) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "the engine accepted " << stats.total.accepted << " of " << count
+                                       << " connections";
+}
+
 std::string describeCode(const PluginApi& api, int code) {
   const char* name = api.error_name != nullptr ? api.error_name(code) : nullptr;
   return std::string(name != nullptr ? name : "?") + " (" + std::to_string(code) + ")";

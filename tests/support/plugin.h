@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "support/net.h"
+#include "support/timeouts.h"
 
 namespace epoll_echo::test {
 
@@ -129,6 +130,14 @@ class TestEngine {
 // True when connections 0..count-1 of a PAUSED engine each have at least `bytes` waiting in their
 // socket (FIONREAD on the exported descriptor): what its workers will find when it resumes.
 bool pausedConnectionsHoldBytes(const PluginApi& api, epoll_echo_engine_t* engine, size_t count, size_t bytes);
+
+// `count` clients connected to 127.0.0.1:port, each failure a test failure naming the client.
+std::vector<UniqueFd> connectClients(uint16_t port, size_t count, std::chrono::milliseconds timeout = kIoTimeout);
+
+// Waits until the engine has accepted `count` connections since it started: the clients
+// connected are all in its workers' tables, where a pause finds them.
+::testing::AssertionResult waitUntilAccepted(const TestEngine& engine, size_t count,
+                                             std::chrono::milliseconds timeout = kIoTimeout);
 
 // "EPOLL_ECHO_EBIND (-6)" for failure messages.
 std::string describeCode(const PluginApi& api, int code);
